@@ -1,0 +1,31 @@
+"""Format adapters: each module maps one trace format onto the canonical tables.
+
+An adapter module has ``NAME``, ``sniff(path, head) -> bool`` (``head`` is the file's first bytes)
+and ``read(path, options) -> Iterator[Record | Quarantined | TableChunk]``. :data:`ADAPTERS` is
+the order in which formats are sniffed: the most specific first.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from pipeline.formats import canonical, chat_jsonl, tau2, tau_bench
+from pipeline.formats._common import Quarantined, Record
+from pipeline.formats._io import ReadOptions
+from pipeline.formats.canonical import TableChunk
+
+__all__ = ["ADAPTERS", "Quarantined", "ReadOptions", "Record", "TableChunk", "by_name"]
+
+ADAPTERS: tuple[ModuleType, ...] = (canonical, tau2, tau_bench, chat_jsonl)
+
+
+def by_name(name: str) -> ModuleType:
+    """The adapter called ``name``.
+
+    Raises:
+        KeyError: no adapter has that name.
+    """
+    for adapter in ADAPTERS:
+        if adapter.NAME == name:
+            return adapter
+    raise KeyError(name)

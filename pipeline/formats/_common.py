@@ -1,0 +1,272 @@
+"""Shared pieces of the format adapters: the parsed-record types and OpenAI chat message mapping.
+
+OpenAI chat messages (https://platform.openai.com/docs/api-reference/chat/create, ``messages``):
+``{"role": "system"|"user"|"assistant"|"tool", "content": str | [parts] | null,
+"tool_calls": [{"id", "type": "function", "function": {"name", "arguments": JSON str}}],
+"tool_call_id"}``. The flattened tool-call form used by tau2-bench (``{"id", "name",
+"arguments": dict}``) is accepted too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "Quarantined",
+    "Record",
+    "chat_steps",
+    "finish_trajectory",
+    "json_text",
+    "label_from_reward",
+    "parse_time",
+]
+
+_ERROR_TEXT = re.compile(r"^\s*(error|exception|traceback)\b", re.IGNORECASE)
+
+
+@dataclass
+class Record:
+    """One trajectory parsed from a source record.
+
+    ``trajectory`` is a row of the ``trajectories`` table, ``steps`` and ``feedback`` rows of theirs
+    (see :mod:`pipeline.schema`); ``where`` locates the source record (``line 3``, ``index 7``).
+    """
+
+    trajectory: dict[str, Any]
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    feedback: list[dict[str, Any]] = field(default_factory=list)
+    where: str = ""
+
+
+@dataclass
+class Quarantined:
+    """A source record that could not be ingested: where it is, why, and its raw text (truncated)."""
+
+    where: str
+    reason: str
+    raw: str = ""
+
+
+Parsed = Record | Quarantined
+
+
+def json_text(value: Any) -> str | None:
+    """``value`` as compact JSON text with sorted keys (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return json.dumps(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO-8601 string or a Unix time in seconds (or milliseconds, or nanoseconds) as an aware
+    UTC datetime; naive times are taken as UTC. Returns ``None`` for null or unparsable input."""
+    if value is None or value == "":
+        return None
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+            if seconds > 1e17:
+                seconds /= 1e9
+            elif seconds > 1e11:
+                seconds /= 1e3
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def label_from_reward(reward: float | None, threshold: float) -> str:
+    """``success`` when ``reward >= threshold``, ``failure`` below it, ``unknown`` without one."""
+    if reward is None:
+        return "unknown"
+    return "success" if reward >= threshold else "failure"
+
+
+def content_text(content: Any) -> str | None:
+    """Message content as plain text: strings pass, lists of parts keep their ``text`` parts."""
+    if content is None:
+        return None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+        return "\n".join(texts)
+    return json.dumps(content, ensure_ascii=False)
+
+
+def _tool_call_parts(call: Mapping[str, Any]) -> tuple[str | None, str | None, Any]:
+    function = call.get("function")
+    if isinstance(function, Mapping):
+        return call.get("id"), function.get("name"), function.get("arguments")
+    return call.get("id"), call.get("name"), call.get("arguments")
+
+
+def _usage(message: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    usage = message.get("usage")
+    if not isinstance(usage, Mapping):
+        return None, None
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
+    return (
+        int(prompt) if isinstance(prompt, int | float) else None,
+        int(completion) if isinstance(completion, int | float) else None,
+    )
+
+
+def chat_steps(
+    trajectory_id: str, messages: Iterable[Any], *, model: str | None = None
+) -> list[dict[str, Any]]:
+    """Map OpenAI chat messages onto ``steps`` rows, in order.
+
+    Raises:
+        ValueError: a message is not an object, has no known role, or a tool call has no name.
+    """
+    steps: list[dict[str, Any]] = []
+    call_names: dict[str, str] = {}
+    for position, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise ValueError(f"message {position} is not an object")
+        role = message.get("role")
+        if role not in ("system", "user", "assistant", "tool", "function", "developer"):
+            raise ValueError(f"message {position} has unknown role {role!r}")
+        text = content_text(message.get("content"))
+        stamp = parse_time(message.get("timestamp"))
+        input_tokens, output_tokens = _usage(message)
+        base = {
+            "trajectory_id": trajectory_id,
+            "model": message.get("model") or (model if role == "assistant" else None),
+            "started_at": stamp,
+            "ended_at": stamp,
+            "is_error": False,
+        }
+        if role in ("tool", "function"):
+            call_id = message.get("tool_call_id") or message.get("id")
+            name = message.get("name") or call_names.get(str(call_id))
+            flagged = message.get("error")
+            is_error = bool(flagged) if isinstance(flagged, bool) else bool(
+                text and _ERROR_TEXT.match(text)
+            )
+            steps.append(
+                base
+                | {
+                    "role": "tool",
+                    "step_type": "tool_result",
+                    "tool_name": name,
+                    "tool_call_id": None if call_id is None else str(call_id),
+                    "tool_result_text": text,
+                    "is_error": is_error,
+                    "error_message": (text or "").strip().splitlines()[0][:500]
+                    if is_error and text and text.strip()
+                    else None,
+                }
+            )
+            continue
+        calls = message.get("tool_calls") or []
+        if not isinstance(calls, list):
+            raise ValueError(f"message {position}: tool_calls is not a list")
+        if role != "assistant" or text or not calls:
+            steps.append(
+                base
+                | {
+                    "role": "system" if role == "developer" else role,
+                    "step_type": "system" if role == "developer" else role,
+                    "content_text": text,
+                    "input_tokens": input_tokens,
+                    "output_tokens": output_tokens,
+                }
+            )
+            input_tokens = output_tokens = None
+        for number, call in enumerate(calls):
+            if not isinstance(call, Mapping):
+                raise ValueError(f"message {position}: tool call {number} is not an object")
+            call_id, name, arguments = _tool_call_parts(call)
+            if not name:
+                raise ValueError(f"message {position}: tool call {number} has no name")
+            if call_id is not None:
+                call_names[str(call_id)] = name
+            steps.append(
+                base
+                | {
+                    "role": "assistant",
+                    "step_type": "tool_call",
+                    "tool_name": name,
+                    "tool_call_id": None if call_id is None else str(call_id),
+                    "tool_args": json_text(arguments),
+                    "input_tokens": input_tokens if number == 0 else None,
+                    "output_tokens": output_tokens if number == 0 else None,
+                }
+            )
+    for idx, step in enumerate(steps):
+        step["step_idx"] = idx
+    return steps
+
+
+def finish_trajectory(trajectory: dict[str, Any], steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fill the derived columns of a ``trajectories`` row from its steps, keeping values already set:
+    n_steps, n_tool_calls, n_tool_errors, token sums, system_prompt (first system step), task_input
+    (first user step), final_output (last assistant text), started_at / ended_at (step times)."""
+
+    def first(step_type: str) -> str | None:
+        return next((s.get("content_text") for s in steps if s["step_type"] == step_type), None)
+
+    def tokens(key: str) -> int | None:
+        values = [s[key] for s in steps if s.get(key) is not None]
+        return sum(values) if values else None
+
+    times = [s["started_at"] for s in steps if s.get("started_at") is not None]
+    derived = {
+        "n_steps": len(steps),
+        "n_tool_calls": sum(s["step_type"] == "tool_call" for s in steps),
+        "n_tool_errors": sum(bool(s.get("is_error")) for s in steps),
+        "input_tokens": tokens("input_tokens"),
+        "output_tokens": tokens("output_tokens"),
+        "system_prompt": first("system"),
+        "task_input": first("user"),
+        "final_output": next(
+            (
+                s.get("content_text")
+                for s in reversed(steps)
+                if s["step_type"] == "assistant" and s.get("content_text")
+            ),
+            None,
+        ),
+        "started_at": min(times) if times else None,
+        "ended_at": max(times) if times else None,
+    }
+    for key, value in derived.items():
+        if trajectory.get(key) is None:
+            trajectory[key] = value
+    return trajectory
+
+
+def truncate(raw: Any, limit: int = 2000) -> str:
+    """A raw record as text, cut to ``limit`` characters for the quarantine."""
+    text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def iter_list(items: Any, what: str) -> Iterator[tuple[int, Any]]:
+    """``enumerate(items)`` after checking ``items`` is a list.
+
+    Raises:
+        ValueError: ``items`` is not a list (the message names ``what``).
+    """
+    if not isinstance(items, list):
+        raise ValueError(f"{what} is not a list")
+    yield from enumerate(items)

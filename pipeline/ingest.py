@@ -1,0 +1,330 @@
+"""Ingest: trace files in, the canonical tables out, every record accounted for.
+
+``ingest(paths)`` expands directories, sniffs each file's format (or takes ``format=``), runs the
+adapter and collects :class:`Traces`: the three canonical tables (:mod:`pipeline.schema`), the
+quarantine (records that could not be ingested, with file, position, reason and raw text) and a
+:class:`FileReport` per file in which ``records_read == ingested + quarantined`` always holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import InputError, UnknownFormatError
+from pipeline.formats import ADAPTERS, Quarantined, ReadOptions, Record, TableChunk, by_name
+from pipeline.schema import TABLES, to_table
+
+__all__ = ["FileReport", "Traces", "discover", "ingest", "sniff_format"]
+
+DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet")
+_HEAD_BYTES = 1 << 20
+
+
+@dataclass
+class FileReport:
+    """Accounting for one input file. ``records_read`` = ``ingested`` + ``quarantined``, where a
+    record is a JSONL line, a list item, a simulation, or a Parquet row."""
+
+    path: str
+    format: str
+    records_read: int = 0
+    ingested: int = 0
+    quarantined: int = 0
+    trajectories: int = 0
+    steps: int = 0
+    feedback: int = 0
+
+
+@dataclass
+class Traces:
+    """The canonical tables of one ingest, with its quarantine and per-file accounting.
+
+    ``quarantine`` rows: ``{"file": str, "where": str, "reason": str, "raw": str}``.
+    """
+
+    trajectories: pa.Table
+    steps: pa.Table
+    feedback: pa.Table
+    quarantine: list[dict[str, str]] = field(default_factory=list)
+    files: list[FileReport] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Totals: ``records_read``, ``ingested``, ``quarantined``, ``trajectories``, ``steps``,
+        ``feedback``."""
+        keys = ("records_read", "ingested", "quarantined", "trajectories", "steps", "feedback")
+        return {k: sum(getattr(f, k) for f in self.files) for k in keys}
+
+    def content_hash(self) -> str:
+        """SHA-256 over the input files' reports and the trajectory ids, outcomes and step
+        counts: equal inputs give equal hashes."""
+        digest = hashlib.sha256()
+        for name in ("trajectory_id", "outcome_label", "n_steps"):
+            digest.update(json.dumps(self.trajectories.column(name).to_pylist()).encode())
+        return digest.hexdigest()
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with the three tables registered as views of the
+        same names."""
+        con = duckdb.connect()
+        for name in TABLES:
+            con.register(name, getattr(self, name))
+        return con
+
+    def save(self, directory: Path) -> dict[str, Path]:
+        """Write ``<name>.parquet`` for each table, ``quarantine.jsonl`` and ``ingest.json`` into
+        ``directory`` (created if needed). Returns the paths written by name."""
+        directory.mkdir(parents=True, exist_ok=True)
+        written: dict[str, Path] = {}
+        for name in TABLES:
+            path = directory / f"{name}.parquet"
+            tmp = path.with_suffix(".parquet.tmp")
+            pq.write_table(getattr(self, name), tmp)
+            tmp.replace(path)
+            written[name] = path
+        quarantine = directory / "quarantine.jsonl"
+        quarantine.write_text(
+            "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in self.quarantine),
+            encoding="utf-8",
+        )
+        written["quarantine"] = quarantine
+        report = directory / "ingest.json"
+        report.write_text(
+            json.dumps({"files": [asdict(f) for f in self.files], "totals": self.counts},
+                       indent=2) + "\n",
+            encoding="utf-8",
+        )
+        written["report"] = report
+        return written
+
+    @classmethod
+    def load(cls, directory: Path) -> Traces:
+        """Read what :meth:`save` wrote.
+
+        Raises:
+            InputError: a table file is missing or unreadable.
+        """
+        tables = {}
+        for name, schema in TABLES.items():
+            path = directory / f"{name}.parquet"
+            try:
+                tables[name] = pq.read_table(path).cast(schema)
+            except (OSError, pa.ArrowException) as exc:
+                raise InputError(f"{path}: cannot read the {name} table ({exc}); run "
+                                 "'coach ingest' first") from exc
+        quarantine_path = directory / "quarantine.jsonl"
+        quarantine = [
+            json.loads(line)
+            for line in quarantine_path.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ] if quarantine_path.exists() else []
+        report_path = directory / "ingest.json"
+        files = [
+            FileReport(**f) for f in json.loads(report_path.read_text(encoding="utf-8"))["files"]
+        ] if report_path.exists() else []
+        return cls(tables["trajectories"], tables["steps"], tables["feedback"], quarantine, files)
+
+
+def discover(paths: Sequence[str | Path]) -> list[Path]:
+    """Expand ``paths`` into the data files to read, sorted: a directory contributes every file
+    below it whose name ends in one of ``DATA_SUFFIXES``; a file is taken as given.
+
+    Raises:
+        InputError: a path does not exist, or a directory holds no data file.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(f"{path}: no such file or directory")
+        if path.is_dir():
+            files = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and p.name.lower().endswith(DATA_SUFFIXES)
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not files:
+                raise InputError(f"{path}: no trace files ({', '.join(DATA_SUFFIXES)}) found")
+            found.extend(files)
+        else:
+            found.append(path)
+    return sorted(dict.fromkeys(found))
+
+
+def sniff_format(path: Path) -> str:
+    """The name of the first adapter in ``ADAPTERS`` that recognises ``path``.
+
+    Raises:
+        InputError: the file cannot be read.
+        UnknownFormatError: no adapter recognises it (the message lists those tried).
+    """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_HEAD_BYTES)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    for adapter in ADAPTERS:
+        if adapter.sniff(path, head):
+            return str(adapter.NAME)
+    tried = ", ".join(a.NAME for a in ADAPTERS)
+    raise UnknownFormatError(f"{path}: unknown trace format (tried {tried}); pass --format")
+
+
+def _convert(records: list[Record]) -> tuple[dict[str, pa.Table], list[tuple[Record, str]]]:
+    """Tables for ``records``; records whose values do not fit the schema are returned apart."""
+    def build(batch: list[Record]) -> dict[str, pa.Table]:
+        return {
+            "trajectories": to_table("trajectories", [r.trajectory for r in batch]),
+            "steps": to_table("steps", [s for r in batch for s in r.steps]),
+            "feedback": to_table("feedback", [f for r in batch for f in r.feedback]),
+        }
+
+    try:
+        return build(records), []
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        pass
+    good: list[dict[str, pa.Table]] = []
+    bad: list[tuple[Record, str]] = []
+    for record in records:
+        try:
+            good.append(build([record]))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError) as exc:
+            bad.append((record, f"wrong type: {exc}"))
+    tables = {
+        name: pa.concat_tables([g[name] for g in good]) if good else to_table(name, [])
+        for name in TABLES
+    }
+    return tables, bad
+
+
+def _read_file(
+    path: Path, adapter: Any, options: ReadOptions, report: FileReport, seen: dict[str, str],
+    quarantine: list[dict[str, str]],
+) -> dict[str, list[pa.Table]]:
+    out: dict[str, list[pa.Table]] = {name: [] for name in TABLES}
+    records: list[Record] = []
+
+    def reject(where: str, reason: str, raw: str) -> None:
+        report.quarantined += 1
+        quarantine.append({"file": str(path), "where": where, "reason": reason, "raw": raw})
+
+    for item in adapter.read(path, options):
+        if isinstance(item, TableChunk):
+            _take_chunk(path, item, report, seen, out, reject)
+            continue
+        report.records_read += 1
+        if isinstance(item, Quarantined):
+            reject(item.where, item.reason, item.raw)
+            continue
+        trajectory_id = item.trajectory["trajectory_id"]
+        if trajectory_id in seen:
+            reject(item.where, f"duplicate trajectory_id {trajectory_id!r} (first seen in "
+                   f"{seen[trajectory_id]})", trajectory_id)
+            continue
+        seen[trajectory_id] = f"{path} {item.where}"
+        records.append(item)
+    tables, bad = _convert(records)
+    for record, reason in bad:
+        seen.pop(record.trajectory["trajectory_id"], None)
+        reject(record.where, reason, json.dumps(record.trajectory, default=str)[:2000])
+    for name, table in tables.items():
+        out[name].append(table)
+    report.ingested = report.records_read - report.quarantined
+    report.trajectories += tables["trajectories"].num_rows
+    report.steps += tables["steps"].num_rows
+    report.feedback += tables["feedback"].num_rows
+    return out
+
+
+def _take_chunk(path: Path, chunk: TableChunk, report: FileReport, seen: dict[str, str],
+                out: dict[str, list[pa.Table]], reject: Any) -> None:
+    table = chunk.table
+    report.records_read += table.num_rows
+    ids = table.column("trajectory_id").to_pylist()
+    keep = []
+    for row, trajectory_id in enumerate(ids):
+        if not trajectory_id:
+            reject(f"row {row}", "missing trajectory_id", "")
+        elif chunk.name == "trajectories" and trajectory_id in seen:
+            reject(f"row {row}", f"duplicate trajectory_id {trajectory_id!r} (first seen in "
+                   f"{seen[trajectory_id]})", trajectory_id)
+        else:
+            if chunk.name == "trajectories":
+                seen[trajectory_id] = f"{path} row {row}"
+            keep.append(row)
+    kept = table.take(pa.array(keep, type=pa.int64()))
+    out[chunk.name].append(kept)
+    setattr(report, chunk.name, getattr(report, chunk.name) + kept.num_rows)
+
+
+def ingest(
+    paths: Iterable[str | Path], *, format: str | None = None, reward_threshold: float = 1.0
+) -> Traces:
+    """Read trace files into the canonical tables.
+
+    Args:
+        paths: files and directories (see :func:`discover`).
+        format: an adapter name to use for every file instead of sniffing.
+        reward_threshold: a reward at or above it means success, for formats labelled by reward.
+
+    Returns:
+        :class:`Traces`; canonical steps and feedback rows whose trajectory is absent from every
+        input are quarantined and counted against the file they came from.
+
+    Raises:
+        InputError: a path is missing or unreadable, or a whole file is not of its format.
+        UnknownFormatError: a file's format cannot be recognised and ``format`` is not given.
+    """
+    files = discover(list(paths))
+    seen: dict[str, str] = {}
+    quarantine: list[dict[str, str]] = []
+    reports: list[FileReport] = []
+    parts: list[tuple[FileReport, str, pa.Table]] = []
+    for path in files:
+        try:
+            adapter = by_name(format) if format else by_name(sniff_format(path))
+        except KeyError as exc:
+            names = ", ".join(a.NAME for a in ADAPTERS)
+            raise InputError(f"unknown format {format!r}; choose one of {names}") from exc
+        report = FileReport(str(path), adapter.NAME)
+        options = ReadOptions(source_uri=str(path), reward_threshold=reward_threshold)
+        for name, tables in _read_file(path, adapter, options, report, seen, quarantine).items():
+            parts.extend((report, name, t) for t in tables)
+        reports.append(report)
+    known = set(seen)
+    for index, (report, name, table) in enumerate(parts):
+        if name != "trajectories":
+            parts[index] = (report, name, _drop_orphans(report, name, table, known, quarantine))
+    tables = {
+        name: pa.concat_tables([t for _, n, t in parts if n == name] or [schema.empty_table()])
+        for name, schema in TABLES.items()
+    }
+    return Traces(tables["trajectories"], tables["steps"], tables["feedback"], quarantine, reports)
+
+
+def _drop_orphans(report: FileReport, name: str, table: pa.Table, known: set[str],
+                  quarantine: list[dict[str, str]]) -> pa.Table:
+    """``table`` without the rows whose trajectory was not ingested; those are quarantined."""
+    ids = table.column("trajectory_id").to_pylist()
+    keep = [i for i, t in enumerate(ids) if t in known]
+    if len(keep) == len(ids):
+        return table
+    for i, trajectory_id in enumerate(ids):
+        if trajectory_id not in known:
+            quarantine.append({"file": report.path, "where": f"row {i}",
+                               "reason": f"{name} row of unknown trajectory {trajectory_id!r}",
+                               "raw": str(trajectory_id)})
+    dropped = len(ids) - len(keep)
+    report.quarantined += dropped
+    report.ingested -= dropped
+    setattr(report, name, getattr(report, name) - dropped)
+    return table.take(pa.array(keep, type=pa.int64()))

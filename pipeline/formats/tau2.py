@@ -11,6 +11,7 @@ One trajectory per simulation; the policy is the system prompt.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,21 @@ def _cost(simulation: Mapping[str, Any], messages: list[Any]) -> float | None:
     return float(sum(costs)) if costs else None
 
 
+_USER_ID = re.compile(r"user id is:?\W*([A-Za-z]+_[A-Za-z]+_\d+)", re.IGNORECASE)
+
+
+def _scenario(task: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The task's user-scenario instructions as one text, and the user id it names."""
+    scenario = task.get("user_scenario") or {}
+    instructions = scenario.get("instructions") if isinstance(scenario, Mapping) else None
+    if isinstance(instructions, Mapping):
+        text = "\n".join(str(v) for v in instructions.values() if v)
+    else:
+        text = str(instructions) if instructions else None
+    match = _USER_ID.search(text or "")
+    return text, match.group(1) if match else None
+
+
 def _record(sim: Any, index: int, context: dict[str, Any], options: ReadOptions) -> Record:
     if not isinstance(sim, Mapping):
         raise ValueError("simulation is not a JSON object")
@@ -77,6 +93,7 @@ def _record(sim: Any, index: int, context: dict[str, Any], options: ReadOptions)
                          "step_type": "system", "content_text": policy, "is_error": False,
                          "started_at": stamp, "ended_at": stamp})
     task = context["tasks"].get(str(sim.get("task_id")), {})
+    instruction, user_id = _scenario(task)
     trial = sim.get("trial")
     trajectory = {
         "trajectory_id": trajectory_id,
@@ -88,6 +105,7 @@ def _record(sim: Any, index: int, context: dict[str, Any], options: ReadOptions)
         "trial": trial if isinstance(trial, int) else None,
         "agent_name": context["agent"],
         "model": context["model"],
+        "user_id": user_id,
         "started_at": parse_time(sim.get("start_time")),
         "ended_at": parse_time(sim.get("end_time")),
         "outcome_label": label_from_reward(reward, options.reward_threshold),
@@ -95,7 +113,8 @@ def _record(sim: Any, index: int, context: dict[str, Any], options: ReadOptions)
         "outcome_source": None if reward is None else "reward",
         "termination_reason": sim.get("termination_reason"),
         "cost_usd": _cost(sim, messages),
-        "metadata": json_text({"task_purpose": (task.get("description") or {}).get("purpose"),
+        "metadata": json_text({"task_instruction": instruction,
+                               "task_purpose": (task.get("description") or {}).get("purpose"),
                                "seed": sim.get("seed")}),
     }
     feedback = []

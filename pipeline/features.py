@@ -1,0 +1,224 @@
+"""Behaviour features of trajectories, derived from the ``steps`` table in DuckDB SQL.
+
+:func:`derive_features` returns one row per (trajectory, feature) the trajectory exhibits, with
+the step where it first shows. Feature ids are stable strings that name the behaviour; the same
+behaviour always gets the same id. Kinds:
+
+=================== ======================================= ==========================================
+kind                feature_id                              present when
+=================== ======================================= ==========================================
+tool_called         ``tool_called:<tool>``                  the tool was called at least once
+tool_order          ``tool_order:<a>-><b>``                 a call to ``a`` precedes a call to write
+                                                            action ``b`` (not only adjacent)
+write_arg           ``write_arg:<tool>.<arg>=<value>``      write action called with that scalar
+                                                            argument value (low-cardinality args)
+unconfirmed_write   ``unconfirmed_write:<tool>``            write action called when the last user
+                                                            message before it is no explicit yes
+tool_error          ``tool_error:<tool>:<signature>``       a tool result was an error with that
+                                                            signature (ids, numbers, quotes masked)
+repeated_call       ``repeated_call:<tool>``                the same tool called twice with identical
+                                                            arguments
+transfer            ``transfer:<tool>``                     a transfer/escalation to a human
+turns               ``turns:<bucket>``                      number of user turns in that bucket
+termination         ``termination:<reason>``                the run ended for that reason
+=================== ======================================= ==========================================
+
+``turns`` and ``termination`` describe how a run went rather than what the agent chose to do:
+they are tested and reported as diagnostics but never become skills (:data:`DIAGNOSTIC_KINDS`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+__all__ = [
+    "DIAGNOSTIC_KINDS",
+    "FeatureConfig",
+    "derive_features",
+    "error_signature",
+]
+
+DIAGNOSTIC_KINDS = frozenset({"turns", "termination"})
+
+# Masks applied in order to an error message to get its signature (see :func:`error_signature`).
+_MASKS: tuple[tuple[str, str], ...] = (
+    (r'"[^"]*"', "<str>"),
+    (r"'[^']*'", "<str>"),
+    (r"[A-Za-z_]*[0-9][A-Za-z0-9_.:\-]*", "<n>"),
+    (r"\s+", " "),
+)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How features are derived.
+
+    ``write_tool_pattern``: regex (case-insensitive, searched in the tool name) for write actions,
+    the tool calls that change state. ``transfer_tool_pattern``: regex for hand-offs to a human.
+    ``confirmation_pattern``: regex a user message must match to count as explicit confirmation.
+    ``max_arg_values``: a write argument with more distinct values than this (ids, free text) is
+    not turned into ``write_arg`` features.
+    """
+
+    write_tool_pattern: str = (
+        r"^(book|cancel|update|modify|create|delete|remove|add|send|exchange|return|refund|"
+        r"issue|set|submit|post|write|edit|change|pay|place|make|upgrade|apply)"
+    )
+    transfer_tool_pattern: str = r"(transfer|escalat|handoff|hand_off)"
+    confirmation_pattern: str = (
+        r"\b(yes|yeah|yep|yup|confirm|confirmed|proceed|go ahead|sure|ok|okay|please do|correct|"
+        r"that'?s right|do it|sounds good|absolutely|affirmative)\b"
+    )
+    max_arg_values: int = 8
+
+
+def error_signature(message: str) -> str:
+    """Normalise an error message into a signature: first line, quoted strings -> ``<str>``,
+    tokens holding a digit (ids, numbers, dates) -> ``<n>``, whitespace folded, lower case,
+    at most 120 characters. Mirrors the SQL in :func:`derive_features`."""
+    text = (message.strip().splitlines() or [""])[0]
+    for pattern, replacement in _MASKS:
+        text = re.sub(pattern, replacement, text)
+    return text.strip().lower()[:120]
+
+
+def _signature_sql(column: str) -> str:
+    expr = f"split_part(trim({column}), chr(10), 1)"
+    for pattern, replacement in _MASKS:
+        expr = f"regexp_replace({expr}, '{pattern.replace(chr(39), chr(39) * 2)}', " \
+               f"'{replacement}', 'g')"
+    return f"left(lower(trim({expr})), 120)"
+
+
+def derive_features(con: duckdb.DuckDBPyConnection, config: FeatureConfig) -> pl.DataFrame:
+    """Derive behaviour features from the ``steps`` and ``trajectories`` views of ``con``.
+
+    Returns:
+        polars DataFrame, one row per (trajectory, feature): ``trajectory_id`` (str),
+        ``feature_id`` (str), ``kind`` (str), ``step_idx`` (int64, the first step showing the
+        feature; null for whole-run features), ``subject`` (str: the tool, argument or reason
+        the feature is about), ``detail`` (str: the argument value, error signature, prior tool).
+    """
+    write = config.write_tool_pattern.replace("'", "''")
+    transfer = config.transfer_tool_pattern.replace("'", "''")
+    confirm = config.confirmation_pattern.replace("'", "''")
+    con.execute(f"""
+        create or replace temp view calls as
+        select trajectory_id, step_idx, tool_name, tool_args,
+               regexp_matches(tool_name, '{transfer}', 'i') as is_transfer,
+               regexp_matches(tool_name, '{write}', 'i')
+                 and not regexp_matches(tool_name, '{transfer}', 'i') as is_write
+        from steps where step_type = 'tool_call' and tool_name is not null
+    """)
+    sig = _signature_sql("coalesce(error_message, tool_result_text, '')")
+    sql = f"""
+    with
+    tool_called as (
+        select trajectory_id, 'tool_called:' || tool_name as feature_id, 'tool_called' as kind,
+               min(step_idx) as step_idx, tool_name as subject, null as detail
+        from calls group by all
+    ),
+    tool_order as (
+        select a.trajectory_id, 'tool_order:' || a.tool_name || '->' || b.tool_name,
+               'tool_order', min(b.step_idx), b.tool_name, a.tool_name
+        from calls a join calls b
+          on a.trajectory_id = b.trajectory_id and a.step_idx < b.step_idx
+         and b.is_write and a.tool_name <> b.tool_name
+        group by all
+    ),
+    arg_values as (
+        select c.trajectory_id, c.step_idx, c.tool_name, k.key as arg,
+               json_extract(c.tool_args, '$."' || k.key || '"') as value
+        from calls c, unnest(json_keys(c.tool_args)) as k(key)
+        where c.is_write and json_valid(c.tool_args) and json_type(c.tool_args) = 'OBJECT'
+    ),
+    scalar_args as (
+        select *, case when json_type(value) = 'VARCHAR' then json_extract_string(value, '$')
+                       else value::varchar end as text_value
+        from arg_values
+        where json_type(value) in ('VARCHAR', 'BOOLEAN', 'BIGINT', 'UBIGINT', 'DOUBLE')
+    ),
+    low_cardinality as (
+        select tool_name, arg from scalar_args group by all
+        having count(distinct text_value) <= {int(config.max_arg_values)}
+    ),
+    write_arg as (
+        select s.trajectory_id,
+               'write_arg:' || s.tool_name || '.' || s.arg || '=' || s.text_value,
+               'write_arg', min(s.step_idx), s.tool_name || '.' || s.arg, s.text_value
+        from scalar_args s join low_cardinality using (tool_name, arg)
+        group by all
+    ),
+    last_user as (
+        select c.trajectory_id, c.step_idx, c.tool_name,
+               (select u.content_text from steps u
+                 where u.trajectory_id = c.trajectory_id and u.step_type = 'user'
+                   and u.step_idx < c.step_idx
+                 order by u.step_idx desc limit 1) as user_text
+        from calls c where c.is_write
+    ),
+    unconfirmed_write as (
+        select trajectory_id, 'unconfirmed_write:' || tool_name, 'unconfirmed_write',
+               min(step_idx), tool_name, null
+        from last_user
+        where user_text is null or not regexp_matches(user_text, '{confirm}', 'i')
+        group by all
+    ),
+    errors as (
+        select r.trajectory_id, r.step_idx,
+               coalesce(r.tool_name, 'unknown_tool') as tool_name, {sig} as signature
+        from steps r where r.step_type = 'tool_result' and r.is_error
+    ),
+    tool_error as (
+        select trajectory_id, 'tool_error:' || tool_name || ':' || signature, 'tool_error',
+               min(step_idx), tool_name, signature
+        from errors group by all
+    ),
+    repeated_call as (
+        select trajectory_id, 'repeated_call:' || tool_name, 'repeated_call',
+               min(second_idx), tool_name, null
+        from (select trajectory_id, tool_name, step_idx as second_idx,
+                     row_number() over (partition by trajectory_id, tool_name,
+                                        coalesce(tool_args, '') order by step_idx) as nth
+              from calls where not is_transfer)
+        where nth = 2 group by all
+    ),
+    transfer as (
+        select trajectory_id, 'transfer:' || tool_name, 'transfer', min(step_idx), tool_name, null
+        from calls where is_transfer group by all
+    ),
+    turns as (
+        select t.trajectory_id,
+               'turns:' || case when n <= 3 then '1-3' when n <= 6 then '4-6'
+                                when n <= 10 then '7-10' else '11+' end,
+               'turns', null::bigint, 'user turns',
+               case when n <= 3 then '1-3' when n <= 6 then '4-6'
+                    when n <= 10 then '7-10' else '11+' end
+        from trajectories t
+        join (select trajectory_id, count(*) filter (where step_type = 'user') as n
+              from steps group by all) using (trajectory_id)
+    ),
+    termination as (
+        select trajectory_id, 'termination:' || termination_reason, 'termination', null::bigint,
+               'termination', termination_reason
+        from trajectories where termination_reason is not null
+    )
+    select * from tool_called
+    union all select * from tool_order
+    union all select * from write_arg
+    union all select * from unconfirmed_write
+    union all select * from tool_error
+    union all select * from repeated_call
+    union all select * from transfer
+    union all select * from turns
+    union all select * from termination
+    """
+    frame = con.sql(sql).pl()
+    frame.columns = ["trajectory_id", "feature_id", "kind", "step_idx", "subject", "detail"]
+    return frame.with_columns(
+        pl.col("step_idx").cast(pl.Int64), pl.col("detail").cast(pl.String)
+    ).sort(["feature_id", "trajectory_id"])

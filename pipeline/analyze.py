@@ -1,0 +1,313 @@
+"""Analyzer: contrast successful and failed trajectories, within the same kind of task.
+
+For every behaviour feature (:mod:`pipeline.features`) and every namespace (one per domain,
+``global`` where the domain is unknown) the Analyzer computes support, success rates with Wilson
+intervals, a naive contrast (Fisher's exact test) and a **stratified** contrast that compares
+trajectories of the same task only:
+
+- tasks repeat (at least half of the labelled runs share a task with another run): strata are
+  task keys (:mod:`pipeline.tasks`); where several agents appear inside the strata, conditional
+  logistic regression with one indicator per agent (``method = clogit``), otherwise the
+  Cochran–Mantel–Haenszel test (``method = cmh``);
+- tasks do not repeat: strata are the agents (or the whole namespace with one agent), CMH.
+
+Benjamini–Hochberg q-values are taken over every feature tested in the run, naive and stratified
+separately. A feature is ``significant`` when its stratified q is below ``fdr``; ``suggestive``
+when its stratified p is below 0.05 but q is not; ``confounded`` when only the naive contrast is
+significant (a diagnostic: the association lives between tasks, not within them); otherwise
+``not_significant``. Failed trajectories are grouped into clusters by shared signature.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from pipeline.features import DIAGNOSTIC_KINDS, FeatureConfig, derive_features
+from pipeline.ingest import Traces
+from pipeline.stats import Effect, benjamini_hochberg, cmh, conditional_logit, fisher, wilson_interval
+from pipeline.tasks import task_keys
+
+__all__ = ["Analysis", "Analyzer", "AnalyzerConfig", "RESULT_COLUMNS"]
+
+RESULT_COLUMNS = (
+    "namespace, feature_id, kind, subject, detail, n_with, n_without, successes_with, "
+    "successes_without, rate_with, rate_with_low, rate_with_high, rate_without, rate_without_low, "
+    "rate_without_high, lift, odds_ratio, ci_low, ci_high, p_value, q_value, naive_odds_ratio, "
+    "naive_p_value, naive_q_value, method, stratification, n_strata, runs_needed, status"
+).split(", ")
+
+
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    """Analyzer settings.
+
+    ``min_support``: fewest trajectories with, and without, a feature for it to be tested.
+    ``fdr``: false discovery rate level for q-values. ``min_strata``: fewest informative strata
+    (both outcomes and both feature values present) for a stratified test.
+    ``align_tasks``: align task ids across datasets (:func:`pipeline.tasks.task_keys`).
+    """
+
+    min_support: int = 10
+    fdr: float = 0.05
+    min_strata: int = 3
+    align_tasks: bool = True
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+
+@dataclass
+class Analysis:
+    """What the Analyzer found.
+
+    - ``results``: one row per tested (namespace, feature), columns :data:`RESULT_COLUMNS`:
+      counts (int64), rates and their Wilson 95% bounds (float64), ``lift`` = rate_with /
+      rate_without, stratified ``odds_ratio`` with 95% ``ci_low``/``ci_high``, ``p_value``,
+      ``q_value`` (BH), the naive Fisher figures, ``method`` (cmh/clogit), ``stratification``
+      (text), ``n_strata`` (informative strata), ``runs_needed`` (approximate number of labelled
+      runs for a non-significant effect of the size seen to reach significance; null where
+      the interval is unbounded or the effect is significant already) and ``status``.
+    - ``features``: the long feature table of :func:`pipeline.features.derive_features`.
+    - ``units``: one row per labelled trajectory: trajectory_id, namespace, stratum, agent,
+      success (bool).
+    - ``clusters``: failure clusters: namespace, signature, size, share (of the namespace's
+      failures), example_ids (list[str]).
+    - ``untested``: number of (namespace, feature) pairs below ``min_support``.
+    """
+
+    results: pl.DataFrame
+    features: pl.DataFrame
+    units: pl.DataFrame
+    clusters: pl.DataFrame
+    untested: int = 0
+    config: AnalyzerConfig = field(default_factory=AnalyzerConfig)
+
+    def examples(self, namespace: str, feature_id: str, *, success: bool | None,
+                 limit: int = 5) -> list[tuple[str, int | None]]:
+        """Up to ``limit`` (trajectory_id, step_idx) pointers of trajectories in ``namespace``
+        showing ``feature_id``, restricted to the given outcome unless ``success`` is None;
+        sorted by trajectory id."""
+        units = self.units.filter(pl.col("namespace") == namespace)
+        if success is not None:
+            units = units.filter(pl.col("success") == success)
+        rows = (
+            self.features.filter(pl.col("feature_id") == feature_id)
+            .join(units.select("trajectory_id"), on="trajectory_id")
+            .sort("trajectory_id")
+            .head(limit)
+        )
+        return list(zip(rows["trajectory_id"].to_list(), rows["step_idx"].to_list(), strict=True))
+
+
+def _namespace(domain: str | None) -> str:
+    return f"domain:{domain}" if domain else "global"
+
+
+def _units(traces: Traces, config: AnalyzerConfig) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Labelled trajectories with namespace, stratum and agent; and each namespace's strategy."""
+    trajectories = pl.from_arrow(traces.trajectories)
+    assert isinstance(trajectories, pl.DataFrame)
+    if config.align_tasks:
+        keys = task_keys(trajectories)
+    else:
+        keys = trajectories.select(
+            "trajectory_id",
+            (pl.col("dataset").fill_null("") + ":" + pl.col("task_id")).alias("task_key"),
+            pl.lit(False).alias("aligned"),
+        )
+    units = (
+        trajectories.filter(pl.col("outcome_label") != "unknown")
+        .join(keys, on="trajectory_id", how="left")
+        .select(
+            "trajectory_id",
+            pl.col("domain").map_elements(_namespace, return_dtype=pl.String, skip_nulls=False)
+            .alias("namespace"),
+            "task_key",
+            "aligned",
+            pl.coalesce("agent_name", "model", pl.lit("unknown agent")).alias("agent"),
+            (pl.col("outcome_label") == "success").alias("success"),
+        )
+    )
+    strategies: dict[str, str] = {}
+    parts = []
+    for (namespace,), group in units.group_by(["namespace"], maintain_order=True):
+        sizes = group.group_by("task_key").len()
+        repeated = sizes.filter(pl.col("task_key").is_not_null() & (pl.col("len") >= 2))
+        n_agents = group["agent"].n_unique()
+        if repeated["len"].sum() * 2 >= group.height:
+            aligned = int(group["aligned"].sum())
+            how = f"task ({sizes.height} tasks"
+            how += f"; {aligned} runs aligned across datasets by instruction)" if aligned else ")"
+            if n_agents > 1:
+                how += f", adjusted for agent ({n_agents} agents)"
+            group = group.with_columns(pl.col("task_key").fill_null(pl.col("trajectory_id"))
+                                       .alias("stratum"))
+            strategies[namespace] = how
+        else:
+            how = f"agent ({n_agents} agents)" if n_agents > 1 else "none finer than the domain"
+            strategies[namespace] = f"{how}; tasks do not repeat"
+            group = group.with_columns(pl.col("agent").alias("stratum"))
+        parts.append(group)
+    units = pl.concat(parts) if parts else units.with_columns(pl.lit(None, pl.String).alias("stratum"))
+    return units.sort("trajectory_id"), strategies
+
+
+def _stratified(x: np.ndarray, y: np.ndarray, strata: np.ndarray, agents: np.ndarray,
+                use_clogit: bool) -> tuple[Effect, int, str]:
+    """The stratified effect of ``x`` on ``y`` and the number of informative strata."""
+    codes, inverse = np.unique(strata, return_inverse=True)
+    k = len(codes)
+    tables = np.zeros((k, 2, 2))
+    np.add.at(tables, (inverse, 1 - x, 1 - y), 1)
+    informative = (tables.sum(axis=2).min(axis=1) > 0) & (tables.sum(axis=1).min(axis=1) > 0)
+    n_informative = int(informative.sum())
+    if use_clogit:
+        keep = informative[inverse]
+        names, agent_codes = np.unique(agents[keep], return_inverse=True)
+        dummies = np.eye(len(names))[agent_codes][:, 1:] if len(names) > 1 else None
+        effect = conditional_logit(y[keep], x[keep], strata[keep], dummies)
+        return effect, n_informative, "clogit"
+    return cmh(tables[informative]), n_informative, "cmh"
+
+
+def _runs_needed(effect: Effect, n: int, fdr: float, n_tests: int) -> int | None:
+    """Labelled runs needed for an effect of this size to pass a Bonferroni-like bar at ``fdr``
+    with 80% power, scaling today's standard error by 1/sqrt(n) (a planning estimate)."""
+    if not (math.isfinite(effect.ci_low) and math.isfinite(effect.ci_high)) or effect.ci_low <= 0:
+        return None
+    log_or = math.log(effect.odds_ratio) if effect.odds_ratio > 0 else 0.0
+    se = (math.log(effect.ci_high) - math.log(effect.ci_low)) / (2 * 1.96)
+    if log_or == 0 or se <= 0:
+        return None
+    from scipy.stats import norm
+
+    z_needed = norm.ppf(1 - fdr / (2 * max(n_tests, 1))) + norm.ppf(0.8)
+    factor = (z_needed * se / abs(log_or)) ** 2
+    return int(math.ceil(n * factor)) if factor > 1 else None
+
+
+class Analyzer:
+    """Runs the contrasts described in the module docstring.
+
+    ``Analyzer(config).run(traces) -> Analysis``.
+    """
+
+    def __init__(self, config: AnalyzerConfig | None = None) -> None:
+        self.config = config or AnalyzerConfig()
+
+    def run(self, traces: Traces) -> Analysis:
+        """Analyse ``traces`` (see :class:`Analysis` for the result's shape)."""
+        cfg = self.config
+        con = traces.connect()
+        features = derive_features(con, cfg.features)
+        units, strategies = _units(traces, cfg)
+        rows: list[dict[str, object]] = []
+        untested = 0
+        for (namespace,), group in units.group_by(["namespace"], maintain_order=True):
+            ids = group["trajectory_id"]
+            y = group["success"].to_numpy().astype(int)
+            strata = group["stratum"].to_numpy()
+            agents = group["agent"].to_numpy()
+            use_clogit = "adjusted for agent" in strategies[namespace]
+            present = features.filter(pl.col("trajectory_id").is_in(ids.implode()))
+            for (feature_id,), hits in present.group_by(["feature_id"], maintain_order=True):
+                x = ids.is_in(hits["trajectory_id"].implode()).to_numpy().astype(int)
+                n_with = int(x.sum())
+                n_without = len(x) - n_with
+                if min(n_with, n_without) < cfg.min_support:
+                    untested += 1
+                    continue
+                s_with = int((x & y).sum())
+                s_without = int(((1 - x) & y).sum())
+                naive = fisher(s_with, n_with - s_with, s_without, n_without - s_without)
+                effect, n_strata, method = _stratified(x, y, strata, agents, use_clogit)
+                if n_strata < cfg.min_strata:
+                    effect = Effect(math.nan, math.nan, math.nan, 1.0)
+                rate_with, rate_without = s_with / n_with, s_without / n_without
+                first = hits.row(0, named=True)
+                rows.append({
+                    "namespace": namespace, "feature_id": feature_id, "kind": first["kind"],
+                    "subject": first["subject"], "detail": first["detail"],
+                    "n_with": n_with, "n_without": n_without,
+                    "successes_with": s_with, "successes_without": s_without,
+                    "rate_with": rate_with, "rate_without": rate_without,
+                    **dict(zip(("rate_with_low", "rate_with_high"),
+                               wilson_interval(s_with, n_with), strict=True)),
+                    **dict(zip(("rate_without_low", "rate_without_high"),
+                               wilson_interval(s_without, n_without), strict=True)),
+                    "lift": rate_with / rate_without if rate_without > 0 else math.inf,
+                    "odds_ratio": effect.odds_ratio, "ci_low": effect.ci_low,
+                    "ci_high": effect.ci_high, "p_value": effect.p_value,
+                    "naive_odds_ratio": naive.odds_ratio, "naive_p_value": naive.p_value,
+                    "method": method, "stratification": strategies[namespace],
+                    "n_strata": n_strata,
+                })
+        results = self._finish(rows)
+        clusters = _failure_clusters(con, units)
+        return Analysis(results, features, units, clusters, untested, cfg)
+
+    def _finish(self, rows: list[dict[str, object]]) -> pl.DataFrame:
+        cfg = self.config
+        if not rows:
+            return pl.DataFrame(schema={c: pl.String for c in RESULT_COLUMNS}).clear()
+        frame = pl.DataFrame(rows, infer_schema_length=None)
+        frame = frame.with_columns(
+            pl.Series("q_value", benjamini_hochberg(frame["p_value"].to_numpy())),
+            pl.Series("naive_q_value", benjamini_hochberg(frame["naive_p_value"].to_numpy())),
+        )
+        n_tests = frame.height
+        needed = [
+            _runs_needed(Effect(r["odds_ratio"], r["ci_low"], r["ci_high"], r["p_value"]),
+                         r["n_with"] + r["n_without"], cfg.fdr, n_tests)
+            if r["q_value"] >= cfg.fdr else None
+            for r in frame.iter_rows(named=True)
+        ]
+        frame = frame.with_columns(pl.Series("runs_needed", needed, dtype=pl.Int64))
+        frame = frame.with_columns(
+            pl.when(pl.col("q_value") < cfg.fdr).then(pl.lit("significant"))
+            .when(pl.col("p_value") < 0.05).then(pl.lit("suggestive"))
+            .when(pl.col("naive_q_value") < cfg.fdr).then(pl.lit("confounded"))
+            .otherwise(pl.lit("not_significant")).alias("status")
+        )
+        return frame.select(RESULT_COLUMNS).sort("namespace", "q_value", "feature_id")
+
+
+def _failure_clusters(con: object, units: pl.DataFrame) -> pl.DataFrame:
+    """Group failed trajectories by (last tool error signature, last tool called, termination)."""
+    import duckdb
+
+    assert isinstance(con, duckdb.DuckDBPyConnection)
+    from pipeline.features import _signature_sql
+
+    sig = _signature_sql("coalesce(error_message, tool_result_text, '')")
+    con.register("units", units.select("trajectory_id", "namespace", "success").to_arrow())
+    frame = con.sql(f"""
+        with last_call as (
+            select trajectory_id, arg_max(tool_name, step_idx) as last_tool
+            from steps where step_type = 'tool_call' group by all
+        ),
+        last_error as (
+            select trajectory_id, arg_max(coalesce(tool_name, '?') || ': ' || {sig}, step_idx)
+                   as last_error
+            from steps where step_type = 'tool_result' and is_error group by all
+        ),
+        failed as (
+            select u.namespace, u.trajectory_id,
+                   concat_ws(' | ',
+                       'error=' || coalesce(e.last_error, 'none'),
+                       'last_tool=' || coalesce(c.last_tool, 'none'),
+                       'termination=' || coalesce(t.termination_reason, 'unknown')) as signature
+            from units u join trajectories t using (trajectory_id)
+            left join last_call c using (trajectory_id)
+            left join last_error e using (trajectory_id)
+            where not u.success
+        )
+        select namespace, signature, count(*) as size,
+               count(*) / sum(count(*)) over (partition by namespace) as share,
+               list(trajectory_id order by trajectory_id)[1:5] as example_ids
+        from failed group by namespace, signature
+        order by namespace, size desc, signature
+    """).pl()
+    return frame

@@ -1,0 +1,188 @@
+"""SkillExtractor: turn significant stratified contrasts into candidate skills, deterministically.
+
+Each candidate is an imperative instruction a system prompt can carry, worded from a template per
+feature kind and direction (:data:`TEMPLATES`), so the same input always gives the same text. A
+feature kind/direction without a template yields no skill: for example a positive association
+with transferring to a human is never turned into "transfer more" (transfers follow the agent's
+policy; such associations are the classic confound), and ``turns`` / ``termination`` features are
+diagnostics by definition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from pipeline.analyze import Analysis
+from pipeline.features import DIAGNOSTIC_KINDS
+
+__all__ = [
+    "Candidate",
+    "ExtractorConfig",
+    "SkillExtractor",
+    "TEMPLATES",
+    "evidence_from_row",
+    "skill_id",
+    "tested_evidence",
+]
+
+# (kind, direction) -> (section, instruction template). direction: "harmful" when the feature
+# lowers the odds of success within task (odds ratio < 1), else "helpful".
+TEMPLATES: dict[tuple[str, str], tuple[str, str]] = {
+    ("tool_called", "harmful"): (
+        "pitfalls",
+        "Avoid calling {subject} unless the request clearly requires it; check the policy "
+        "conditions for it first.",
+    ),
+    ("tool_called", "helpful"): (
+        "procedures",
+        "Call {subject} when handling this kind of request before deciding on an action.",
+    ),
+    ("tool_order", "helpful"): ("procedures", "Call {detail} before calling {subject}."),
+    ("tool_order", "harmful"): (
+        "pitfalls",
+        "Do not go from {detail} straight to {subject}; re-check the request and the policy "
+        "before calling {subject}.",
+    ),
+    ("write_arg", "harmful"): (
+        "tool-usage",
+        "Before calling {tool} with {arg}={detail}, confirm with the user that this value is "
+        "what they asked for.",
+    ),
+    ("write_arg", "helpful"): (
+        "tool-usage",
+        "When calling {tool}, check whether {arg} should be {detail}: runs that used it "
+        "succeeded more often on the same tasks.",
+    ),
+    ("unconfirmed_write", "harmful"): (
+        "escalation",
+        "Before calling {subject}, list the action details and get an explicit yes from the "
+        "user.",
+    ),
+    ("tool_error", "harmful"): (
+        "tool-usage",
+        "Before calling {subject}, check its inputs to avoid the error \"{detail}\".",
+    ),
+    ("repeated_call", "harmful"): (
+        "pitfalls",
+        "Do not repeat an identical call to {subject}; change the arguments or ask the user "
+        "instead.",
+    ),
+    ("transfer", "harmful"): (
+        "escalation",
+        "Transfer to a human agent ({subject}) only when the request cannot be handled with the "
+        "available tools and policy.",
+    ),
+}
+
+
+def skill_id(namespace: str, pattern_id: str) -> str:
+    """Stable skill id: ``sk-`` + the first 12 hex digits of SHA-256(namespace NUL pattern_id)."""
+    digest = hashlib.sha256(f"{namespace}\0{pattern_id}".encode()).hexdigest()
+    return f"sk-{digest[:12]}"
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """``max_examples``: example (trajectory_id, step_idx) pointers kept per skill.
+    ``propose_suggestive``: also emit suggestive (p < 0.05, q >= fdr) contrasts, as proposals."""
+
+    max_examples: int = 5
+    propose_suggestive: bool = True
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A candidate skill. ``significant`` is True when its q-value passed the FDR level (it may
+    become active); otherwise it can only be proposed. ``evidence`` is a JSON-ready dict of the
+    Analyzer's figures (see :meth:`SkillExtractor.run`)."""
+
+    id: str
+    pattern_id: str
+    namespace: str
+    section: str
+    instruction: str
+    significant: bool
+    evidence: dict[str, Any]
+
+
+def _number(value: Any) -> float | None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return round(float(value), 6)
+
+
+def evidence_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-ready evidence of one Analyzer result row (without examples): n_with,
+    n_without, successes_with, successes_without, n_strata, method, stratification, rate_with,
+    rate_without, lift, odds_ratio, ci_low, ci_high, p_value, q_value (floats rounded to 6
+    places, non-finite as null) and direction (harmful when the odds ratio is below 1)."""
+    direction = "harmful" if (row["odds_ratio"] or 0) < 1 else "helpful"
+    return {
+        key: row[key] for key in (
+            "n_with", "n_without", "successes_with", "successes_without", "n_strata",
+            "method", "stratification")
+    } | {
+        key: _number(row[key]) for key in (
+            "rate_with", "rate_without", "lift", "odds_ratio", "ci_low", "ci_high",
+            "p_value", "q_value")
+    } | {"direction": direction}
+
+
+def tested_evidence(analysis: Analysis) -> list[tuple[str, str, dict[str, Any]]]:
+    """(skill id, pattern id, evidence) for every tested result, so that known skills can be
+    updated with the latest figures even when they are no longer significant."""
+    return [
+        (skill_id(r["namespace"], r["feature_id"]), r["feature_id"], evidence_from_row(r))
+        for r in analysis.results.iter_rows(named=True)
+    ]
+
+
+class SkillExtractor:
+    """``SkillExtractor(config).run(analysis) -> list[Candidate]``, sorted by id."""
+
+    def __init__(self, config: ExtractorConfig | None = None) -> None:
+        self.config = config or ExtractorConfig()
+
+    def run(self, analysis: Analysis) -> list[Candidate]:
+        """Candidates for every significant (and, if configured, suggestive) result whose kind
+        and direction have a template.
+
+        Evidence keys: n_with, n_without, successes_with, successes_without, rate_with,
+        rate_without (fractions), lift, odds_ratio, ci_low, ci_high (95%), p_value, q_value,
+        method, stratification, n_strata, direction, examples (list of
+        ``{"trajectory_id", "step_idx"}``).
+        """
+        wanted = ["significant"] + (["suggestive"] if self.config.propose_suggestive else [])
+        rows = analysis.results.filter(pl.col("status").is_in(wanted))
+        out = []
+        for row in rows.iter_rows(named=True):
+            if row["kind"] in DIAGNOSTIC_KINDS or not math.isfinite(row["odds_ratio"] or math.nan):
+                continue
+            direction = "harmful" if row["odds_ratio"] < 1 else "helpful"
+            template = TEMPLATES.get((row["kind"], direction))
+            if template is None:
+                continue
+            section, text = template
+            subject = row["subject"] or ""
+            tool, _, arg = subject.partition(".")
+            instruction = text.format(subject=subject, detail=row["detail"] or "", tool=tool,
+                                      arg=arg)
+            examples = analysis.examples(
+                row["namespace"], row["feature_id"], success=direction == "helpful",
+                limit=self.config.max_examples,
+            )
+            evidence = evidence_from_row(row) | {
+                "examples": [{"trajectory_id": t, "step_idx": s} for t, s in examples],
+            }
+            out.append(Candidate(
+                id=skill_id(row["namespace"], row["feature_id"]),
+                pattern_id=row["feature_id"], namespace=row["namespace"], section=section,
+                instruction=instruction, significant=row["status"] == "significant",
+                evidence=evidence,
+            ))
+        return sorted(out, key=lambda c: c.id)

@@ -1,0 +1,163 @@
+"""The whole pipeline in one call: ingest -> analyze -> extract -> merge -> render."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.analyze import Analysis, Analyzer
+from pipeline.config import Config, timestamp
+from pipeline.extract import Candidate, SkillExtractor, tested_evidence
+from pipeline.fileio import lock
+from pipeline.ingest import Traces, ingest
+from pipeline.render import PromptGenerator, base_prompts
+from pipeline.skillbook import MergeResult, Skillbook
+
+__all__ = ["LearnResult", "learn", "merge_and_render", "render_prompts"]
+
+
+@dataclass
+class LearnResult:
+    """What a run did; :meth:`summary` is the ``coach learn --json`` object."""
+
+    traces: Traces
+    analysis: Analysis
+    candidates: list[Candidate]
+    skillbook: Skillbook
+    merge: MergeResult
+    prompts: list[Path]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """Keys: trajectories, quarantined, records_read, features_tested, features_untested,
+        significant, candidates, skills (counts by status), skillbook_version, changes,
+        prompts (paths), llm_calls, stratification (per namespace), not_enough_evidence,
+        timings_s (seconds per stage)."""
+        results = self.analysis.results
+        status = results["status"] if results.height else pl.Series([], dtype=pl.String)
+        needed = (
+            results.filter(pl.col("runs_needed").is_not_null())
+            .sort("runs_needed").head(5)
+            .select("namespace", "feature_id", "odds_ratio", "p_value", "runs_needed")
+            .to_dicts()
+            if results.height else []
+        )
+        strat = (
+            results.group_by("namespace").agg(pl.col("stratification").first()).sort("namespace")
+            .to_dicts() if results.height else []
+        )
+        counts = self.traces.counts
+        return {
+            "trajectories": counts["trajectories"],
+            "records_read": counts["records_read"],
+            "quarantined": counts["quarantined"],
+            "features_tested": results.height,
+            "features_untested": self.analysis.untested,
+            "significant": int((status == "significant").sum()),
+            "confounded": int((status == "confounded").sum()),
+            "candidates": len(self.candidates),
+            "skills": self.skillbook.by_status(),
+            "skillbook_version": self.skillbook.version,
+            "changes": self.merge.as_dict(),
+            "prompts": [str(p) for p in self.prompts],
+            "llm_calls": 0,
+            "stratification": {r["namespace"]: r["stratification"] for r in strat},
+            "not_enough_evidence": needed,
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+def render_prompts(config: Config, book: Skillbook, trajectories: pl.DataFrame | None) -> list[Path]:
+    """Render and write the prompts for ``book``; base prompts come from
+    ``config.base_prompt_file`` (for every namespace) or the traces' system prompts.
+    Returns the prompt paths written (manifest excluded)."""
+    generator = PromptGenerator(config.template_dir, max_chars=config.max_prompt_chars)
+    bases = base_prompts(trajectories) if trajectories is not None else {}
+    if config.base_prompt_file is not None:
+        text = config.base_prompt_file.read_text(encoding="utf-8")
+        bases = dict.fromkeys(bases or {"global": ""}, text)
+    prompts = generator.run(book, bases)
+    generator.write(prompts, config.out_dir, book.version)
+    from pipeline.render import prompt_filename
+
+    return [config.out_dir / prompt_filename(p.namespace) for p in prompts]
+
+
+def merge_and_render(config: Config, candidates: list[Candidate], analysis: Analysis | None,
+                     trajectories: pl.DataFrame | None, run: dict[str, Any]
+                     ) -> tuple[Skillbook, MergeResult, list[Path]]:
+    """Under the Skillbook lock: load, merge, save, render. Returns the Skillbook, what the
+    merge changed, and the prompt paths.
+
+    Raises:
+        LockError: another run holds the lock. SkillbookError: the Skillbook is unreadable.
+    """
+    path = config.skillbook_dir / "skillbook.json"
+    with lock(config.skillbook_dir / ".skillbook.lock"):
+        book = Skillbook.load(path)
+        result = book.merge(
+            candidates, mode=config.mode, now=timestamp(),
+            tested=tested_evidence(analysis) if analysis is not None else (), run=run,
+        )
+        book.save(config.skillbook_dir)
+        prompts = render_prompts(config, book, trajectories)
+    return book, result, prompts
+
+
+def learn(config: Config, progress: Callable[[str], None] | None = None) -> LearnResult:
+    """Run every stage on ``config.paths``.
+
+    Writes the canonical tables to ``config.data_dir / "tables"``, the Skillbook to
+    ``config.skillbook_dir`` and prompts to ``config.out_dir``.
+
+    Raises:
+        InputError, UnknownFormatError, LockError, SkillbookError, TemplateError (see
+        :mod:`pipeline.errors`).
+    """
+    say = progress or (lambda _message: None)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    traces = ingest(config.paths, format=config.format, reward_threshold=config.reward_threshold)
+    traces.save(config.data_dir / "tables")
+    timings["ingest"] = time.perf_counter() - start
+    counts = traces.counts
+    say(f"ingest: {counts['records_read']} records read, {counts['trajectories']} trajectories, "
+        f"{counts['quarantined']} quarantined ({timings['ingest']:.1f}s)")
+
+    start = time.perf_counter()
+    analysis = Analyzer(config.analyzer).run(traces)
+    timings["analyze"] = time.perf_counter() - start
+    say(f"analyze: {analysis.results.height} features tested, "
+        f"{analysis.untested} below min support ({timings['analyze']:.1f}s)")
+
+    start = time.perf_counter()
+    candidates = SkillExtractor().run(analysis)
+    timings["extract"] = time.perf_counter() - start
+    say(f"extract: {len(candidates)} candidate skills ({timings['extract']:.1f}s)")
+
+    start = time.perf_counter()
+    settings = {"mode": config.mode, "min_support": config.analyzer.min_support,
+                "fdr": config.analyzer.fdr}
+    run_id = hashlib.sha256(
+        (traces.content_hash() + json.dumps(settings, sort_keys=True)).encode()
+    ).hexdigest()[:16]
+    run = {"run_id": run_id, "inputs": sorted({f.path for f in traces.files}),
+           "inputs_sha256": traces.content_hash(), "settings": settings,
+           "counts": {"trajectories": counts["trajectories"],
+                      "quarantined": counts["quarantined"],
+                      "features_tested": analysis.results.height,
+                      "candidates": len(candidates)}}
+    trajectories = pl.from_arrow(traces.trajectories)
+    assert isinstance(trajectories, pl.DataFrame)
+    book, merged, prompts = merge_and_render(config, candidates, analysis, trajectories, run)
+    timings["merge+render"] = time.perf_counter() - start
+    say(f"merge: Skillbook v{book.version}, {sum(map(len, merged.as_dict().values()))} changes; "
+        f"render: {len(prompts)} prompts ({timings['merge+render']:.1f}s)")
+    return LearnResult(traces, analysis, candidates, book, merged, prompts, timings)

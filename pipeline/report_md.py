@@ -1,0 +1,102 @@
+"""Markdown views of the Skillbook and of evidence, shared by ``SKILLBOOK.md`` and the CLI."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.skillbook import Skill, Skillbook
+
+__all__ = ["evidence_line", "skillbook_markdown"]
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if value != 0 and abs(value) < 10 ** -digits:
+        return f"{value:.1e}"
+    return f"{value:.{digits}f}"
+
+
+def evidence_line(evidence: dict[str, Any]) -> str:
+    """One line of figures: support, success rates with and without, odds ratio with its 95%
+    interval, p and q, and the stratification."""
+    return (
+        f"n={evidence.get('n_with')} with / {evidence.get('n_without')} without; success "
+        f"{_pct(evidence.get('rate_with'))} vs {_pct(evidence.get('rate_without'))}; "
+        f"odds ratio {_num(evidence.get('odds_ratio'))} "
+        f"[{_num(evidence.get('ci_low'))}, {_num(evidence.get('ci_high'))}] within "
+        f"{evidence.get('n_strata')} strata ({evidence.get('method')}); "
+        f"p={_num(evidence.get('p_value'), 4)}, q={_num(evidence.get('q_value'), 4)}"
+    )
+
+
+def _skill_block(skill: Skill) -> list[str]:
+    ev = skill.evidence
+    lines = [
+        f"- **{skill.instruction}**",
+        f"  - `{skill.id}` · {skill.status} · v{skill.version} · pattern "
+        f"`{skill.source.get('pattern_id')}` · {skill.source.get('method')}",
+        f"  - {evidence_line(ev)}",
+        f"  - stratified by {ev.get('stratification')}",
+    ]
+    if skill.flags:
+        lines.append(f"  - flagged: {', '.join(skill.flags)}")
+    examples = ev.get("examples") or []
+    if examples:
+        refs = ", ".join(f"`{e['trajectory_id']}`#{e['step_idx']}" for e in examples)
+        lines.append(f"  - examples: {refs}")
+    return lines
+
+
+def skillbook_markdown(book: Skillbook) -> str:
+    """``SKILLBOOK.md``: a header with the version, then skills grouped by namespace, status and
+    section, then the run history. Deterministic for a given Skillbook."""
+    from pipeline.skillbook import SECTION_ORDER, STATUSES
+
+    counts = book.by_status()
+    lines = [
+        "# Skillbook",
+        "",
+        f"Version {book.version} · updated {book.updated_at or 'never'} · "
+        + ", ".join(f"{counts[s]} {s}" for s in STATUSES),
+        "",
+    ]
+    if not book.skills:
+        lines += [
+            "No skills yet. A behaviour becomes a skill only when, within the same task, runs "
+            "that show it succeed significantly more or less often than runs that do not "
+            "(false discovery rate controlled). See `coach learn --json` for the figures.",
+            "",
+        ]
+    namespaces = sorted({s.namespace for s in book.skills.values()})
+    for namespace in namespaces:
+        lines += [f"## {namespace}", ""]
+        for status in STATUSES:
+            group = [s for s in book.skills.values()
+                     if s.namespace == namespace and s.status == status]
+            if not group:
+                continue
+            lines += [f"### {status.capitalize()}", ""]
+            sections = sorted({s.section for s in group},
+                              key=lambda x: (SECTION_ORDER.index(x) if x in SECTION_ORDER
+                                             else len(SECTION_ORDER), x))
+            for section in sections:
+                lines += [f"#### {section}", ""]
+                for skill in sorted((s for s in group if s.section == section),
+                                    key=lambda s: (-s.value, s.id)):
+                    lines += _skill_block(skill)
+                lines.append("")
+    if book.history:
+        lines += ["## History", ""]
+        for entry in book.history[-20:]:
+            changes = entry.get("changes", {})
+            summary = ", ".join(f"{len(v)} {k}" for k, v in changes.items() if v) or "no change"
+            lines.append(f"- v{entry['version']} · {entry.get('at')} · run "
+                         f"`{entry.get('run_id', '?')}` · {summary}")
+        lines.append("")
+    return "\n".join(lines)

@@ -174,7 +174,8 @@ def _stratified(x: np.ndarray, y: np.ndarray, strata: np.ndarray, agents: np.nda
 
 def _runs_needed(effect: Effect, n: int, fdr: float, n_tests: int) -> int | None:
     """Labelled runs needed for an effect of this size to pass a Bonferroni-like bar at ``fdr``
-    with 80% power, scaling today's standard error by 1/sqrt(n) (a planning estimate)."""
+    with 80% power, scaling today's standard error by 1/sqrt(n) (a planning estimate; None when
+    more than 100 times today's runs would be needed)."""
     if not (math.isfinite(effect.ci_low) and math.isfinite(effect.ci_high)) or effect.ci_low <= 0:
         return None
     log_or = math.log(effect.odds_ratio) if effect.odds_ratio > 0 else 0.0
@@ -185,7 +186,8 @@ def _runs_needed(effect: Effect, n: int, fdr: float, n_tests: int) -> int | None
 
     z_needed = norm.ppf(1 - fdr / (2 * max(n_tests, 1))) + norm.ppf(0.8)
     factor = (z_needed * se / abs(log_or)) ** 2
-    return int(math.ceil(n * factor)) if factor > 1 else None
+    # Beyond 100x today's data the estimate means "no effect in sight", not a plan.
+    return int(math.ceil(n * factor)) if 1 < factor <= 100 else None
 
 
 class Analyzer:

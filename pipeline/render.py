@@ -35,7 +35,7 @@ SECTION_TITLES = {
     "pitfalls": "Pitfalls to avoid",
 }
 DEFAULT_TEMPLATE = "system_prompt.md.j2"
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*{}\[\]<>#|])")
 
 
 def prompt_filename(namespace: str) -> str:

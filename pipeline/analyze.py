@@ -26,19 +26,51 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from pipeline.features import DIAGNOSTIC_KINDS, FeatureConfig, derive_features
+from pipeline.features import FeatureConfig, derive_features
 from pipeline.ingest import Traces
-from pipeline.stats import Effect, benjamini_hochberg, cmh, conditional_logit, fisher, wilson_interval
+from pipeline.stats import (
+    Effect,
+    benjamini_hochberg,
+    cmh,
+    conditional_logit,
+    fisher,
+    wilson_interval,
+)
 from pipeline.tasks import task_keys
 
 __all__ = ["Analysis", "Analyzer", "AnalyzerConfig", "RESULT_COLUMNS"]
 
 RESULT_COLUMNS = (
-    "namespace, feature_id, kind, subject, detail, n_with, n_without, successes_with, "
-    "successes_without, rate_with, rate_with_low, rate_with_high, rate_without, rate_without_low, "
-    "rate_without_high, lift, odds_ratio, ci_low, ci_high, p_value, q_value, naive_odds_ratio, "
-    "naive_p_value, naive_q_value, method, stratification, n_strata, runs_needed, status"
-).split(", ")
+    "namespace",
+    "feature_id",
+    "kind",
+    "subject",
+    "detail",
+    "n_with",
+    "n_without",
+    "successes_with",
+    "successes_without",
+    "rate_with",
+    "rate_with_low",
+    "rate_with_high",
+    "rate_without",
+    "rate_without_low",
+    "rate_without_high",
+    "lift",
+    "odds_ratio",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "q_value",
+    "naive_odds_ratio",
+    "naive_p_value",
+    "naive_q_value",
+    "method",
+    "stratification",
+    "n_strata",
+    "runs_needed",
+    "status",
+)
 
 
 @dataclass(frozen=True)
@@ -84,8 +116,9 @@ class Analysis:
     untested: int = 0
     config: AnalyzerConfig = field(default_factory=AnalyzerConfig)
 
-    def examples(self, namespace: str, feature_id: str, *, success: bool | None,
-                 limit: int = 5) -> list[tuple[str, int | None]]:
+    def examples(
+        self, namespace: str, feature_id: str, *, success: bool | None, limit: int = 5
+    ) -> list[tuple[str, int | None]]:
         """Up to ``limit`` (trajectory_id, step_idx) pointers of trajectories in ``namespace``
         showing ``feature_id``, restricted to the given outcome unless ``success`` is None;
         sorted by trajectory id."""
@@ -122,7 +155,8 @@ def _units(traces: Traces, config: AnalyzerConfig) -> tuple[pl.DataFrame, dict[s
         .join(keys, on="trajectory_id", how="left")
         .select(
             "trajectory_id",
-            pl.col("domain").map_elements(_namespace, return_dtype=pl.String, skip_nulls=False)
+            pl.col("domain")
+            .map_elements(_namespace, return_dtype=pl.String, skip_nulls=False)
             .alias("namespace"),
             "task_key",
             "aligned",
@@ -142,20 +176,24 @@ def _units(traces: Traces, config: AnalyzerConfig) -> tuple[pl.DataFrame, dict[s
             how += f"; {aligned} runs aligned across datasets by instruction)" if aligned else ")"
             if n_agents > 1:
                 how += f", adjusted for agent ({n_agents} agents)"
-            group = group.with_columns(pl.col("task_key").fill_null(pl.col("trajectory_id"))
-                                       .alias("stratum"))
+            group = group.with_columns(
+                pl.col("task_key").fill_null(pl.col("trajectory_id")).alias("stratum")
+            )
             strategies[namespace] = how
         else:
             how = f"agent ({n_agents} agents)" if n_agents > 1 else "none finer than the domain"
             strategies[namespace] = f"{how}; tasks do not repeat"
             group = group.with_columns(pl.col("agent").alias("stratum"))
         parts.append(group)
-    units = pl.concat(parts) if parts else units.with_columns(pl.lit(None, pl.String).alias("stratum"))
+    units = (
+        pl.concat(parts) if parts else units.with_columns(pl.lit(None, pl.String).alias("stratum"))
+    )
     return units.sort("trajectory_id"), strategies
 
 
-def _stratified(x: np.ndarray, y: np.ndarray, strata: np.ndarray, agents: np.ndarray,
-                use_clogit: bool) -> tuple[Effect, int, str]:
+def _stratified(
+    x: np.ndarray, y: np.ndarray, strata: np.ndarray, agents: np.ndarray, use_clogit: bool
+) -> tuple[Effect, int, str]:
     """The stratified effect of ``x`` on ``y`` and the number of informative strata."""
     codes, inverse = np.unique(strata, return_inverse=True)
     k = len(codes)
@@ -229,23 +267,45 @@ class Analyzer:
                     effect = Effect(math.nan, math.nan, math.nan, 1.0)
                 rate_with, rate_without = s_with / n_with, s_without / n_without
                 first = hits.row(0, named=True)
-                rows.append({
-                    "namespace": namespace, "feature_id": feature_id, "kind": first["kind"],
-                    "subject": first["subject"], "detail": first["detail"],
-                    "n_with": n_with, "n_without": n_without,
-                    "successes_with": s_with, "successes_without": s_without,
-                    "rate_with": rate_with, "rate_without": rate_without,
-                    **dict(zip(("rate_with_low", "rate_with_high"),
-                               wilson_interval(s_with, n_with), strict=True)),
-                    **dict(zip(("rate_without_low", "rate_without_high"),
-                               wilson_interval(s_without, n_without), strict=True)),
-                    "lift": rate_with / rate_without if rate_without > 0 else math.inf,
-                    "odds_ratio": effect.odds_ratio, "ci_low": effect.ci_low,
-                    "ci_high": effect.ci_high, "p_value": effect.p_value,
-                    "naive_odds_ratio": naive.odds_ratio, "naive_p_value": naive.p_value,
-                    "method": method, "stratification": strategies[namespace],
-                    "n_strata": n_strata,
-                })
+                rows.append(
+                    {
+                        "namespace": namespace,
+                        "feature_id": feature_id,
+                        "kind": first["kind"],
+                        "subject": first["subject"],
+                        "detail": first["detail"],
+                        "n_with": n_with,
+                        "n_without": n_without,
+                        "successes_with": s_with,
+                        "successes_without": s_without,
+                        "rate_with": rate_with,
+                        "rate_without": rate_without,
+                        **dict(
+                            zip(
+                                ("rate_with_low", "rate_with_high"),
+                                wilson_interval(s_with, n_with),
+                                strict=True,
+                            )
+                        ),
+                        **dict(
+                            zip(
+                                ("rate_without_low", "rate_without_high"),
+                                wilson_interval(s_without, n_without),
+                                strict=True,
+                            )
+                        ),
+                        "lift": rate_with / rate_without if rate_without > 0 else math.inf,
+                        "odds_ratio": effect.odds_ratio,
+                        "ci_low": effect.ci_low,
+                        "ci_high": effect.ci_high,
+                        "p_value": effect.p_value,
+                        "naive_odds_ratio": naive.odds_ratio,
+                        "naive_p_value": naive.p_value,
+                        "method": method,
+                        "stratification": strategies[namespace],
+                        "n_strata": n_strata,
+                    }
+                )
         results = self._finish(rows)
         clusters = _failure_clusters(con, units)
         return Analysis(results, features, units, clusters, untested, cfg)
@@ -261,17 +321,26 @@ class Analyzer:
         )
         n_tests = frame.height
         needed = [
-            _runs_needed(Effect(r["odds_ratio"], r["ci_low"], r["ci_high"], r["p_value"]),
-                         r["n_with"] + r["n_without"], cfg.fdr, n_tests)
-            if r["q_value"] >= cfg.fdr else None
+            _runs_needed(
+                Effect(r["odds_ratio"], r["ci_low"], r["ci_high"], r["p_value"]),
+                r["n_with"] + r["n_without"],
+                cfg.fdr,
+                n_tests,
+            )
+            if r["q_value"] >= cfg.fdr
+            else None
             for r in frame.iter_rows(named=True)
         ]
         frame = frame.with_columns(pl.Series("runs_needed", needed, dtype=pl.Int64))
         frame = frame.with_columns(
-            pl.when(pl.col("q_value") < cfg.fdr).then(pl.lit("significant"))
-            .when(pl.col("p_value") < 0.05).then(pl.lit("suggestive"))
-            .when(pl.col("naive_q_value") < cfg.fdr).then(pl.lit("confounded"))
-            .otherwise(pl.lit("not_significant")).alias("status")
+            pl.when(pl.col("q_value") < cfg.fdr)
+            .then(pl.lit("significant"))
+            .when(pl.col("p_value") < 0.05)
+            .then(pl.lit("suggestive"))
+            .when(pl.col("naive_q_value") < cfg.fdr)
+            .then(pl.lit("confounded"))
+            .otherwise(pl.lit("not_significant"))
+            .alias("status")
         )
         return frame.select(RESULT_COLUMNS).sort("namespace", "q_value", "feature_id")
 

@@ -43,9 +43,14 @@ def _domain_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _common(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".coach"),
-                     envvar="COACH_DATA_DIR", show_default=True,
-                     help="Where canonical tables and analysis results are kept."),
+        click.option(
+            "--data-dir",
+            type=click.Path(path_type=Path),
+            default=Path(".coach"),
+            envvar="COACH_DATA_DIR",
+            show_default=True,
+            help="Where canonical tables and analysis results are kept.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
         click.option("-q", "--quiet", is_flag=True, help="No progress on stderr."),
     ]
@@ -72,28 +77,75 @@ def main() -> None:
 
 
 _learning_options = [
-    click.option("--format", "fmt", default=None, envvar="COACH_FORMAT",
-                 help="Input format instead of sniffing (chat-jsonl, tau-bench, tau2, canonical)."),
-    click.option("--reward-threshold", type=float, default=1.0, show_default=True,
-                 help="A reward at or above it labels a trajectory success."),
-    click.option("--skillbook", "skillbook_dir", type=click.Path(path_type=Path),
-                 default=Path("skillbook"), envvar="COACH_SKILLBOOK", show_default=True,
-                 help="Directory of skillbook.json and SKILLBOOK.md."),
-    click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("prompts_out"),
-                 envvar="COACH_OUT", show_default=True, help="Directory for rendered prompts."),
-    click.option("--mode", type=click.Choice(["auto", "propose"]), default="auto",
-                 show_default=True, help="auto: significant skills become active; propose: "
-                 "every new skill waits for approval."),
-    click.option("--min-support", type=click.IntRange(min=1), default=10, show_default=True,
-                 help="Fewest trajectories with and without a behaviour for it to be tested."),
-    click.option("--fdr", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-                 default=0.05, show_default=True, help="False discovery rate (BH q-value level)."),
-    click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False),
-                 default=None, envvar="COACH_TEMPLATES",
-                 help="Directory with a system_prompt.md.j2 overriding the default template."),
-    click.option("--base-prompt", "base_prompt_file", type=click.Path(path_type=Path,
-                 dir_okay=False), default=None, help="Base system prompt file for every "
-                 "namespace (default: the traces' most common system prompt)."),
+    click.option(
+        "--format",
+        "fmt",
+        default=None,
+        envvar="COACH_FORMAT",
+        help="Input format instead of sniffing (chat-jsonl, tau-bench, tau2, canonical).",
+    ),
+    click.option(
+        "--reward-threshold",
+        type=float,
+        default=1.0,
+        show_default=True,
+        help="A reward at or above it labels a trajectory success.",
+    ),
+    click.option(
+        "--skillbook",
+        "skillbook_dir",
+        type=click.Path(path_type=Path),
+        default=Path("skillbook"),
+        envvar="COACH_SKILLBOOK",
+        show_default=True,
+        help="Directory of skillbook.json and SKILLBOOK.md.",
+    ),
+    click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(path_type=Path),
+        default=Path("prompts_out"),
+        envvar="COACH_OUT",
+        show_default=True,
+        help="Directory for rendered prompts.",
+    ),
+    click.option(
+        "--mode",
+        type=click.Choice(["auto", "propose"]),
+        default="auto",
+        show_default=True,
+        help="auto: significant skills become active; propose: every new skill waits for approval.",
+    ),
+    click.option(
+        "--min-support",
+        type=click.IntRange(min=1),
+        default=10,
+        show_default=True,
+        help="Fewest trajectories with and without a behaviour for it to be tested.",
+    ),
+    click.option(
+        "--fdr",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default=0.05,
+        show_default=True,
+        help="False discovery rate (BH q-value level).",
+    ),
+    click.option(
+        "--templates",
+        "template_dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        envvar="COACH_TEMPLATES",
+        help="Directory with a system_prompt.md.j2 overriding the default template.",
+    ),
+    click.option(
+        "--base-prompt",
+        "base_prompt_file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="Base system prompt file for every "
+        "namespace (default: the traces' most common system prompt).",
+    ),
 ]
 
 
@@ -105,10 +157,16 @@ def _learning(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _config(paths: tuple[str, ...], **kw: Any) -> Config:
     return Config(
-        paths=paths or ("traces",), format=kw["fmt"], reward_threshold=kw["reward_threshold"],
-        data_dir=kw["data_dir"], skillbook_dir=kw["skillbook_dir"], out_dir=kw["out_dir"],
-        mode=kw["mode"], analyzer=AnalyzerConfig(min_support=kw["min_support"], fdr=kw["fdr"]),
-        template_dir=kw["template_dir"], base_prompt_file=kw["base_prompt_file"],
+        paths=paths or ("traces",),
+        format=kw["fmt"],
+        reward_threshold=kw["reward_threshold"],
+        data_dir=kw["data_dir"],
+        skillbook_dir=kw["skillbook_dir"],
+        out_dir=kw["out_dir"],
+        mode=kw["mode"],
+        analyzer=AnalyzerConfig(min_support=kw["min_support"], fdr=kw["fdr"]),
+        template_dir=kw["template_dir"],
+        base_prompt_file=kw["base_prompt_file"],
     )
 
 
@@ -126,22 +184,30 @@ def _learn_text(summary: dict[str, Any], result: Any) -> str:
     )
     skills = summary["skills"]
     lines.append(
-        f"Skillbook v{summary['skillbook_version']}: " + ", ".join(
-            f"{n} {s}" for s, n in skills.items()) + "; this run: " + ", ".join(
-            f"{len(v)} {k}" for k, v in summary["changes"].items())
+        f"Skillbook v{summary['skillbook_version']}: "
+        + ", ".join(f"{n} {s}" for s, n in skills.items())
+        + "; this run: "
+        + ", ".join(f"{len(v)} {k}" for k, v in summary["changes"].items())
     )
     active = [s for s in result.skillbook.skills.values() if s.status in ("active", "proposed")]
     for skill in sorted(active, key=lambda s: (-s.value, s.id))[:10]:
         lines.append(f"  [{skill.status}] {skill.instruction}")
         lines.append(f"      {evidence_line(skill.evidence)}")
     if summary["not_enough_evidence"]:
-        lines.append("not enough evidence yet; the closest candidates (runs needed for "
-                     "significance at an effect of the size seen, approximate):")
+        lines.append(
+            "not enough evidence yet; the closest candidates (runs needed for "
+            "significance at an effect of the size seen, approximate):"
+        )
         for item in summary["not_enough_evidence"]:
-            lines.append(f"  {item['feature_id']}: odds ratio {item['odds_ratio']:.2f}, "
-                         f"p={item['p_value']:.3f}, about {item['runs_needed']} labelled runs")
-    confounded = result.analysis.results.filter(pl.col("status") == "confounded").sort(
-        "naive_p_value").head(3)
+            lines.append(
+                f"  {item['feature_id']}: odds ratio {item['odds_ratio']:.2f}, "
+                f"p={item['p_value']:.3f}, about {item['runs_needed']} labelled runs"
+            )
+    confounded = (
+        result.analysis.results.filter(pl.col("status") == "confounded")
+        .sort("naive_p_value")
+        .head(3)
+    )
     for row in confounded.iter_rows(named=True):
         lines.append(
             f"  diagnostic: {row['feature_id']}: success {row['rate_with']:.0%} with vs "
@@ -172,26 +238,45 @@ def learn_command(paths: tuple[str, ...], as_json: bool, quiet: bool, **kw: Any)
 
 @main.command("ingest")
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--format", "fmt", default=None, envvar="COACH_FORMAT",
-              help="Input format instead of sniffing.")
-@click.option("--reward-threshold", type=float, default=1.0, show_default=True,
-              help="A reward at or above it labels a trajectory success.")
+@click.option(
+    "--format", "fmt", default=None, envvar="COACH_FORMAT", help="Input format instead of sniffing."
+)
+@click.option(
+    "--reward-threshold",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="A reward at or above it labels a trajectory success.",
+)
 @_common
 @_domain_errors
-def ingest_command(paths: tuple[str, ...], fmt: str | None, reward_threshold: float,
-                   data_dir: Path, as_json: bool, quiet: bool) -> None:
+def ingest_command(
+    paths: tuple[str, ...],
+    fmt: str | None,
+    reward_threshold: float,
+    data_dir: Path,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Read traces into the canonical tables (Parquet under DATA_DIR/tables).
 
     Example: coach ingest traces/ --json
     """
     traces = ingest(paths or ("traces",), format=fmt, reward_threshold=reward_threshold)
     traces.save(data_dir / "tables")
-    payload = {"files": [asdict(f) for f in traces.files], "totals": traces.counts,
-               "tables": str(data_dir / "tables")}
-    text = "\n".join(
-        f"{f.path}: {f.format}, {f.records_read} read, {f.ingested} ingested, "
-        f"{f.quarantined} quarantined, {f.steps} steps" for f in traces.files
-    ) + f"\ntotal: {traces.counts}"
+    payload = {
+        "files": [asdict(f) for f in traces.files],
+        "totals": traces.counts,
+        "tables": str(data_dir / "tables"),
+    }
+    text = (
+        "\n".join(
+            f"{f.path}: {f.format}, {f.records_read} read, {f.ingested} ingested, "
+            f"{f.quarantined} quarantined, {f.steps} steps"
+            for f in traces.files
+        )
+        + f"\ntotal: {traces.counts}"
+    )
     _emit(as_json, payload, text)
 
 
@@ -200,14 +285,25 @@ def _load_analysis_inputs(data_dir: Path) -> Traces:
 
 
 @main.command("analyze")
-@click.option("--min-support", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Fewest trajectories with and without a behaviour for it to be tested.")
-@click.option("--fdr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
-              show_default=True, help="False discovery rate (BH q-value level).")
+@click.option(
+    "--min-support",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Fewest trajectories with and without a behaviour for it to be tested.",
+)
+@click.option(
+    "--fdr",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="False discovery rate (BH q-value level).",
+)
 @_common
 @_domain_errors
-def analyze_command(min_support: int, fdr: float, data_dir: Path, as_json: bool,
-                    quiet: bool) -> None:
+def analyze_command(
+    min_support: int, fdr: float, data_dir: Path, as_json: bool, quiet: bool
+) -> None:
     """Contrast successful and failed trajectories from the ingested tables.
 
     Writes DATA_DIR/analysis/{results,features,units,clusters}.parquet.
@@ -228,25 +324,36 @@ def analyze_command(min_support: int, fdr: float, data_dir: Path, as_json: bool,
         "status": dict(results["status"].value_counts().iter_rows()) if results.height else {},
         "results": results.head(20).to_dicts(),
     }
-    text = "\n".join(
-        f"{r['status']:>15}  {r['feature_id']}  OR {r['odds_ratio']:.2f} "
-        f"q={r['q_value']:.3f} (naive q={r['naive_q_value']:.3f})"
-        for r in results.head(20).iter_rows(named=True)
-    ) or "no feature had enough support"
+    text = (
+        "\n".join(
+            f"{r['status']:>15}  {r['feature_id']}  OR {r['odds_ratio']:.2f} "
+            f"q={r['q_value']:.3f} (naive q={r['naive_q_value']:.3f})"
+            for r in results.head(20).iter_rows(named=True)
+        )
+        or "no feature had enough support"
+    )
     _emit(as_json, payload, text)
 
 
 def _load_analysis(data_dir: Path) -> Analysis:
     out = data_dir / "analysis"
     try:
-        frames = {n: pl.read_parquet(out / f"{n}.parquet")
-                  for n in ("results", "features", "units", "clusters")}
+        frames = {
+            n: pl.read_parquet(out / f"{n}.parquet")
+            for n in ("results", "features", "units", "clusters")
+        }
         cfg = json.loads((out / "config.json").read_text())
     except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
-        raise click.ClickException(f"{out}: no analysis found ({exc}); run 'coach analyze' "
-                                   "first") from exc
-    return Analysis(frames["results"], frames["features"], frames["units"], frames["clusters"],
-                    config=AnalyzerConfig(**cfg))
+        raise click.ClickException(
+            f"{out}: no analysis found ({exc}); run 'coach analyze' first"
+        ) from exc
+    return Analysis(
+        frames["results"],
+        frames["features"],
+        frames["units"],
+        frames["clusters"],
+        config=AnalyzerConfig(**cfg),
+    )
 
 
 @main.command("extract")
@@ -260,23 +367,45 @@ def extract_command(data_dir: Path, as_json: bool, quiet: bool) -> None:
     candidates = SkillExtractor().run(_load_analysis(data_dir))
     data = [asdict(c) for c in candidates]
     (data_dir / "candidates.json").write_text(json.dumps(data, indent=2) + "\n")
-    _emit(as_json, {"candidates": data},
-          "\n".join(f"{c.id} [{c.section}] {c.instruction}" for c in candidates)
-          or "no candidate skills")
+    _emit(
+        as_json,
+        {"candidates": data},
+        "\n".join(f"{c.id} [{c.section}] {c.instruction}" for c in candidates)
+        or "no candidate skills",
+    )
 
 
 @main.command("merge")
-@click.option("--skillbook", "skillbook_dir", type=click.Path(path_type=Path),
-              default=Path("skillbook"), envvar="COACH_SKILLBOOK", show_default=True,
-              help="Directory of skillbook.json and SKILLBOOK.md.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("prompts_out"),
-              envvar="COACH_OUT", show_default=True, help="Directory for rendered prompts.")
-@click.option("--mode", type=click.Choice(["auto", "propose"]), default="auto",
-              show_default=True, help="How new significant skills enter.")
+@click.option(
+    "--skillbook",
+    "skillbook_dir",
+    type=click.Path(path_type=Path),
+    default=Path("skillbook"),
+    envvar="COACH_SKILLBOOK",
+    show_default=True,
+    help="Directory of skillbook.json and SKILLBOOK.md.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("prompts_out"),
+    envvar="COACH_OUT",
+    show_default=True,
+    help="Directory for rendered prompts.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "propose"]),
+    default="auto",
+    show_default=True,
+    help="How new significant skills enter.",
+)
 @_common
 @_domain_errors
-def merge_command(skillbook_dir: Path, out_dir: Path, mode: str, data_dir: Path,
-                  as_json: bool, quiet: bool) -> None:
+def merge_command(
+    skillbook_dir: Path, out_dir: Path, mode: str, data_dir: Path, as_json: bool, quiet: bool
+) -> None:
     """Merge DATA_DIR/candidates.json into the Skillbook, then re-render the prompts.
 
     Example: coach merge --skillbook skillbook --mode propose
@@ -285,16 +414,25 @@ def merge_command(skillbook_dir: Path, out_dir: Path, mode: str, data_dir: Path,
     try:
         candidates = [Candidate(**c) for c in json.loads(path.read_text())]
     except (OSError, ValueError, TypeError) as exc:
-        raise click.ClickException(f"{path}: cannot read candidates ({exc}); run 'coach "
-                                   "extract' first") from exc
+        raise click.ClickException(
+            f"{path}: cannot read candidates ({exc}); run 'coach extract' first"
+        ) from exc
     config = Config(data_dir=data_dir, skillbook_dir=skillbook_dir, out_dir=out_dir, mode=mode)
     analysis = _load_analysis(data_dir) if (data_dir / "analysis").exists() else None
     trajectories = _trajectories(data_dir)
-    book, merged, prompts = merge_and_render(config, candidates, analysis, trajectories,
-                                             {"run_id": "merge"})
-    _emit(as_json, {"skillbook_version": book.version, "changes": merged.as_dict(),
-                    "skills": book.by_status(), "prompts": [str(p) for p in prompts]},
-          f"Skillbook v{book.version}: {book.by_status()}; changes {merged.as_dict()}")
+    book, merged, prompts = merge_and_render(
+        config, candidates, analysis, trajectories, {"run_id": "merge"}
+    )
+    _emit(
+        as_json,
+        {
+            "skillbook_version": book.version,
+            "changes": merged.as_dict(),
+            "skills": book.by_status(),
+            "prompts": [str(p) for p in prompts],
+        },
+        f"Skillbook v{book.version}: {book.by_status()}; changes {merged.as_dict()}",
+    )
 
 
 def _trajectories(data_dir: Path) -> pl.DataFrame | None:
@@ -303,30 +441,68 @@ def _trajectories(data_dir: Path) -> pl.DataFrame | None:
 
 
 @main.command("render")
-@click.option("--skillbook", "skillbook_dir", type=click.Path(path_type=Path),
-              default=Path("skillbook"), envvar="COACH_SKILLBOOK", show_default=True,
-              help="Directory of skillbook.json.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("prompts_out"),
-              envvar="COACH_OUT", show_default=True, help="Directory for rendered prompts.")
-@click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False),
-              default=None, envvar="COACH_TEMPLATES", help="Template directory override.")
-@click.option("--base-prompt", "base_prompt_file", type=click.Path(path_type=Path,
-              dir_okay=False), default=None, help="Base system prompt file.")
+@click.option(
+    "--skillbook",
+    "skillbook_dir",
+    type=click.Path(path_type=Path),
+    default=Path("skillbook"),
+    envvar="COACH_SKILLBOOK",
+    show_default=True,
+    help="Directory of skillbook.json.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("prompts_out"),
+    envvar="COACH_OUT",
+    show_default=True,
+    help="Directory for rendered prompts.",
+)
+@click.option(
+    "--templates",
+    "template_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    envvar="COACH_TEMPLATES",
+    help="Template directory override.",
+)
+@click.option(
+    "--base-prompt",
+    "base_prompt_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Base system prompt file.",
+)
 @_common
 @_domain_errors
-def render_command(skillbook_dir: Path, out_dir: Path, template_dir: Path | None,
-                   base_prompt_file: Path | None, data_dir: Path, as_json: bool,
-                   quiet: bool) -> None:
+def render_command(
+    skillbook_dir: Path,
+    out_dir: Path,
+    template_dir: Path | None,
+    base_prompt_file: Path | None,
+    data_dir: Path,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Render the active skills into one system prompt per namespace.
 
     Example: coach render --skillbook skillbook --out prompts_out
     """
-    config = Config(data_dir=data_dir, skillbook_dir=skillbook_dir, out_dir=out_dir,
-                    template_dir=template_dir, base_prompt_file=base_prompt_file)
+    config = Config(
+        data_dir=data_dir,
+        skillbook_dir=skillbook_dir,
+        out_dir=out_dir,
+        template_dir=template_dir,
+        base_prompt_file=base_prompt_file,
+    )
     book = Skillbook.load(skillbook_dir / "skillbook.json")
     prompts = render_prompts(config, book, _trajectories(data_dir))
-    _emit(as_json, {"prompts": [str(p) for p in prompts], "skillbook_version": book.version},
-          "\n".join(str(p) for p in prompts))
+    _emit(
+        as_json,
+        {"prompts": [str(p) for p in prompts], "skillbook_version": book.version},
+        "\n".join(str(p) for p in prompts),
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -60,12 +60,11 @@ TEMPLATES: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("unconfirmed_write", "harmful"): (
         "escalation",
-        "Before calling {subject}, list the action details and get an explicit yes from the "
-        "user.",
+        "Before calling {subject}, list the action details and get an explicit yes from the user.",
     ),
     ("tool_error", "harmful"): (
         "tool-usage",
-        "Before calling {subject}, check its inputs to avoid the error \"{detail}\".",
+        'Before calling {subject}, check its inputs to avoid the error "{detail}".',
     ),
     ("repeated_call", "harmful"): (
         "pitfalls",
@@ -122,15 +121,34 @@ def evidence_from_row(row: dict[str, Any]) -> dict[str, Any]:
     rate_without, lift, odds_ratio, ci_low, ci_high, p_value, q_value (floats rounded to 6
     places, non-finite as null) and direction (harmful when the odds ratio is below 1)."""
     direction = "harmful" if (row["odds_ratio"] or 0) < 1 else "helpful"
-    return {
-        key: row[key] for key in (
-            "n_with", "n_without", "successes_with", "successes_without", "n_strata",
-            "method", "stratification")
-    } | {
-        key: _number(row[key]) for key in (
-            "rate_with", "rate_without", "lift", "odds_ratio", "ci_low", "ci_high",
-            "p_value", "q_value")
-    } | {"direction": direction}
+    return (
+        {
+            key: row[key]
+            for key in (
+                "n_with",
+                "n_without",
+                "successes_with",
+                "successes_without",
+                "n_strata",
+                "method",
+                "stratification",
+            )
+        }
+        | {
+            key: _number(row[key])
+            for key in (
+                "rate_with",
+                "rate_without",
+                "lift",
+                "odds_ratio",
+                "ci_low",
+                "ci_high",
+                "p_value",
+                "q_value",
+            )
+        }
+        | {"direction": direction}
+    )
 
 
 def tested_evidence(analysis: Analysis) -> list[tuple[str, str, dict[str, Any]]]:
@@ -170,19 +188,27 @@ class SkillExtractor:
             section, text = template
             subject = row["subject"] or ""
             tool, _, arg = subject.partition(".")
-            instruction = text.format(subject=subject, detail=row["detail"] or "", tool=tool,
-                                      arg=arg)
+            instruction = text.format(
+                subject=subject, detail=row["detail"] or "", tool=tool, arg=arg
+            )
             examples = analysis.examples(
-                row["namespace"], row["feature_id"], success=direction == "helpful",
+                row["namespace"],
+                row["feature_id"],
+                success=direction == "helpful",
                 limit=self.config.max_examples,
             )
             evidence = evidence_from_row(row) | {
                 "examples": [{"trajectory_id": t, "step_idx": s} for t, s in examples],
             }
-            out.append(Candidate(
-                id=skill_id(row["namespace"], row["feature_id"]),
-                pattern_id=row["feature_id"], namespace=row["namespace"], section=section,
-                instruction=instruction, significant=row["status"] == "significant",
-                evidence=evidence,
-            ))
+            out.append(
+                Candidate(
+                    id=skill_id(row["namespace"], row["feature_id"]),
+                    pattern_id=row["feature_id"],
+                    namespace=row["namespace"],
+                    section=section,
+                    instruction=instruction,
+                    significant=row["status"] == "significant",
+                    evidence=evidence,
+                )
+            )
         return sorted(out, key=lambda c: c.id)

@@ -89,8 +89,10 @@ def error_signature(message: str) -> str:
 def _signature_sql(column: str) -> str:
     expr = f"split_part(trim({column}), chr(10), 1)"
     for pattern, replacement in _MASKS:
-        expr = f"regexp_replace({expr}, '{pattern.replace(chr(39), chr(39) * 2)}', " \
-               f"'{replacement}', 'g')"
+        expr = (
+            f"regexp_replace({expr}, '{pattern.replace(chr(39), chr(39) * 2)}', "
+            f"'{replacement}', 'g')"
+        )
     return f"left(lower(trim({expr})), 120)"
 
 

@@ -99,8 +99,8 @@ class Traces:
         written["quarantine"] = quarantine
         report = directory / "ingest.json"
         report.write_text(
-            json.dumps({"files": [asdict(f) for f in self.files], "totals": self.counts},
-                       indent=2) + "\n",
+            json.dumps({"files": [asdict(f) for f in self.files], "totals": self.counts}, indent=2)
+            + "\n",
             encoding="utf-8",
         )
         written["report"] = report
@@ -119,18 +119,25 @@ class Traces:
             try:
                 tables[name] = pq.read_table(path).cast(schema)
             except (OSError, pa.ArrowException) as exc:
-                raise InputError(f"{path}: cannot read the {name} table ({exc}); run "
-                                 "'coach ingest' first") from exc
+                raise InputError(
+                    f"{path}: cannot read the {name} table ({exc}); run 'coach ingest' first"
+                ) from exc
         quarantine_path = directory / "quarantine.jsonl"
-        quarantine = [
-            json.loads(line)
-            for line in quarantine_path.read_text(encoding="utf-8").splitlines()
-            if line.strip()
-        ] if quarantine_path.exists() else []
+        quarantine = (
+            [
+                json.loads(line)
+                for line in quarantine_path.read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            ]
+            if quarantine_path.exists()
+            else []
+        )
         report_path = directory / "ingest.json"
-        files = [
-            FileReport(**f) for f in json.loads(report_path.read_text(encoding="utf-8"))["files"]
-        ] if report_path.exists() else []
+        files = (
+            [FileReport(**f) for f in json.loads(report_path.read_text(encoding="utf-8"))["files"]]
+            if report_path.exists()
+            else []
+        )
         return cls(tables["trajectories"], tables["steps"], tables["feedback"], quarantine, files)
 
 
@@ -148,8 +155,10 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
             raise InputError(f"{path}: no such file or directory")
         if path.is_dir():
             files = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.name.lower().endswith(DATA_SUFFIXES)
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.name.lower().endswith(DATA_SUFFIXES)
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
             if not files:
@@ -181,6 +190,7 @@ def sniff_format(path: Path) -> str:
 
 def _convert(records: list[Record]) -> tuple[dict[str, pa.Table], list[tuple[Record, str]]]:
     """Tables for ``records``; records whose values do not fit the schema are returned apart."""
+
     def build(batch: list[Record]) -> dict[str, pa.Table]:
         return {
             "trajectories": to_table("trajectories", [r.trajectory for r in batch]),
@@ -207,7 +217,11 @@ def _convert(records: list[Record]) -> tuple[dict[str, pa.Table], list[tuple[Rec
 
 
 def _read_file(
-    path: Path, adapter: Any, options: ReadOptions, report: FileReport, seen: dict[str, str],
+    path: Path,
+    adapter: Any,
+    options: ReadOptions,
+    report: FileReport,
+    seen: dict[str, str],
     quarantine: list[dict[str, str]],
 ) -> dict[str, list[pa.Table]]:
     out: dict[str, list[pa.Table]] = {name: [] for name in TABLES}
@@ -227,8 +241,11 @@ def _read_file(
             continue
         trajectory_id = item.trajectory["trajectory_id"]
         if trajectory_id in seen:
-            reject(item.where, f"duplicate trajectory_id {trajectory_id!r} (first seen in "
-                   f"{seen[trajectory_id]})", trajectory_id)
+            reject(
+                item.where,
+                f"duplicate trajectory_id {trajectory_id!r} (first seen in {seen[trajectory_id]})",
+                trajectory_id,
+            )
             continue
         seen[trajectory_id] = f"{path} {item.where}"
         records.append(item)
@@ -245,8 +262,14 @@ def _read_file(
     return out
 
 
-def _take_chunk(path: Path, chunk: TableChunk, report: FileReport, seen: dict[str, str],
-                out: dict[str, list[pa.Table]], reject: Any) -> None:
+def _take_chunk(
+    path: Path,
+    chunk: TableChunk,
+    report: FileReport,
+    seen: dict[str, str],
+    out: dict[str, list[pa.Table]],
+    reject: Any,
+) -> None:
     table = chunk.table
     report.records_read += table.num_rows
     ids = table.column("trajectory_id").to_pylist()
@@ -255,8 +278,11 @@ def _take_chunk(path: Path, chunk: TableChunk, report: FileReport, seen: dict[st
         if not trajectory_id:
             reject(f"row {row}", "missing trajectory_id", "")
         elif chunk.name == "trajectories" and trajectory_id in seen:
-            reject(f"row {row}", f"duplicate trajectory_id {trajectory_id!r} (first seen in "
-                   f"{seen[trajectory_id]})", trajectory_id)
+            reject(
+                f"row {row}",
+                f"duplicate trajectory_id {trajectory_id!r} (first seen in {seen[trajectory_id]})",
+                trajectory_id,
+            )
         else:
             if chunk.name == "trajectories":
                 seen[trajectory_id] = f"{path} row {row}"
@@ -311,8 +337,13 @@ def ingest(
     return Traces(tables["trajectories"], tables["steps"], tables["feedback"], quarantine, reports)
 
 
-def _drop_orphans(report: FileReport, name: str, table: pa.Table, known: set[str],
-                  quarantine: list[dict[str, str]]) -> pa.Table:
+def _drop_orphans(
+    report: FileReport,
+    name: str,
+    table: pa.Table,
+    known: set[str],
+    quarantine: list[dict[str, str]],
+) -> pa.Table:
     """``table`` without the rows whose trajectory was not ingested; those are quarantined."""
     ids = table.column("trajectory_id").to_pylist()
     keep = [i for i, t in enumerate(ids) if t in known]
@@ -320,9 +351,14 @@ def _drop_orphans(report: FileReport, name: str, table: pa.Table, known: set[str
         return table
     for i, trajectory_id in enumerate(ids):
         if trajectory_id not in known:
-            quarantine.append({"file": report.path, "where": f"row {i}",
-                               "reason": f"{name} row of unknown trajectory {trajectory_id!r}",
-                               "raw": str(trajectory_id)})
+            quarantine.append(
+                {
+                    "file": report.path,
+                    "where": f"row {i}",
+                    "reason": f"{name} row of unknown trajectory {trajectory_id!r}",
+                    "raw": str(trajectory_id),
+                }
+            )
     dropped = len(ids) - len(keep)
     report.quarantined += dropped
     report.ingested -= dropped

@@ -44,14 +44,20 @@ class LearnResult:
         status = results["status"] if results.height else pl.Series([], dtype=pl.String)
         needed = (
             results.filter(pl.col("runs_needed").is_not_null())
-            .sort("runs_needed").head(5)
+            .sort("runs_needed")
+            .head(5)
             .select("namespace", "feature_id", "odds_ratio", "p_value", "runs_needed")
             .to_dicts()
-            if results.height else []
+            if results.height
+            else []
         )
         strat = (
-            results.group_by("namespace").agg(pl.col("stratification").first()).sort("namespace")
-            .to_dicts() if results.height else []
+            results.group_by("namespace")
+            .agg(pl.col("stratification").first())
+            .sort("namespace")
+            .to_dicts()
+            if results.height
+            else []
         )
         counts = self.traces.counts
         return {
@@ -74,7 +80,9 @@ class LearnResult:
         }
 
 
-def render_prompts(config: Config, book: Skillbook, trajectories: pl.DataFrame | None) -> list[Path]:
+def render_prompts(
+    config: Config, book: Skillbook, trajectories: pl.DataFrame | None
+) -> list[Path]:
     """Render and write the prompts for ``book``; base prompts come from
     ``config.base_prompt_file`` (for every namespace) or the traces' system prompts.
     Returns the prompt paths written (manifest excluded)."""
@@ -90,9 +98,13 @@ def render_prompts(config: Config, book: Skillbook, trajectories: pl.DataFrame |
     return [config.out_dir / prompt_filename(p.namespace) for p in prompts]
 
 
-def merge_and_render(config: Config, candidates: list[Candidate], analysis: Analysis | None,
-                     trajectories: pl.DataFrame | None, run: dict[str, Any]
-                     ) -> tuple[Skillbook, MergeResult, list[Path]]:
+def merge_and_render(
+    config: Config,
+    candidates: list[Candidate],
+    analysis: Analysis | None,
+    trajectories: pl.DataFrame | None,
+    run: dict[str, Any],
+) -> tuple[Skillbook, MergeResult, list[Path]]:
     """Under the Skillbook lock: load, merge, save, render. Returns the Skillbook, what the
     merge changed, and the prompt paths.
 
@@ -103,8 +115,11 @@ def merge_and_render(config: Config, candidates: list[Candidate], analysis: Anal
     with lock(config.skillbook_dir / ".skillbook.lock"):
         book = Skillbook.load(path)
         result = book.merge(
-            candidates, mode=config.mode, now=timestamp(),
-            tested=tested_evidence(analysis) if analysis is not None else (), run=run,
+            candidates,
+            mode=config.mode,
+            now=timestamp(),
+            tested=tested_evidence(analysis) if analysis is not None else (),
+            run=run,
         )
         book.save(config.skillbook_dir)
         prompts = render_prompts(config, book, trajectories)
@@ -128,14 +143,18 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
     traces.save(config.data_dir / "tables")
     timings["ingest"] = time.perf_counter() - start
     counts = traces.counts
-    say(f"ingest: {counts['records_read']} records read, {counts['trajectories']} trajectories, "
-        f"{counts['quarantined']} quarantined ({timings['ingest']:.1f}s)")
+    say(
+        f"ingest: {counts['records_read']} records read, {counts['trajectories']} trajectories, "
+        f"{counts['quarantined']} quarantined ({timings['ingest']:.1f}s)"
+    )
 
     start = time.perf_counter()
     analysis = Analyzer(config.analyzer).run(traces)
     timings["analyze"] = time.perf_counter() - start
-    say(f"analyze: {analysis.results.height} features tested, "
-        f"{analysis.untested} below min support ({timings['analyze']:.1f}s)")
+    say(
+        f"analyze: {analysis.results.height} features tested, "
+        f"{analysis.untested} below min support ({timings['analyze']:.1f}s)"
+    )
 
     start = time.perf_counter()
     candidates = SkillExtractor().run(analysis)
@@ -143,21 +162,32 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
     say(f"extract: {len(candidates)} candidate skills ({timings['extract']:.1f}s)")
 
     start = time.perf_counter()
-    settings = {"mode": config.mode, "min_support": config.analyzer.min_support,
-                "fdr": config.analyzer.fdr}
+    settings = {
+        "mode": config.mode,
+        "min_support": config.analyzer.min_support,
+        "fdr": config.analyzer.fdr,
+    }
     run_id = hashlib.sha256(
         (traces.content_hash() + json.dumps(settings, sort_keys=True)).encode()
     ).hexdigest()[:16]
-    run = {"run_id": run_id, "inputs": sorted({f.path for f in traces.files}),
-           "inputs_sha256": traces.content_hash(), "settings": settings,
-           "counts": {"trajectories": counts["trajectories"],
-                      "quarantined": counts["quarantined"],
-                      "features_tested": analysis.results.height,
-                      "candidates": len(candidates)}}
+    run = {
+        "run_id": run_id,
+        "inputs": sorted({f.path for f in traces.files}),
+        "inputs_sha256": traces.content_hash(),
+        "settings": settings,
+        "counts": {
+            "trajectories": counts["trajectories"],
+            "quarantined": counts["quarantined"],
+            "features_tested": analysis.results.height,
+            "candidates": len(candidates),
+        },
+    }
     trajectories = pl.from_arrow(traces.trajectories)
     assert isinstance(trajectories, pl.DataFrame)
     book, merged, prompts = merge_and_render(config, candidates, analysis, trajectories, run)
     timings["merge+render"] = time.perf_counter() - start
-    say(f"merge: Skillbook v{book.version}, {sum(map(len, merged.as_dict().values()))} changes; "
-        f"render: {len(prompts)} prompts ({timings['merge+render']:.1f}s)")
+    say(
+        f"merge: Skillbook v{book.version}, {sum(map(len, merged.as_dict().values()))} changes; "
+        f"render: {len(prompts)} prompts ({timings['merge+render']:.1f}s)"
+    )
     return LearnResult(traces, analysis, candidates, book, merged, prompts, timings)

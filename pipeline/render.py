@@ -19,7 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError
+from jinja2 import StrictUndefined
+from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from pipeline.errors import TemplateError
@@ -75,13 +76,18 @@ class PromptGenerator:
             source = path.read_text(encoding="utf-8")
         else:
             source = (resources.files("pipeline") / "templates" / DEFAULT_TEMPLATE).read_text(
-                encoding="utf-8")
+                encoding="utf-8"
+            )
         self.template_source = source
         self.template_hash = hashlib.sha256(source.encode()).hexdigest()
         self.max_chars = max_chars
-        env = SandboxedEnvironment(undefined=StrictUndefined, trim_blocks=True,
-                                   lstrip_blocks=True, keep_trailing_newline=True,
-                                   autoescape=False)
+        env = SandboxedEnvironment(
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
         try:
             self.template = env.from_string(source)
         except JinjaTemplateError as exc:
@@ -112,18 +118,29 @@ class PromptGenerator:
             own = [s for s in active if s.namespace in (namespace, "global")]
             chosen = self._select(own)
             sections = []
-            for name in sorted({s.section for s in chosen},
-                               key=lambda x: (SECTION_ORDER.index(x) if x in SECTION_ORDER
-                                              else len(SECTION_ORDER), x)):
-                sections.append({
-                    "name": name,
-                    "title": SECTION_TITLES.get(name, name.replace("-", " ").capitalize()),
-                    "skills": [
-                        {"id": s.id, "instruction": _escape(s.instruction), "section": s.section,
-                         "evidence": dict(s.evidence)}
-                        for s in chosen if s.section == name
-                    ],
-                })
+            for name in sorted(
+                {s.section for s in chosen},
+                key=lambda x: (
+                    SECTION_ORDER.index(x) if x in SECTION_ORDER else len(SECTION_ORDER),
+                    x,
+                ),
+            ):
+                sections.append(
+                    {
+                        "name": name,
+                        "title": SECTION_TITLES.get(name, name.replace("-", " ").capitalize()),
+                        "skills": [
+                            {
+                                "id": s.id,
+                                "instruction": _escape(s.instruction),
+                                "section": s.section,
+                                "evidence": dict(s.evidence),
+                            }
+                            for s in chosen
+                            if s.section == name
+                        ],
+                    }
+                )
             context: dict[str, Any] = {
                 "base_prompt": base_prompts.get(namespace, "").rstrip(),
                 "namespace": namespace,
@@ -133,8 +150,7 @@ class PromptGenerator:
                 text = self.template.render(**context)
             except JinjaTemplateError as exc:
                 raise TemplateError(f"rendering the prompt for {namespace}: {exc}") from exc
-            out.append(RenderedPrompt(namespace, text.strip() + "\n",
-                                      tuple(s.id for s in chosen)))
+            out.append(RenderedPrompt(namespace, text.strip() + "\n", tuple(s.id for s in chosen)))
         return out
 
     def write(self, prompts: list[RenderedPrompt], out_dir: Path, skillbook_version: int) -> Path:
@@ -144,8 +160,10 @@ class PromptGenerator:
             "skillbook_version": skillbook_version,
             "template_sha256": self.template_hash,
             "prompts": {
-                prompt_filename(p.namespace): {"namespace": p.namespace,
-                                               "skill_ids": list(p.skill_ids)}
+                prompt_filename(p.namespace): {
+                    "namespace": p.namespace,
+                    "skill_ids": list(p.skill_ids),
+                }
                 for p in prompts
             },
         }
@@ -161,8 +179,9 @@ def base_prompts(trajectories: Any) -> dict[str, str]:
     """The most common system prompt per namespace (ties: the lexically smallest), from a
     polars DataFrame with ``domain`` and ``system_prompt`` columns."""
     counts: dict[str, Counter[str]] = {}
-    for domain, prompt in zip(trajectories["domain"].to_list(),
-                              trajectories["system_prompt"].to_list(), strict=True):
+    for domain, prompt in zip(
+        trajectories["domain"].to_list(), trajectories["system_prompt"].to_list(), strict=True
+    ):
         if prompt:
             namespace = f"domain:{domain}" if domain else "global"
             counts.setdefault(namespace, Counter())[prompt] += 1

@@ -17,7 +17,7 @@ def _pct(value: Any) -> str:
 def _num(value: Any, digits: int = 2) -> str:
     if value is None:
         return "n/a"
-    if value != 0 and abs(value) < 10 ** -digits:
+    if value != 0 and abs(value) < 10**-digits:
         return f"{value:.1e}"
     return f"{value:.{digits}f}"
 
@@ -77,18 +77,24 @@ def skillbook_markdown(book: Skillbook) -> str:
     for namespace in namespaces:
         lines += [f"## {namespace}", ""]
         for status in STATUSES:
-            group = [s for s in book.skills.values()
-                     if s.namespace == namespace and s.status == status]
+            group = [
+                s for s in book.skills.values() if s.namespace == namespace and s.status == status
+            ]
             if not group:
                 continue
             lines += [f"### {status.capitalize()}", ""]
-            sections = sorted({s.section for s in group},
-                              key=lambda x: (SECTION_ORDER.index(x) if x in SECTION_ORDER
-                                             else len(SECTION_ORDER), x))
+            sections = sorted(
+                {s.section for s in group},
+                key=lambda x: (
+                    SECTION_ORDER.index(x) if x in SECTION_ORDER else len(SECTION_ORDER),
+                    x,
+                ),
+            )
             for section in sections:
                 lines += [f"#### {section}", ""]
-                for skill in sorted((s for s in group if s.section == section),
-                                    key=lambda s: (-s.value, s.id)):
+                for skill in sorted(
+                    (s for s in group if s.section == section), key=lambda s: (-s.value, s.id)
+                ):
                     lines += _skill_block(skill)
                 lines.append("")
     if book.history:
@@ -96,7 +102,9 @@ def skillbook_markdown(book: Skillbook) -> str:
         for entry in book.history[-20:]:
             changes = entry.get("changes", {})
             summary = ", ".join(f"{len(v)} {k}" for k, v in changes.items() if v) or "no change"
-            lines.append(f"- v{entry['version']} · {entry.get('at')} · run "
-                         f"`{entry.get('run_id', '?')}` · {summary}")
+            lines.append(
+                f"- v{entry['version']} · {entry.get('at')} · run "
+                f"`{entry.get('run_id', '?')}` · {summary}"
+            )
         lines.append("")
     return "\n".join(lines)

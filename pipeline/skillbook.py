@@ -106,8 +106,12 @@ class MergeResult:
         return bool(self.added or self.updated or self.activated or self.flagged)
 
     def as_dict(self) -> dict[str, list[str]]:
-        return {"added": self.added, "updated": self.updated, "activated": self.activated,
-                "flagged": self.flagged}
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "activated": self.activated,
+            "flagged": self.flagged,
+        }
 
 
 @dataclass
@@ -144,8 +148,12 @@ class Skillbook:
         while data["format_version"] < FORMAT_VERSION:
             data = MIGRATIONS[data["format_version"]](data)
         skills = [Skill.from_dict(s) for s in data.get("skills", [])]
-        return cls({s.id: s for s in skills}, int(data.get("version", 0)),
-                   data.get("updated_at"), list(data.get("history", [])))
+        return cls(
+            {s.id: s for s in skills},
+            int(data.get("version", 0)),
+            data.get("updated_at"),
+            list(data.get("history", [])),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document described in the module docstring."""
@@ -201,10 +209,15 @@ class Skillbook:
             old = self.skills.get(cand.id)
             if old is None:
                 self.skills[cand.id] = Skill(
-                    id=cand.id, status=wanted, section=cand.section, namespace=cand.namespace,
-                    instruction=cand.instruction, evidence=cand.evidence,
+                    id=cand.id,
+                    status=wanted,
+                    section=cand.section,
+                    namespace=cand.namespace,
+                    instruction=cand.instruction,
+                    evidence=cand.evidence,
                     source={"method": "rule", "pattern_id": cand.pattern_id},
-                    created_at=now, updated_at=now,
+                    created_at=now,
+                    updated_at=now,
                 )
                 result.added.append(cand.id)
                 continue
@@ -228,23 +241,29 @@ class Skillbook:
             flag = "no longer significant" if sid in latest else "not observed in the latest run"
             evidence = latest.get(sid, old.evidence)
             if old.flags != (flag,) or evidence != old.evidence:
-                self.skills[sid] = replace(old, flags=(flag,), evidence=evidence, updated_at=now,
-                                           version=old.version + 1)
+                self.skills[sid] = replace(
+                    old, flags=(flag,), evidence=evidence, updated_at=now, version=old.version + 1
+                )
                 result.flagged.append(sid)
         if result.changed:
             self.version += 1
             self.updated_at = now
-            self.history.append({"version": self.version, "at": now, **(run or {}),
-                                 "changes": result.as_dict()})
+            self.history.append(
+                {"version": self.version, "at": now, **(run or {}), "changes": result.as_dict()}
+            )
         return result
 
     def save(self, directory: Path) -> dict[str, Path]:
         """Write ``skillbook.json`` and ``SKILLBOOK.md`` into ``directory`` atomically; files
         whose content would not change are left untouched. Returns both paths."""
         json_path, md_path = directory / "skillbook.json", directory / "SKILLBOOK.md"
-        for path, text in ((json_path, json.dumps(self.to_dict(), indent=2, sort_keys=False,
-                                                  ensure_ascii=False) + "\n"),
-                           (md_path, self.to_markdown())):
+        for path, text in (
+            (
+                json_path,
+                json.dumps(self.to_dict(), indent=2, sort_keys=False, ensure_ascii=False) + "\n",
+            ),
+            (md_path, self.to_markdown()),
+        ):
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 atomic_write(path, text)
         return {"json": json_path, "markdown": md_path}

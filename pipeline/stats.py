@@ -127,8 +127,12 @@ def conditional_logit(
     p_value = float(fit.pvalues[0])
     if not (math.isfinite(beta) and math.isfinite(se) and se > 0 and se < 20):
         return Effect(math.nan, math.nan, math.nan, 1.0)
-    return Effect(math.exp(beta), math.exp(beta - 1.96 * se), math.exp(beta + 1.96 * se),
-                  p_value if math.isfinite(p_value) else 1.0)
+    return Effect(
+        math.exp(beta),
+        math.exp(beta - 1.96 * se),
+        math.exp(beta + 1.96 * se),
+        p_value if math.isfinite(p_value) else 1.0,
+    )
 
 
 def benjamini_hochberg(p_values: list[float] | np.ndarray) -> np.ndarray:

@@ -38,9 +38,17 @@ class SynthConfig:
 
 
 def _call(call_id: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    return {"role": "assistant", "content": None, "tool_calls": [
-        {"id": call_id, "type": "function",
-         "function": {"name": name, "arguments": json.dumps(args)}}]}
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
+        ],
+    }
 
 
 def generate(config: SynthConfig) -> Iterator[dict[str, Any]]:
@@ -66,21 +74,37 @@ def generate(config: SynthConfig) -> Iterator[dict[str, Any]]:
                     {"role": "tool", "tool_call_id": "c1", "content": '{"name": "Ada"}'},
                 ]
                 if noise:
-                    messages += [_call("c2", "get_weather", {"city": "Paris"}),
-                                 {"role": "tool", "tool_call_id": "c2", "content": "sunny"}]
-                messages.append({"role": "assistant",
-                                 "content": f"I can do the {kind}. Shall I proceed?"})
-                messages.append({"role": "user", "content": "Hmm, what does it cost?"
-                                 if unconfirmed else "Yes, please proceed."})
-                messages += [_call("c3", write, {"trip_id": f"T{task}"}),
-                             {"role": "tool", "tool_call_id": "c3", "content": "done"},
-                             {"role": "assistant", "content": "All done."}]
+                    messages += [
+                        _call("c2", "get_weather", {"city": "Paris"}),
+                        {"role": "tool", "tool_call_id": "c2", "content": "sunny"},
+                    ]
+                messages.append(
+                    {"role": "assistant", "content": f"I can do the {kind}. Shall I proceed?"}
+                )
+                messages.append(
+                    {
+                        "role": "user",
+                        "content": "Hmm, what does it cost?"
+                        if unconfirmed
+                        else "Yes, please proceed.",
+                    }
+                )
+                messages += [
+                    _call("c3", write, {"trip_id": f"T{task}"}),
+                    {"role": "tool", "tool_call_id": "c3", "content": "done"},
+                    {"role": "assistant", "content": "All done."},
+                ]
                 yield {
                     "id": f"{agent}-task{task}-trial{trial}",
                     "messages": messages,
                     "outcome": "success" if success else "failure",
-                    "metadata": {"task_id": str(task), "agent": agent, "domain": config.domain,
-                                 "trial": trial, "task_type": kind},
+                    "metadata": {
+                        "task_id": str(task),
+                        "agent": agent,
+                        "domain": config.domain,
+                        "trial": trial,
+                        "task_type": kind,
+                    },
                 }
 
 

@@ -52,8 +52,10 @@ def task_keys(trajectories: pl.DataFrame, *, min_similarity: float = 60.0) -> pl
         .sort("domain", "dataset", "task_id")
     )
     mapping: dict[tuple[str, str], str] = {}
-    for (domain,), group in tasks.group_by(["domain"], maintain_order=True):
-        datasets = group["dataset"].value_counts().sort(["count", "dataset"], descending=[True, False])
+    for _, group in tasks.group_by(["domain"], maintain_order=True):
+        datasets = (
+            group["dataset"].value_counts().sort(["count", "dataset"], descending=[True, False])
+        )
         reference = datasets["dataset"][0]
         ref = group.filter(pl.col("dataset") == reference)
         ref_text = [_instruction(m) for m in ref["metadata"]]
@@ -72,10 +74,13 @@ def task_keys(trajectories: pl.DataFrame, *, min_similarity: float = 60.0) -> pl
             rows, cols = linear_sum_assignment(-score)
             for i, j in zip(rows, cols, strict=True):
                 if score[i, j] >= min_similarity:
-                    mapping[(other, cur["task_id"][int(i)])] = f"{reference}:{ref['task_id'][int(j)]}"
+                    mapping[(other, cur["task_id"][int(i)])] = (
+                        f"{reference}:{ref['task_id'][int(j)]}"
+                    )
     keys, aligned = [], []
     for dataset, task_id in zip(
-        trajectories["dataset"].fill_null("").to_list(), trajectories["task_id"].to_list(),
+        trajectories["dataset"].fill_null("").to_list(),
+        trajectories["task_id"].to_list(),
         strict=True,
     ):
         if task_id is None:

@@ -25,9 +25,21 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
 
 
 def test_learn_json_summary(tmp_path: Path, planted: Path) -> None:
-    result = CliRunner().invoke(main, [
-        "learn", str(planted), "--json", "-q", "--data-dir", str(tmp_path / "d"),
-        "--skillbook", str(tmp_path / "sb"), "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "learn",
+            str(planted),
+            "--json",
+            "-q",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--skillbook",
+            str(tmp_path / "sb"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["trajectories"] == 360 and summary["quarantined"] == 0
@@ -50,19 +62,32 @@ def test_stage_commands_reach_the_same_skillbook(tmp_path: Path, planted: Path) 
     extracted = runner.invoke(main, ["extract", "--json", *data])
     assert extracted.exit_code == 0
     assert len(json.loads(extracted.stdout)["candidates"]) == 2
-    merged = runner.invoke(main, ["merge", "--json", *data, "--skillbook", str(tmp_path / "sb"),
-                                  "--out", str(tmp_path / "out")])
+    merged = runner.invoke(
+        main,
+        [
+            "merge",
+            "--json",
+            *data,
+            "--skillbook",
+            str(tmp_path / "sb"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert merged.exit_code == 0, merged.output
     assert json.loads(merged.stdout)["skills"]["active"] == 2
-    rendered = runner.invoke(main, ["render", *data, "--skillbook", str(tmp_path / "sb"),
-                                    "--out", str(tmp_path / "out2")])
+    rendered = runner.invoke(
+        main,
+        ["render", *data, "--skillbook", str(tmp_path / "sb"), "--out", str(tmp_path / "out2")],
+    )
     assert rendered.exit_code == 0
     assert "explicit yes" in (tmp_path / "out2" / "domain-travel.md").read_text()
 
 
 def test_missing_path_is_a_clear_domain_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["learn", str(tmp_path / "nope"), "-q",
-                                       "--data-dir", str(tmp_path / "d")])
+    result = CliRunner().invoke(
+        main, ["learn", str(tmp_path / "nope"), "-q", "--data-dir", str(tmp_path / "d")]
+    )
     assert result.exit_code == 1
     assert "no such file or directory" in result.output
     assert "Traceback" not in result.output

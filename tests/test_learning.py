@@ -20,8 +20,13 @@ from pipeline.learn import learn
 
 
 def _config(tmp_path: Path, *paths: Path, **kw: object) -> Config:
-    return Config(paths=tuple(str(p) for p in paths), data_dir=tmp_path / "data",
-                  skillbook_dir=tmp_path / "skillbook", out_dir=tmp_path / "prompts", **kw)
+    return Config(
+        paths=tuple(str(p) for p in paths),
+        data_dir=tmp_path / "data",
+        skillbook_dir=tmp_path / "skillbook",
+        out_dir=tmp_path / "prompts",
+        **kw,
+    )
 
 
 def test_planted_behaviour_is_learned_and_confound_is_not(tmp_path: Path, planted: Path) -> None:
@@ -34,8 +39,13 @@ def test_planted_behaviour_is_learned_and_confound_is_not(tmp_path: Path, plante
         assert skill.evidence["odds_ratio"] < 1 and skill.evidence["q_value"] < 0.05
         assert skill.evidence["direction"] == "harmful"
         assert skill.section == "escalation" and skill.namespace == "domain:travel"
-    statuses = dict(zip(result.analysis.results["feature_id"].to_list(),
-                        result.analysis.results["status"].to_list(), strict=True))
+    statuses = dict(
+        zip(
+            result.analysis.results["feature_id"].to_list(),
+            result.analysis.results["status"].to_list(),
+            strict=True,
+        )
+    )
     # Booking tasks are harder: the naive contrast flags book_trip, the stratified one must not.
     assert statuses["tool_called:book_trip"] == "confounded"
     assert statuses["tool_called:get_weather"] == "not_significant"
@@ -51,7 +61,8 @@ def test_evidence_matches_a_direct_recount(tmp_path: Path, planted: Path) -> Non
     for skill in skills:
         tool = skill.source["pattern_id"].split(":", 1)[1]
         # Recount: a write call whose preceding user message has no explicit yes.
-        n_with, s_with, n_all, s_all = con.execute("""
+        n_with, s_with, n_all, s_all = con.execute(
+            """
             with flagged as (
                 select distinct c.trajectory_id from steps c
                 where c.step_type = 'tool_call' and c.tool_name = ?
@@ -64,15 +75,18 @@ def test_evidence_matches_a_direct_recount(tmp_path: Path, planted: Path) -> Non
                                     and t.outcome_label = 'success'),
                    count(*), count(*) filter (where t.outcome_label = 'success')
             from trajectories t left join flagged f using (trajectory_id)
-        """, [tool]).fetchone()
+        """,
+            [tool],
+        ).fetchone()
         ev = skill.evidence
         assert (ev["n_with"], ev["successes_with"]) == (n_with, s_with)
         assert (ev["n_without"], ev["successes_without"]) == (n_all - n_with, s_all - s_with)
         assert ev["rate_with"] == pytest.approx(s_with / n_with, abs=1e-6)
         for example in ev["examples"]:
-            row = con.execute("select step_type, tool_name from steps where trajectory_id = ? "
-                              "and step_idx = ?",
-                              [example["trajectory_id"], example["step_idx"]]).fetchone()
+            row = con.execute(
+                "select step_type, tool_name from steps where trajectory_id = ? and step_idx = ?",
+                [example["trajectory_id"], example["step_idx"]],
+            ).fetchone()
             assert row == ("tool_call", tool)
 
 
@@ -116,26 +130,35 @@ def test_shipped_traces_give_no_confounded_advice(tmp_path: Path, shipped_traces
     assert "task (50 tasks" in transfer["stratification"]
     assert "adjusted for agent (4 agents)" in transfer["stratification"]
     for skill in result.skillbook.skills.values():
-        assert "transfer" not in skill.source["pattern_id"] or skill.evidence["direction"] == \
-            "harmful"
+        assert (
+            "transfer" not in skill.source["pattern_id"] or skill.evidence["direction"] == "harmful"
+        )
         assert skill.source["pattern_id"] not in {
-            "tool_called:book_reservation", "tool_called:search_direct_flight"}
+            "tool_called:book_reservation",
+            "tool_called:search_direct_flight",
+        }
     summary = result.summary()
     assert summary["trajectories"] == 350 and summary["quarantined"] == 0
     assert summary["llm_calls"] == 0
-    assert summary["skills"]["active"] == summary["significant"] == sum(
-        1 for s in result.skillbook.skills.values() if s.status == "active")
+    assert (
+        summary["skills"]["active"]
+        == summary["significant"]
+        == sum(1 for s in result.skillbook.skills.values() if s.status == "active")
+    )
 
 
-def test_two_runs_are_byte_identical(tmp_path: Path, planted: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_runs_are_byte_identical(
+    tmp_path: Path, planted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
     outputs = []
     for name in ("a", "b"):
         result = learn(_config(tmp_path / name, planted))
-        files = sorted(result.prompts) + [tmp_path / name / "prompts" / "manifest.json",
-                                          tmp_path / name / "skillbook" / "skillbook.json",
-                                          tmp_path / name / "skillbook" / "SKILLBOOK.md"]
+        files = sorted(result.prompts) + [
+            tmp_path / name / "prompts" / "manifest.json",
+            tmp_path / name / "skillbook" / "skillbook.json",
+            tmp_path / name / "skillbook" / "SKILLBOOK.md",
+        ]
         outputs.append([f.read_bytes() for f in files])
     assert outputs[0] == outputs[1]
 

@@ -15,11 +15,15 @@ from pipeline.render import PromptGenerator
 from pipeline.skillbook import Skillbook
 
 
-def _cand(pattern: str, significant: bool = True, odds: float = 0.2,
-          instruction: str | None = None) -> Candidate:
+def _cand(
+    pattern: str, significant: bool = True, odds: float = 0.2, instruction: str | None = None
+) -> Candidate:
     return Candidate(
-        id=skill_id("domain:x", pattern), pattern_id=pattern, namespace="domain:x",
-        section="pitfalls", instruction=instruction or f"Avoid {pattern}.",
+        id=skill_id("domain:x", pattern),
+        pattern_id=pattern,
+        namespace="domain:x",
+        section="pitfalls",
+        instruction=instruction or f"Avoid {pattern}.",
         significant=significant,
         evidence={"odds_ratio": odds, "ci_low": odds / 2, "ci_high": odds * 1.5, "n_with": 10},
     )
@@ -48,15 +52,18 @@ def test_rejected_skill_stays_rejected() -> None:
     book = Skillbook()
     book.merge([_cand("a")], now="t1")
     sid = skill_id("domain:x", "a")
-    book.skills[sid] = book.skills[sid].__class__(**{**book.skills[sid].__dict__,
-                                                     "status": "rejected"})
+    book.skills[sid] = book.skills[sid].__class__(
+        **{**book.skills[sid].__dict__, "status": "rejected"}
+    )
     book.merge([_cand("a", odds=0.1)], now="t2")
     assert book.skills[sid].status == "rejected"
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.sampled_from("abcdef"), min_size=1, max_size=6, unique=True),
-       st.randoms(use_true_random=False))
+@given(
+    st.lists(st.sampled_from("abcdef"), min_size=1, max_size=6, unique=True),
+    st.randoms(use_true_random=False),
+)
 def test_merge_is_idempotent_and_order_independent(patterns: list[str], rnd: object) -> None:
     cands = [_cand(p, significant=i % 2 == 0) for i, p in enumerate(patterns)]
     shuffled = list(cands)
@@ -88,8 +95,9 @@ def test_save_load_round_trip_and_format_check(tmp_path: Path) -> None:
 
 def test_skill_text_is_data_not_template_code() -> None:
     book = Skillbook()
-    book.merge([_cand("a", instruction="Say {{ 7 * 7 }} and {% raw %}x{% endraw %} # Title")],
-               now="t")
+    book.merge(
+        [_cand("a", instruction="Say {{ 7 * 7 }} and {% raw %}x{% endraw %} # Title")], now="t"
+    )
     (prompt,) = PromptGenerator().run(book, {"domain:x": "Base policy."})
     assert "49" not in prompt.text
     assert "\\{\\{ 7 \\* 7 \\}\\}" in prompt.text

@@ -26,6 +26,6 @@ def by_name(name: str) -> ModuleType:
         KeyError: no adapter has that name.
     """
     for adapter in ADAPTERS:
-        if adapter.NAME == name:
+        if name == adapter.NAME:
             return adapter
     raise KeyError(name)

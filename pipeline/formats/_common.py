@@ -159,8 +159,10 @@ def chat_steps(
             call_id = message.get("tool_call_id") or message.get("id")
             name = message.get("name") or call_names.get(str(call_id))
             flagged = message.get("error")
-            is_error = bool(flagged) if isinstance(flagged, bool) else bool(
-                text and _ERROR_TEXT.match(text)
+            is_error = (
+                bool(flagged)
+                if isinstance(flagged, bool)
+                else bool(text and _ERROR_TEXT.match(text))
             )
             steps.append(
                 base

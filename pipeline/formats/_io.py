@@ -38,7 +38,9 @@ def read_text(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); re-encode it as UTF-8") from exc
+        raise InputError(
+            f"{path}: not UTF-8 text (byte {exc.start}); re-encode it as UTF-8"
+        ) from exc
 
 
 def load_json(path: Path) -> Any:

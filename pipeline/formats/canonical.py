@@ -19,7 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
-from pipeline.formats._common import Parsed, Quarantined, Record, finish_trajectory, parse_time, truncate
+from pipeline.formats._common import (
+    Parsed,
+    Quarantined,
+    Record,
+    finish_trajectory,
+    parse_time,
+    truncate,
+)
 from pipeline.formats._io import ReadOptions, iter_lines, peek_first_json_line
 from pipeline.schema import OUTCOME_LABELS, TABLES
 
@@ -59,8 +66,10 @@ def sniff(path: Path, head: bytes) -> bool:
         except (OSError, pa.ArrowException):
             return False
     first = peek_first_json_line(head)
-    return isinstance(first, dict) and "trajectory_id" in first and isinstance(
-        first.get("steps"), list
+    return (
+        isinstance(first, dict)
+        and "trajectory_id" in first
+        and isinstance(first.get("steps"), list)
     )
 
 
@@ -135,8 +144,11 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed | TableChunk]:
             if label not in OUTCOME_LABELS:
                 raise ValueError(f"'outcome_label' must be one of {', '.join(OUTCOME_LABELS)}")
             trajectory = {k: obj.get(k) for k in TABLES["trajectories"].names}
-            trajectory |= {"outcome_label": label, "source_format": obj.get("source_format") or NAME,
-                           "source_uri": obj.get("source_uri") or options.source_uri}
+            trajectory |= {
+                "outcome_label": label,
+                "source_format": obj.get("source_format") or NAME,
+                "source_uri": obj.get("source_uri") or options.source_uri,
+            }
             for key in _TIME_COLUMNS:
                 trajectory[key] = parse_time(trajectory[key])
             if trajectory["metadata"] is not None and not isinstance(trajectory["metadata"], str):

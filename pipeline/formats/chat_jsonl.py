@@ -85,8 +85,12 @@ def _record(obj: Any, options: ReadOptions, where: str) -> Record:
     feedback = []
     if reward is not None:
         feedback.append(
-            {"trajectory_id": trajectory_id, "name": "reward", "value": float(reward),
-             "source": "dataset"}
+            {
+                "trajectory_id": trajectory_id,
+                "name": "reward",
+                "value": float(reward),
+                "source": "dataset",
+            }
         )
     for item in obj.get("feedback") or []:
         if not isinstance(item, Mapping) or not item.get("name"):

@@ -47,8 +47,10 @@ def _cost(simulation: Mapping[str, Any], messages: list[Any]) -> float | None:
     if isinstance(cost, int | float):
         return float(cost)
     costs = [
-        m["cost"] for m in messages
-        if isinstance(m, Mapping) and m.get("role") == "assistant"
+        m["cost"]
+        for m in messages
+        if isinstance(m, Mapping)
+        and m.get("role") == "assistant"
         and isinstance(m.get("cost"), int | float)
     ]
     return float(sum(costs)) if costs else None
@@ -89,9 +91,19 @@ def _record(sim: Any, index: int, context: dict[str, Any], options: ReadOptions)
         for step in steps:
             step["step_idx"] += 1
         stamp = parse_time(sim.get("start_time"))
-        steps.insert(0, {"trajectory_id": trajectory_id, "step_idx": 0, "role": "system",
-                         "step_type": "system", "content_text": policy, "is_error": False,
-                         "started_at": stamp, "ended_at": stamp})
+        steps.insert(
+            0,
+            {
+                "trajectory_id": trajectory_id,
+                "step_idx": 0,
+                "role": "system",
+                "step_type": "system",
+                "content_text": policy,
+                "is_error": False,
+                "started_at": stamp,
+                "ended_at": stamp,
+            },
+        )
     task = context["tasks"].get(str(sim.get("task_id")), {})
     instruction, user_id = _scenario(task)
     trial = sim.get("trial")
@@ -113,23 +125,45 @@ def _record(sim: Any, index: int, context: dict[str, Any], options: ReadOptions)
         "outcome_source": None if reward is None else "reward",
         "termination_reason": sim.get("termination_reason"),
         "cost_usd": _cost(sim, messages),
-        "metadata": json_text({"task_instruction": instruction,
-                               "task_purpose": (task.get("description") or {}).get("purpose"),
-                               "seed": sim.get("seed")}),
+        "metadata": json_text(
+            {
+                "task_instruction": instruction,
+                "task_purpose": (task.get("description") or {}).get("purpose"),
+                "seed": sim.get("seed"),
+            }
+        ),
     }
     feedback = []
     if reward is not None:
-        feedback.append({"trajectory_id": trajectory_id, "name": "reward", "value": float(reward),
-                         "source": "tau2"})
+        feedback.append(
+            {
+                "trajectory_id": trajectory_id,
+                "name": "reward",
+                "value": float(reward),
+                "source": "tau2",
+            }
+        )
     for name, value in (reward_info.get("reward_breakdown") or {}).items():
         if isinstance(value, int | float):
-            feedback.append({"trajectory_id": trajectory_id, "name": f"reward.{name}",
-                             "value": float(value), "source": "tau2"})
+            feedback.append(
+                {
+                    "trajectory_id": trajectory_id,
+                    "name": f"reward.{name}",
+                    "value": float(value),
+                    "source": "tau2",
+                }
+            )
     for assertion in reward_info.get("nl_assertions") or []:
         if isinstance(assertion, Mapping) and "met" in assertion:
-            feedback.append({"trajectory_id": trajectory_id, "name": "nl_assertion",
-                             "value": float(bool(assertion["met"])), "source": "tau2",
-                             "comment": assertion.get("nl_assertion")})
+            feedback.append(
+                {
+                    "trajectory_id": trajectory_id,
+                    "name": "nl_assertion",
+                    "value": float(bool(assertion["met"])),
+                    "source": "tau2",
+                    "comment": assertion.get("nl_assertion"),
+                }
+            )
     return Record(finish_trajectory(trajectory, steps), steps, feedback, f"simulations[{index}]")
 
 
@@ -152,9 +186,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
         "agent": f"{implementation} ({model})" if implementation else model,
         "domain": environment.get("domain_name"),
         "policy": environment.get("policy"),
-        "tasks": {
-            str(t.get("id")): t for t in data.get("tasks") or [] if isinstance(t, Mapping)
-        },
+        "tasks": {str(t.get("id")): t for t in data.get("tasks") or [] if isinstance(t, Mapping)},
     }
     for index, sim in enumerate(data["simulations"]):
         try:

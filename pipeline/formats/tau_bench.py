@@ -28,8 +28,11 @@ from pipeline.formats._io import ReadOptions, load_json
 
 NAME = "tau-bench"
 _POLICY_HEADING = re.compile(r"#\s*(\w+) Agent Policy", re.IGNORECASE)
-_TERMINATION = {"###STOP###": "user_stop", "###TRANSFER###": "transfer",
-                "###OUT-OF-SCOPE###": "out_of_scope"}
+_TERMINATION = {
+    "###STOP###": "user_stop",
+    "###TRANSFER###": "transfer",
+    "###OUT-OF-SCOPE###": "out_of_scope",
+}
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -99,13 +102,25 @@ def _record(obj: Any, path: Path, index: int, options: ReadOptions) -> Record:
     }
     feedback = []
     if reward is not None:
-        feedback.append({"trajectory_id": trajectory_id, "name": "reward", "value": float(reward),
-                         "source": "tau-bench"})
+        feedback.append(
+            {
+                "trajectory_id": trajectory_id,
+                "name": "reward",
+                "value": float(reward),
+                "source": "tau-bench",
+            }
+        )
     reward_info = info.get("reward_info") or {}
     for name, value in (reward_info.get("info") or {}).items():
         if isinstance(value, int | float) and not isinstance(value, bool):
-            feedback.append({"trajectory_id": trajectory_id, "name": name, "value": float(value),
-                             "source": "tau-bench"})
+            feedback.append(
+                {
+                    "trajectory_id": trajectory_id,
+                    "name": name,
+                    "value": float(value),
+                    "source": "tau-bench",
+                }
+            )
     return Record(finish_trajectory(trajectory, steps), steps, feedback, f"index {index}")
 
 

@@ -87,7 +87,8 @@ def error_signature(message: str) -> str:
 
 
 def _signature_sql(column: str) -> str:
-    expr = f"split_part(trim({column}), chr(10), 1)"
+    blank = "chr(32) || chr(9) || chr(10) || chr(13)"
+    expr = f"split_part(trim({column}, {blank}), chr(10), 1)"
     for pattern, replacement in _MASKS:
         expr = (
             f"regexp_replace({expr}, '{pattern.replace(chr(39), chr(39) * 2)}', "

@@ -26,6 +26,8 @@ from pipeline.schema import TABLES, to_table
 __all__ = ["FileReport", "Traces", "discover", "ingest", "sniff_format"]
 
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet")
+# Bookkeeping files that :meth:`Traces.save` writes beside the tables; never trace input.
+BOOKKEEPING = frozenset({"ingest.json", "quarantine.jsonl"})
 _HEAD_BYTES = 1 << 20
 
 
@@ -143,7 +145,8 @@ class Traces:
 
 def discover(paths: Sequence[str | Path]) -> list[Path]:
     """Expand ``paths`` into the data files to read, sorted: a directory contributes every file
-    below it whose name ends in one of ``DATA_SUFFIXES``; a file is taken as given.
+    below it whose name ends in one of ``DATA_SUFFIXES`` (except hidden ones and coach's own
+    ``ingest.json`` / ``quarantine.jsonl``); a file is taken as given.
 
     Raises:
         InputError: a path does not exist, or a directory holds no data file.
@@ -159,6 +162,7 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
                 for p in path.rglob("*")
                 if p.is_file()
                 and p.name.lower().endswith(DATA_SUFFIXES)
+                and p.name not in BOOKKEEPING
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
             if not files:

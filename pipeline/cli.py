@@ -76,6 +76,41 @@ def main() -> None:
     """
 
 
+SKILLBOOK_OPTION = click.option(
+    "--skillbook",
+    "skillbook_dir",
+    type=click.Path(path_type=Path),
+    default=Path("skillbook"),
+    envvar="COACH_SKILLBOOK",
+    show_default=True,
+    help="Directory of skillbook.json and SKILLBOOK.md.",
+)
+OUT_OPTION = click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("prompts_out"),
+    envvar="COACH_OUT",
+    show_default=True,
+    help="Directory for rendered prompts.",
+)
+TEMPLATES_OPTION = click.option(
+    "--templates",
+    "template_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    envvar="COACH_TEMPLATES",
+    help="Directory with a system_prompt.md.j2 overriding the default template.",
+)
+BASE_PROMPT_OPTION = click.option(
+    "--base-prompt",
+    "base_prompt_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Base system prompt file for every namespace (default: the traces' most common one).",
+)
+
+
 _learning_options = [
     click.option(
         "--format",
@@ -91,24 +126,8 @@ _learning_options = [
         show_default=True,
         help="A reward at or above it labels a trajectory success.",
     ),
-    click.option(
-        "--skillbook",
-        "skillbook_dir",
-        type=click.Path(path_type=Path),
-        default=Path("skillbook"),
-        envvar="COACH_SKILLBOOK",
-        show_default=True,
-        help="Directory of skillbook.json and SKILLBOOK.md.",
-    ),
-    click.option(
-        "--out",
-        "out_dir",
-        type=click.Path(path_type=Path),
-        default=Path("prompts_out"),
-        envvar="COACH_OUT",
-        show_default=True,
-        help="Directory for rendered prompts.",
-    ),
+    SKILLBOOK_OPTION,
+    OUT_OPTION,
     click.option(
         "--mode",
         type=click.Choice(["auto", "propose"]),
@@ -130,22 +149,8 @@ _learning_options = [
         show_default=True,
         help="False discovery rate (BH q-value level).",
     ),
-    click.option(
-        "--templates",
-        "template_dir",
-        type=click.Path(path_type=Path, file_okay=False),
-        default=None,
-        envvar="COACH_TEMPLATES",
-        help="Directory with a system_prompt.md.j2 overriding the default template.",
-    ),
-    click.option(
-        "--base-prompt",
-        "base_prompt_file",
-        type=click.Path(path_type=Path, dir_okay=False),
-        default=None,
-        help="Base system prompt file for every "
-        "namespace (default: the traces' most common system prompt).",
-    ),
+    TEMPLATES_OPTION,
+    BASE_PROMPT_OPTION,
 ]
 
 
@@ -376,24 +381,8 @@ def extract_command(data_dir: Path, as_json: bool, quiet: bool) -> None:
 
 
 @main.command("merge")
-@click.option(
-    "--skillbook",
-    "skillbook_dir",
-    type=click.Path(path_type=Path),
-    default=Path("skillbook"),
-    envvar="COACH_SKILLBOOK",
-    show_default=True,
-    help="Directory of skillbook.json and SKILLBOOK.md.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=Path("prompts_out"),
-    envvar="COACH_OUT",
-    show_default=True,
-    help="Directory for rendered prompts.",
-)
+@SKILLBOOK_OPTION
+@OUT_OPTION
 @click.option(
     "--mode",
     type=click.Choice(["auto", "propose"]),
@@ -441,39 +430,10 @@ def _trajectories(data_dir: Path) -> pl.DataFrame | None:
 
 
 @main.command("render")
-@click.option(
-    "--skillbook",
-    "skillbook_dir",
-    type=click.Path(path_type=Path),
-    default=Path("skillbook"),
-    envvar="COACH_SKILLBOOK",
-    show_default=True,
-    help="Directory of skillbook.json.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=Path("prompts_out"),
-    envvar="COACH_OUT",
-    show_default=True,
-    help="Directory for rendered prompts.",
-)
-@click.option(
-    "--templates",
-    "template_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    envvar="COACH_TEMPLATES",
-    help="Template directory override.",
-)
-@click.option(
-    "--base-prompt",
-    "base_prompt_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Base system prompt file.",
-)
+@SKILLBOOK_OPTION
+@OUT_OPTION
+@TEMPLATES_OPTION
+@BASE_PROMPT_OPTION
 @_common
 @_domain_errors
 def render_command(

@@ -25,7 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from pipeline.errors import TemplateError
 from pipeline.fileio import atomic_write
-from pipeline.skillbook import SECTION_ORDER, Skill, Skillbook
+from pipeline.skillbook import Skill, Skillbook, section_key
 
 __all__ = ["PromptGenerator", "RenderedPrompt", "prompt_filename"]
 
@@ -120,10 +120,7 @@ class PromptGenerator:
             sections = []
             for name in sorted(
                 {s.section for s in chosen},
-                key=lambda x: (
-                    SECTION_ORDER.index(x) if x in SECTION_ORDER else len(SECTION_ORDER),
-                    x,
-                ),
+                key=section_key,
             ):
                 sections.append(
                     {

@@ -56,7 +56,7 @@ def _skill_block(skill: Skill) -> list[str]:
 def skillbook_markdown(book: Skillbook) -> str:
     """``SKILLBOOK.md``: a header with the version, then skills grouped by namespace, status and
     section, then the run history. Deterministic for a given Skillbook."""
-    from pipeline.skillbook import SECTION_ORDER, STATUSES
+    from pipeline.skillbook import STATUSES, section_key
 
     counts = book.by_status()
     lines = [
@@ -85,10 +85,7 @@ def skillbook_markdown(book: Skillbook) -> str:
             lines += [f"### {status.capitalize()}", ""]
             sections = sorted(
                 {s.section for s in group},
-                key=lambda x: (
-                    SECTION_ORDER.index(x) if x in SECTION_ORDER else len(SECTION_ORDER),
-                    x,
-                ),
+                key=section_key,
             )
             for section in sections:
                 lines += [f"#### {section}", ""]

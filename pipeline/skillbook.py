@@ -30,6 +30,13 @@ FORMAT_VERSION = 1
 STATUSES = ("active", "proposed", "retired", "rejected")
 SECTION_ORDER = ("procedures", "escalation", "tool-usage", "pitfalls")
 
+
+def section_key(section: str) -> tuple[int, str]:
+    """Sort key of a section: the order of :data:`SECTION_ORDER`, unknown sections last by name."""
+    rank = SECTION_ORDER.index(section) if section in SECTION_ORDER else len(SECTION_ORDER)
+    return rank, section
+
+
 # Ordered upgrades: MIGRATIONS[i] turns format_version i into i + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import InputError, UnknownFormatError
 from pipeline.formats import ADAPTERS, Quarantined, ReadOptions, Record, TableChunk, by_name
+from pipeline.formats._io import COMPRESSED_SUFFIXES, data_suffix, read_head
 from pipeline.schema import TABLES, to_table
 
 __all__ = ["FileReport", "Traces", "discover", "ingest", "sniff_format"]
@@ -143,17 +144,40 @@ class Traces:
         return cls(tables["trajectories"], tables["steps"], tables["feedback"], quarantine, files)
 
 
+def is_data_file(path: Path) -> bool:
+    """True when ``path``'s name ends in a data suffix (``DATA_SUFFIXES``), optionally followed by
+    ``.gz`` or ``.zst``, and it is not one of coach's bookkeeping files."""
+    return data_suffix(path) in DATA_SUFFIXES and path.name not in BOOKKEEPING
+
+
+def _expand_glob(pattern: str) -> list[Path]:
+    anchor = Path(pattern).anchor
+    relative = pattern[len(anchor) :] if anchor else pattern
+    return sorted(Path(anchor or ".").glob(relative))
+
+
 def discover(paths: Sequence[str | Path]) -> list[Path]:
-    """Expand ``paths`` into the data files to read, sorted: a directory contributes every file
-    below it whose name ends in one of ``DATA_SUFFIXES`` (except hidden ones and coach's own
-    ``ingest.json`` / ``quarantine.jsonl``); a file is taken as given.
+    """Expand ``paths`` into the data files to read, sorted and without repeats.
+
+    - a directory contributes every data file below it (see :func:`is_data_file`), except hidden
+      files and folders;
+    - a glob pattern (``traces/**/*.jsonl.gz``; ``*``, ``?`` or ``[``) contributes the data files
+      and directories it matches;
+    - a file is taken as given, whatever its name.
 
     Raises:
-        InputError: a path does not exist, or a directory holds no data file.
+        InputError: a path does not exist, a glob matches nothing, or a directory holds no data
+            file.
     """
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
+        if not path.exists() and any(c in str(raw) for c in "*?["):
+            matches = _expand_glob(str(raw))
+            if not matches:
+                raise InputError(f"{raw}: the pattern matches no file")
+            found.extend(discover([m for m in matches if m.is_dir() or is_data_file(m)] or matches))
+            continue
         if not path.exists():
             raise InputError(f"{path}: no such file or directory")
         if path.is_dir():
@@ -161,12 +185,15 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
                 p
                 for p in path.rglob("*")
                 if p.is_file()
-                and p.name.lower().endswith(DATA_SUFFIXES)
-                and p.name not in BOOKKEEPING
+                and is_data_file(p)
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
             if not files:
-                raise InputError(f"{path}: no trace files ({', '.join(DATA_SUFFIXES)}) found")
+                suffixes = ", ".join(DATA_SUFFIXES)
+                compressed = "/".join(COMPRESSED_SUFFIXES)
+                raise InputError(
+                    f"{path}: no trace files ({suffixes}, optionally {compressed}) found"
+                )
             found.extend(files)
         else:
             found.append(path)
@@ -180,11 +207,9 @@ def sniff_format(path: Path) -> str:
         InputError: the file cannot be read.
         UnknownFormatError: no adapter recognises it (the message lists those tried).
     """
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(_HEAD_BYTES)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    head = read_head(path, _HEAD_BYTES)
+    if not head.strip():
+        raise InputError(f"{path}: empty file")
     for adapter in ADAPTERS:
         if adapter.sniff(path, head):
             return str(adapter.NAME)
@@ -231,17 +256,17 @@ def _read_file(
     out: dict[str, list[pa.Table]] = {name: [] for name in TABLES}
     records: list[Record] = []
 
-    def reject(where: str, reason: str, raw: str) -> None:
-        report.quarantined += 1
+    def reject(where: str, reason: str, raw: str, records: int = 1) -> None:
+        report.quarantined += records
         quarantine.append({"file": str(path), "where": where, "reason": reason, "raw": raw})
 
     for item in adapter.read(path, options):
         if isinstance(item, TableChunk):
             _take_chunk(path, item, report, seen, out, reject)
             continue
-        report.records_read += 1
+        report.records_read += item.records
         if isinstance(item, Quarantined):
-            reject(item.where, item.reason, item.raw)
+            reject(item.where, item.reason, item.raw, item.records)
             continue
         trajectory_id = item.trajectory["trajectory_id"]
         if trajectory_id in seen:
@@ -249,6 +274,7 @@ def _read_file(
                 item.where,
                 f"duplicate trajectory_id {trajectory_id!r} (first seen in {seen[trajectory_id]})",
                 trajectory_id,
+                item.records,
             )
             continue
         seen[trajectory_id] = f"{path} {item.where}"
@@ -256,7 +282,12 @@ def _read_file(
     tables, bad = _convert(records)
     for record, reason in bad:
         seen.pop(record.trajectory["trajectory_id"], None)
-        reject(record.where, reason, json.dumps(record.trajectory, default=str)[:2000])
+        reject(
+            record.where,
+            reason,
+            json.dumps(record.trajectory, default=str)[:2000],
+            record.records,
+        )
     for name, table in tables.items():
         out[name].append(table)
     report.ingested = report.records_read - report.quarantined

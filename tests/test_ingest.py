@@ -416,7 +416,7 @@ def test_unknown_text_format(tmp_path: Path) -> None:
         ingest([path])
 
 
-def test_non_utf8_file_is_input_error_naming_file(tmp_path: Path) -> None:
+def test_non_utf8_line_is_quarantined_naming_line(tmp_path: Path) -> None:
     path = tmp_path / "latin1.jsonl"
     good = json.dumps(
         {"id": "x", "outcome": "success", "messages": [{"role": "user", "content": "hi"}]}
@@ -428,21 +428,35 @@ def test_non_utf8_file_is_input_error_naming_file(tmp_path: Path) -> None:
         + '{"id": "y", "messages": [], "note": "caf\xe9"}'.encode("latin-1")
         + b"\n"
     )
+    traces = ingest([path])
+    assert traces.counts["records_read"] == 2
+    assert traces.counts["ingested"] == 1
+    (row,) = traces.quarantine
+    assert row["file"] == str(path)
+    assert row["where"] == "line 2"
+    assert "not UTF-8" in row["reason"]
+
+
+def test_non_utf8_document_is_input_error_naming_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    path.write_bytes(b'{"info": {}, "simulations": [], "note": "caf\xe9"}')
     with pytest.raises(InputError, match="UTF-8") as info:
-        ingest([path])
-    assert not isinstance(info.value, UnknownFormatError)
+        ingest([path], format="tau2")
     assert str(path) in str(info.value)
 
 
-def test_truncated_tau_bench_json_is_input_error_naming_file(tmp_path: Path) -> None:
+def test_truncated_tau_bench_json_is_quarantined_where_it_stops(tmp_path: Path) -> None:
     path = tmp_path / "gpt-4o-airline.json"
     full = TAU_BENCH.read_text(encoding="utf-8")
     path.write_text(full[: len(full) // 2], encoding="utf-8")
     assert sniff_format(path) == "tau-bench"
-    with pytest.raises(InputError, match="truncated JSON") as info:
-        ingest([path])
-    assert not isinstance(info.value, UnknownFormatError)
-    assert str(path) in str(info.value)
+    traces = ingest([path])
+    # the array is streamed: the items before the cut are ingested, the cut is quarantined
+    assert traces.counts["ingested"] < len(json.loads(full))
+    (row,) = traces.quarantine
+    assert row["file"] == str(path)
+    assert "truncated JSON" in row["reason"]
+    assert row["where"] == f"index {traces.counts['ingested']}"
 
 
 # --- the shared real traces ---------------------------------------------------------------------

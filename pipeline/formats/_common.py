@@ -35,21 +35,26 @@ class Record:
 
     ``trajectory`` is a row of the ``trajectories`` table, ``steps`` and ``feedback`` rows of theirs
     (see :mod:`pipeline.schema`); ``where`` locates the source record (``line 3``, ``index 7``).
+    ``records`` is how many source records it was built from: 1 for a line holding a whole run,
+    the number of spans for a trace assembled from span records.
     """
 
     trajectory: dict[str, Any]
     steps: list[dict[str, Any]] = field(default_factory=list)
     feedback: list[dict[str, Any]] = field(default_factory=list)
     where: str = ""
+    records: int = 1
 
 
 @dataclass
 class Quarantined:
-    """A source record that could not be ingested: where it is, why, and its raw text (truncated)."""
+    """Source records that could not be ingested: where, why, the raw text (truncated) and how
+    many source records that is (``records``: e.g. every span of a trace without an id)."""
 
     where: str
     reason: str
     raw: str = ""
+    records: int = 1
 
 
 Parsed = Record | Quarantined

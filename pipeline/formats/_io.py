@@ -1,73 +1,308 @@
-"""File access shared by the format adapters: options, decoding, line iteration, JSON loading."""
+"""File access shared by the format adapters: options, decompression, streaming JSON records.
+
+Every reader here works on plain, gzip (``.gz``, RFC 1952) and Zstandard (``.zst``, RFC 8878)
+files alike, decompressing as it streams, so no adapter needs to know how a file was stored.
+Nothing here loads a whole JSON Lines file or a JSON array into memory: lines are read one at a
+time with a size limit, and arrays are streamed item by item with ``ijson``.
+"""
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import ijson
+import zstandard
 
 from pipeline.errors import InputError
+from pipeline.formats._common import Quarantined, truncate
 
-__all__ = ["ReadOptions", "iter_lines", "load_json", "peek_first_json_line"]
+__all__ = [
+    "COMPRESSED_SUFFIXES",
+    "DEFAULT_MAX_RECORD_BYTES",
+    "ReadOptions",
+    "data_suffix",
+    "iter_json_lines",
+    "iter_json_records",
+    "iter_lines",
+    "load_json",
+    "open_binary",
+    "peek_first_json_line",
+    "read_head",
+    "read_text",
+]
+
+COMPRESSED_SUFFIXES = (".gz", ".zst")
+# A JSON Lines record (one line) or a JSON document larger than this is quarantined or refused
+# rather than parsed: 64 MiB.
+DEFAULT_MAX_RECORD_BYTES = 64 << 20
+# A whole-document JSON format (not JSON Lines, not a top-level array) larger than this is refused.
+DEFAULT_MAX_DOCUMENT_BYTES = 1 << 30
+_CHUNK = 1 << 20
+_JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 
 @dataclass(frozen=True)
 class ReadOptions:
     """What an adapter needs besides the path.
 
-    ``reward_threshold``: a reward at or above it labels a trajectory ``success`` (default 1.0).
     ``source_uri``: the value written to ``trajectories.source_uri``.
+    ``reward_threshold``: a reward at or above it labels a trajectory ``success`` (default 1.0).
+    ``max_record_bytes``: a JSON Lines line longer than this (bytes) is quarantined unread.
+    ``max_document_bytes``: a single-document JSON file larger than this (bytes, decompressed)
+    is refused with an :class:`~pipeline.errors.InputError`.
     """
 
     source_uri: str
     reward_threshold: float = 1.0
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
 
 
-def read_text(path: Path) -> str:
-    """The whole file as text.
+def data_suffix(path: Path) -> str:
+    """The data suffix of ``path`` in lower case, under any compression suffix:
+    ``runs.jsonl.gz`` -> ``.jsonl``, ``spans.json`` -> ``.json``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    while suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+@contextmanager
+def open_binary(path: Path) -> Iterator[IO[bytes]]:
+    """``path`` opened for binary reading, decompressed on the fly when its name ends in ``.gz``
+    or ``.zst``.
 
     Raises:
-        InputError: unreadable, or not UTF-8 (the message names the file and byte offset).
+        InputError: the file cannot be opened.
     """
+    suffix = path.suffix.lower()
     try:
-        data = path.read_bytes()
+        raw = path.open("rb")
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     try:
+        if suffix == ".gz":
+            with gzip.GzipFile(fileobj=raw) as stream:
+                yield stream
+        elif suffix == ".zst":
+            with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as zs:
+                yield io.BufferedReader(zs, _CHUNK)  # type: ignore[arg-type]
+        else:
+            yield raw
+    except (OSError, EOFError, zstandard.ZstdError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{path}: cannot decompress: {exc}") from exc
+    finally:
+        raw.close()
+
+
+def read_head(path: Path, size: int) -> bytes:
+    """Up to ``size`` bytes from the start of ``path``, decompressed.
+
+    Raises:
+        InputError: unreadable, or corrupt compressed data.
+    """
+    with open_binary(path) as stream:
+        try:
+            return stream.read(size)
+        except (OSError, EOFError, zstandard.ZstdError) as exc:
+            raise InputError(f"{path}: cannot decompress: {exc}") from exc
+
+
+def _decode(path: Path, data: bytes, where: str = "") -> str:
+    try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        at = f" {where}" if where else ""
         raise InputError(
-            f"{path}: not UTF-8 text (byte {exc.start}); re-encode it as UTF-8"
+            f"{path}{at}: not UTF-8 text (byte {exc.start}); re-encode it as UTF-8"
         ) from exc
 
 
-def load_json(path: Path) -> Any:
+def read_text(path: Path, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> str:
+    """The whole (decompressed) file as text.
+
+    Raises:
+        InputError: unreadable, larger than ``max_bytes``, or not UTF-8 (with the byte offset).
+    """
+    with open_binary(path) as stream:
+        try:
+            data = stream.read(max_bytes + 1)
+        except (OSError, EOFError, zstandard.ZstdError) as exc:
+            raise InputError(f"{path}: cannot decompress: {exc}") from exc
+    if len(data) > max_bytes:
+        raise InputError(
+            f"{path}: a single JSON document larger than {max_bytes >> 20} MiB; "
+            "export it as JSON Lines (one record per line) instead"
+        )
+    return _decode(path, data)
+
+
+def load_json(path: Path, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> Any:
     """The file parsed as one JSON document.
 
     Raises:
-        InputError: unreadable, not UTF-8, or not valid JSON (with line and column).
+        InputError: unreadable, too large, empty, not UTF-8, or not valid JSON (with line and
+            column; a document that ends early is called truncated).
     """
-    text = read_text(path)
+    text = read_text(path, max_bytes)
+    if not text.strip():
+        raise InputError(f"{path}: empty file")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
+        kind = "truncated" if exc.pos >= len(text.rstrip()) else "invalid"
         raise InputError(
-            f"{path}: invalid or truncated JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+            f"{path}: {kind} JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from exc
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, line)`` for every non-blank line (1-based numbers).
+def _raw_lines(path: Path, limit: int) -> Iterator[tuple[int, bytes | None, bytes]]:
+    """``(number, line, head)`` per line; ``line`` is ``None`` when it exceeds ``limit`` bytes
+    (its first bytes are in ``head`` and the rest is skipped without being kept)."""
+    with open_binary(path) as stream:
+        number = 0
+        try:
+            while True:
+                line = stream.readline(limit + 1)
+                if not line:
+                    return
+                number += 1
+                if len(line) > limit and not line.endswith(b"\n"):
+                    head = line[:2000]
+                    while True:
+                        rest = stream.readline(_CHUNK)
+                        if not rest or rest.endswith(b"\n"):
+                            break
+                    yield number, None, head
+                    continue
+                yield number, line, b""
+        except (OSError, EOFError, zstandard.ZstdError) as exc:
+            raise InputError(f"{path}: cannot decompress after line {number}: {exc}") from exc
+
+
+def iter_lines(
+    path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> Iterator[tuple[int, str | Quarantined]]:
+    """Yield ``(line_number, text)`` for every non-blank line (1-based numbers), streaming.
+
+    A line longer than ``max_bytes`` or not valid UTF-8 comes as a :class:`Quarantined` in place
+    of its text, so the caller can account for it and go on.
 
     Raises:
-        InputError: unreadable or not UTF-8.
+        InputError: unreadable or corrupt compressed data.
     """
-    text = read_text(path)
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            yield number, line
+    for number, line, head in _raw_lines(path, max_bytes):
+        where = f"line {number}"
+        if line is None:
+            yield (
+                number,
+                Quarantined(
+                    where,
+                    f"line longer than {max_bytes} bytes; not parsed (raise --max-record-mb "
+                    "if it is a real record)",
+                    truncate(head.decode("utf-8", "replace")),
+                ),
+            )
+            continue
+        try:
+            text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            yield (
+                number,
+                Quarantined(
+                    where,
+                    f"not UTF-8 text (byte {exc.start} of the line)",
+                    truncate(line.decode("utf-8", "replace")),
+                ),
+            )
+            continue
+        if text.strip():
+            yield number, text
+
+
+def iter_json_lines(
+    path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> Iterator[tuple[str, Any] | Quarantined]:
+    """Yield ``(where, value)`` for each non-blank line parsed as JSON (``where`` is
+    ``"line N"``), or a :class:`Quarantined` for a line that is too long, not UTF-8 or not JSON.
+
+    Raises:
+        InputError: unreadable or corrupt compressed data.
+    """
+    for number, text in iter_lines(path, max_bytes):
+        if isinstance(text, Quarantined):
+            yield text
+            continue
+        try:
+            yield f"line {number}", json.loads(text)
+        except ValueError as exc:
+            yield Quarantined(f"line {number}", f"invalid JSON: {exc}", truncate(text))
+
+
+def _looks_like_json_lines(path: Path) -> bool:
+    """True when the file's first non-blank line is a complete JSON value followed by more."""
+    if data_suffix(path) in _JSONL_SUFFIXES:
+        return True
+    head = read_head(path, 1 << 16)
+    first, _, rest = head.lstrip().partition(b"\n")
+    if not rest.strip():
+        return False
+    try:
+        json.loads(first.decode("utf-8-sig"))
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def iter_json_records(
+    path: Path, options: ReadOptions | None = None
+) -> Iterator[tuple[str, Any] | Quarantined]:
+    """Yield the records of a JSON container as ``(where, value)``, streaming:
+
+    - JSON Lines (``.jsonl``/``.ndjson``, or a file whose first line is a whole JSON value):
+      one record per line, ``where`` = ``"line N"``;
+    - a JSON document whose top level is an array: one record per item, ``where`` = ``"index N"``
+      (streamed with ``ijson``, never loaded whole);
+    - any other JSON document: the document itself as one record, ``where`` = ``"document"``.
+
+    Unparsable lines come as :class:`Quarantined`. A syntax error inside an array ends the file:
+    it comes as one :class:`Quarantined` naming the index where reading stopped.
+
+    Raises:
+        InputError: unreadable, empty, or (for a whole document) too large, not UTF-8 or not JSON.
+    """
+    options = options or ReadOptions(source_uri=str(path))
+    if _looks_like_json_lines(path):
+        yield from iter_json_lines(path, options.max_record_bytes)
+        return
+    head = read_head(path, 1 << 12).lstrip()
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:].lstrip()
+    if not head:
+        raise InputError(f"{path}: empty file")
+    if not head.startswith(b"["):
+        yield "document", load_json(path, options.max_document_bytes)
+        return
+    index = 0
+    with open_binary(path) as stream:
+        try:
+            for item in ijson.items(stream, "item", use_float=True):
+                yield f"index {index}", item
+                index += 1
+        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as exc:
+            yield Quarantined(
+                f"index {index}",
+                f"invalid or truncated JSON array: reading stopped at item {index}: {exc}",
+            )
 
 
 def peek_first_json_line(head: bytes) -> Any:

@@ -27,7 +27,7 @@ from pipeline.formats._common import (
     parse_time,
     truncate,
 )
-from pipeline.formats._io import ReadOptions, iter_lines, peek_first_json_line
+from pipeline.formats._io import ReadOptions, iter_json_lines, peek_first_json_line, read_head
 from pipeline.schema import OUTCOME_LABELS, TABLES
 
 NAME = "canonical"
@@ -126,15 +126,15 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed | TableChunk]:
     Raises:
         InputError: the file cannot be read.
     """
-    with path.open("rb") as handle:
-        magic = handle.read(4)
-    if magic == b"PAR1":
+    if read_head(path, 4) == b"PAR1":
         yield read_parquet(path)
         return
-    for number, line in iter_lines(path):
-        where = f"line {number}"
+    for item in iter_json_lines(path, options.max_record_bytes):
+        if isinstance(item, Quarantined):
+            yield item
+            continue
+        where, obj = item
         try:
-            obj = json.loads(line)
             if not isinstance(obj, Mapping):
                 raise ValueError("record is not a JSON object")
             trajectory_id = obj.get("trajectory_id")
@@ -159,6 +159,6 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed | TableChunk]:
                 step["is_error"] = bool(step.get("is_error"))
             feedback = _rows(obj.get("feedback"), "feedback", trajectory_id)
         except (ValueError, TypeError) as exc:
-            yield Quarantined(where, str(exc), truncate(line))
+            yield Quarantined(where, str(exc), truncate(obj))
             continue
         yield Record(finish_trajectory(trajectory, steps), steps, feedback, where)

@@ -9,7 +9,6 @@ success (``outcome_source`` says which was used).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from pipeline.formats._common import (
     label_from_reward,
     truncate,
 )
-from pipeline.formats._io import ReadOptions, iter_lines, peek_first_json_line
+from pipeline.formats._io import ReadOptions, iter_json_lines, peek_first_json_line
 from pipeline.schema import OUTCOME_LABELS
 
 NAME = "chat-jsonl"
@@ -116,14 +115,12 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
     Raises:
         InputError: the file cannot be opened or is not UTF-8.
     """
-    for number, line in iter_lines(path):
-        where = f"line {number}"
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            yield Quarantined(where, f"invalid JSON: {exc}", truncate(line))
+    for item in iter_json_lines(path, options.max_record_bytes):
+        if isinstance(item, Quarantined):
+            yield item
             continue
+        where, obj = item
         try:
             yield _record(obj, options, where)
         except (ValueError, TypeError) as exc:
-            yield Quarantined(where, str(exc), truncate(line))
+            yield Quarantined(where, str(exc), truncate(obj))

@@ -173,7 +173,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
     Raises:
         InputError: unreadable, not UTF-8, not JSON, or without a ``simulations`` list.
     """
-    data = load_json(path)
+    data = load_json(path, options.max_document_bytes)
     if not isinstance(data, Mapping) or not isinstance(data.get("simulations"), list):
         raise InputError(f"{path}: a tau2 results file is an object with a 'simulations' list")
     info = data.get("info") or {}

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import InputError
 from pipeline.formats._common import (
     Parsed,
     Quarantined,
@@ -24,7 +25,7 @@ from pipeline.formats._common import (
     label_from_reward,
     truncate,
 )
-from pipeline.formats._io import ReadOptions, load_json
+from pipeline.formats._io import ReadOptions, iter_json_records
 
 NAME = "tau-bench"
 _POLICY_HEADING = re.compile(r"#\s*(\w+) Agent Policy", re.IGNORECASE)
@@ -130,13 +131,14 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
     Raises:
         InputError: unreadable, not UTF-8, not JSON, or not a JSON list.
     """
-    from pipeline.errors import InputError
-
-    data = load_json(path)
-    if not isinstance(data, list):
-        raise InputError(f"{path}: a tau-bench file is a JSON list of trajectories")
-    for index, obj in enumerate(data):
+    for index, item in enumerate(iter_json_records(path, options)):
+        if isinstance(item, Quarantined):
+            yield item
+            continue
+        where, obj = item
+        if where == "document":
+            raise InputError(f"{path}: a tau-bench file is a JSON list of trajectories")
         try:
             yield _record(obj, path, index, options)
         except (ValueError, TypeError, AttributeError) as exc:
-            yield Quarantined(f"index {index}", str(exc), truncate(obj))
+            yield Quarantined(where, str(exc), truncate(obj))

@@ -20,7 +20,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError, UnknownFormatError
-from pipeline.formats import ADAPTERS, Quarantined, ReadOptions, Record, TableChunk, by_name
+from pipeline.formats import (
+    ADAPTERS,
+    FeedbackRows,
+    Quarantined,
+    ReadOptions,
+    Record,
+    TableChunk,
+    by_name,
+)
+from pipeline.formats._common import outcome_from_feedback
 from pipeline.formats._io import COMPRESSED_SUFFIXES, data_suffix, read_head
 from pipeline.schema import TABLES, to_table
 
@@ -255,6 +264,7 @@ def _read_file(
 ) -> dict[str, list[pa.Table]]:
     out: dict[str, list[pa.Table]] = {name: [] for name in TABLES}
     records: list[Record] = []
+    loose_feedback: list[dict[str, Any]] = []
 
     def reject(where: str, reason: str, raw: str, records: int = 1) -> None:
         report.quarantined += records
@@ -265,6 +275,9 @@ def _read_file(
             _take_chunk(path, item, report, seen, out, reject)
             continue
         report.records_read += item.records
+        if isinstance(item, FeedbackRows):
+            loose_feedback.extend(item.rows)
+            continue
         if isinstance(item, Quarantined):
             reject(item.where, item.reason, item.raw, item.records)
             continue
@@ -280,6 +293,13 @@ def _read_file(
         seen[trajectory_id] = f"{path} {item.where}"
         records.append(item)
     tables, bad = _convert(records)
+    if loose_feedback:
+        try:
+            tables["feedback"] = pa.concat_tables(
+                [tables["feedback"], to_table("feedback", loose_feedback)]
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError) as exc:
+            raise InputError(f"{path}: feedback rows of the wrong type: {exc}") from exc
     for record, reason in bad:
         seen.pop(record.trajectory["trajectory_id"], None)
         reject(
@@ -328,7 +348,11 @@ def _take_chunk(
 
 
 def ingest(
-    paths: Iterable[str | Path], *, format: str | None = None, reward_threshold: float = 1.0
+    paths: Iterable[str | Path],
+    *,
+    format: str | None = None,
+    reward_threshold: float = 1.0,
+    outcome_feedback: str | None = None,
 ) -> Traces:
     """Read trace files into the canonical tables.
 
@@ -336,6 +360,9 @@ def ingest(
         paths: files and directories (see :func:`discover`).
         format: an adapter name to use for every file instead of sniffing.
         reward_threshold: a reward at or above it means success, for formats labelled by reward.
+        outcome_feedback: the feedback name that is the outcome of trajectories whose format
+            gives none (default: the usual names, see
+            :func:`~pipeline.formats._common.outcome_from_feedback`).
 
     Returns:
         :class:`Traces`; canonical steps and feedback rows whose trajectory is absent from every
@@ -357,7 +384,11 @@ def ingest(
             names = ", ".join(a.NAME for a in ADAPTERS)
             raise InputError(f"unknown format {format!r}; choose one of {names}") from exc
         report = FileReport(str(path), adapter.NAME)
-        options = ReadOptions(source_uri=str(path), reward_threshold=reward_threshold)
+        options = ReadOptions(
+            source_uri=str(path),
+            reward_threshold=reward_threshold,
+            outcome_feedback=outcome_feedback,
+        )
         for name, tables in _read_file(path, adapter, options, report, seen, quarantine).items():
             parts.extend((report, name, t) for t in tables)
         reports.append(report)
@@ -369,7 +400,56 @@ def ingest(
         name: pa.concat_tables([t for _, n, t in parts if n == name] or [schema.empty_table()])
         for name, schema in TABLES.items()
     }
+    tables["trajectories"] = outcomes_from_feedback(
+        tables["trajectories"], tables["feedback"], reward_threshold, outcome_feedback
+    )
     return Traces(tables["trajectories"], tables["steps"], tables["feedback"], quarantine, reports)
+
+
+def outcomes_from_feedback(
+    trajectories: pa.Table,
+    feedback: pa.Table,
+    threshold: float,
+    name: str | None = None,
+) -> pa.Table:
+    """``trajectories`` with the outcome of every ``unknown`` row taken from its feedback rows
+    (from any file: a results file or a scores export may hold them), by
+    :func:`~pipeline.formats._common.outcome_from_feedback`. Rows with a known outcome, or
+    without usable feedback, are unchanged.
+    """
+    labels = trajectories.column("outcome_label").to_pylist()
+    unknown = {
+        t
+        for t, label in zip(trajectories.column("trajectory_id").to_pylist(), labels, strict=True)
+        if label == "unknown"
+    }
+    if not unknown or feedback.num_rows == 0:
+        return trajectories
+    by_trajectory: dict[str, list[dict[str, Any]]] = {}
+    for row in feedback.select(
+        ["trajectory_id", "step_idx", "name", "value", "value_text"]
+    ).to_pylist():
+        if row["trajectory_id"] in unknown:
+            by_trajectory.setdefault(row["trajectory_id"], []).append(row)
+    if not by_trajectory:
+        return trajectories
+    scores = trajectories.column("outcome_score").to_pylist()
+    sources = trajectories.column("outcome_source").to_pylist()
+    for i, trajectory_id in enumerate(trajectories.column("trajectory_id").to_pylist()):
+        rows = by_trajectory.get(trajectory_id)
+        if rows and labels[i] == "unknown":
+            label, score, source = outcome_from_feedback(rows, threshold, name)
+            if source is not None:
+                labels[i], scores[i], sources[i] = label, score, source
+    for column, values in (
+        ("outcome_label", labels),
+        ("outcome_score", scores),
+        ("outcome_source", sources),
+    ):
+        index = trajectories.schema.get_field_index(column)
+        field = trajectories.schema.field(index)
+        trajectories = trajectories.set_column(index, field, pa.array(values, field.type))
+    return trajectories
 
 
 def _drop_orphans(

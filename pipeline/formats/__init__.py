@@ -1,7 +1,7 @@
 """Format adapters: each module maps one trace format onto the canonical tables.
 
 An adapter module has ``NAME``, ``sniff(path, head) -> bool`` (``head`` is the file's first bytes)
-and ``read(path, options) -> Iterator[Record | Quarantined | TableChunk]``. :data:`ADAPTERS` is
+and ``read(path, options) -> Iterator[Record | Quarantined | FeedbackRows | TableChunk]``. :data:`ADAPTERS` is
 the order in which formats are sniffed: the most specific first.
 """
 
@@ -10,11 +10,19 @@ from __future__ import annotations
 from types import ModuleType
 
 from pipeline.formats import canonical, chat_jsonl, tau2, tau_bench
-from pipeline.formats._common import Quarantined, Record
+from pipeline.formats._common import FeedbackRows, Quarantined, Record
 from pipeline.formats._io import ReadOptions
 from pipeline.formats.canonical import TableChunk
 
-__all__ = ["ADAPTERS", "Quarantined", "ReadOptions", "Record", "TableChunk", "by_name"]
+__all__ = [
+    "ADAPTERS",
+    "FeedbackRows",
+    "Quarantined",
+    "ReadOptions",
+    "Record",
+    "TableChunk",
+    "by_name",
+]
 
 ADAPTERS: tuple[ModuleType, ...] = (canonical, tau2, tau_bench, chat_jsonl)
 

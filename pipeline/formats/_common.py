@@ -17,9 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
+    "OUTCOME_FEEDBACK_NAMES",
+    "FeedbackRows",
     "Quarantined",
     "Record",
     "chat_steps",
+    "content_text",
+    "feedback_row",
+    "outcome_from_feedback",
     "finish_trajectory",
     "json_text",
     "label_from_reward",
@@ -57,7 +62,103 @@ class Quarantined:
     records: int = 1
 
 
+@dataclass
+class FeedbackRows:
+    """``feedback`` rows read from a file that holds scores or outcomes but no trajectories (a
+    benchmark's results file, a separate scores export). Their trajectories may come from other
+    files of the same ingest; rows whose trajectory is in none are quarantined. ``records`` is how
+    many source records the rows came from."""
+
+    rows: list[dict[str, Any]]
+    where: str = ""
+    records: int = 1
+
+
 Parsed = Record | Quarantined
+
+# Feedback names taken as a trajectory's outcome, in this order, when the format has no outcome
+# field of its own and the user names none (``--outcome-from``).
+OUTCOME_FEEDBACK_NAMES = (
+    "outcome",
+    "success",
+    "task_success",
+    "resolved",
+    "is_correct",
+    "correct",
+    "correctness",
+    "reward",
+    "pass",
+    "passed",
+)
+_SUCCESS_TEXT = frozenset(
+    {"success", "succeeded", "pass", "passed", "true", "yes", "correct", "resolved", "good", "1"}
+)
+_FAILURE_TEXT = frozenset(
+    {"failure", "failed", "fail", "false", "no", "incorrect", "unresolved", "bad", "error", "0"}
+)
+
+
+def outcome_from_feedback(
+    feedback: Iterable[Mapping[str, Any]], threshold: float, name: str | None = None
+) -> tuple[str, float | None, str | None]:
+    """The outcome ``(label, score, source)`` that a trajectory's feedback rows give.
+
+    The row used is the trajectory-level one (``step_idx`` null) named ``name`` when given, else
+    the first whose name (case-insensitive) is in :data:`OUTCOME_FEEDBACK_NAMES`, else the only
+    trajectory-level row if there is exactly one. A numeric value is a reward (``>= threshold``
+    is success, see :func:`label_from_reward`); a text value is read as success/failure/partial
+    words (``pass``, ``false``, ...). ``source`` is ``feedback:<name>``. Without a usable row the
+    result is ``("unknown", None, None)``.
+    """
+    rows = [f for f in feedback if f.get("step_idx") is None and f.get("name")]
+    chosen: Mapping[str, Any] | None = None
+    if name is not None:
+        chosen = next((f for f in rows if f["name"] == name), None)
+    else:
+        by_name = {str(f["name"]).lower(): f for f in reversed(rows)}
+        chosen = next((by_name[n] for n in OUTCOME_FEEDBACK_NAMES if n in by_name), None)
+        if chosen is None and len(rows) == 1:
+            chosen = rows[0]
+    if chosen is None:
+        return "unknown", None, None
+    source = f"feedback:{chosen['name']}"
+    value = chosen.get("value")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return label_from_reward(float(value), threshold), float(value), source
+    text = str(chosen.get("value_text") or "").strip().lower()
+    if text in _SUCCESS_TEXT:
+        return "success", 1.0, source
+    if text in _FAILURE_TEXT:
+        return "failure", 0.0, source
+    if text == "partial":
+        return "partial", None, source
+    return "unknown", None, None
+
+
+def feedback_row(
+    trajectory_id: str,
+    name: str,
+    value: Any,
+    *,
+    source: str | None = None,
+    comment: str | None = None,
+    step_idx: int | None = None,
+) -> dict[str, Any]:
+    """A ``feedback`` row; ``value`` goes to ``value`` when numeric or boolean (``True`` -> 1.0),
+    to ``value_text`` otherwise (JSON text for objects and lists)."""
+    number = float(value) if isinstance(value, int | float) else None
+    text = None
+    if number is None and value is not None:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return {
+        "trajectory_id": trajectory_id,
+        "step_idx": step_idx,
+        "name": name,
+        "value": number,
+        "value_text": text,
+        "source": source,
+        "comment": comment,
+    }
 
 
 def json_text(value: Any) -> str | None:

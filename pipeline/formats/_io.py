@@ -57,12 +57,16 @@ class ReadOptions:
     ``max_record_bytes``: a JSON Lines line longer than this (bytes) is quarantined unread.
     ``max_document_bytes``: a single-document JSON file larger than this (bytes, decompressed)
     is refused with an :class:`~pipeline.errors.InputError`.
+    ``outcome_feedback``: the name of the score/feedback that is the outcome, for formats whose
+    outcome comes from scores (see :func:`~pipeline.formats._common.outcome_from_feedback`);
+    ``None`` picks by the usual names.
     """
 
     source_uri: str
     reward_threshold: float = 1.0
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+    outcome_feedback: str | None = None
 
 
 def data_suffix(path: Path) -> str:

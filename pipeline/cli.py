@@ -22,8 +22,9 @@ from pipeline.analyze import Analysis, Analyzer, AnalyzerConfig
 from pipeline.config import Config
 from pipeline.errors import CoachError
 from pipeline.extract import Candidate, SkillExtractor
-from pipeline.ingest import Traces, ingest
-from pipeline.learn import learn, merge_and_render, render_prompts
+from pipeline.formats import ADAPTERS
+from pipeline.ingest import Traces
+from pipeline.learn import ingest_store, learn, merge_and_render, render_prompts
 from pipeline.report_md import evidence_line
 from pipeline.skillbook import Skillbook
 
@@ -111,13 +112,13 @@ BASE_PROMPT_OPTION = click.option(
 )
 
 
-_learning_options = [
+_ingest_options = [
     click.option(
         "--format",
         "fmt",
         default=None,
         envvar="COACH_FORMAT",
-        help="Input format instead of sniffing (chat-jsonl, tau-bench, tau2, canonical).",
+        help="Input format for every file instead of sniffing (see 'coach formats').",
     ),
     click.option(
         "--reward-threshold",
@@ -126,6 +127,48 @@ _learning_options = [
         show_default=True,
         help="A reward at or above it labels a trajectory success.",
     ),
+    click.option(
+        "--outcome-from",
+        "outcome_feedback",
+        default=None,
+        metavar="NAME",
+        help="The score/feedback name that is the outcome where a format has none "
+        "(default: outcome, success, resolved, is_correct, correctness, reward, pass, ...).",
+    ),
+    click.option(
+        "--max-record-mb",
+        type=click.IntRange(min=1),
+        default=64,
+        show_default=True,
+        help="A JSON Lines line longer than this is quarantined unparsed.",
+    ),
+    click.option(
+        "--rebuild",
+        is_flag=True,
+        help="Read every input again instead of adding only new files to the stored tables.",
+    ),
+    click.option(
+        "--strict", is_flag=True, help="Exit 1 if any record read by this run was quarantined."
+    ),
+]
+
+
+def _ingesting(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_ingest_options):
+        func = option(func)
+    return func
+
+
+def _check_strict(strict: bool, traces: Traces) -> None:
+    quarantined = traces.counts_this_run["quarantined"]
+    if strict and quarantined:
+        raise click.ClickException(
+            f"--strict: {quarantined} records quarantined (see quarantine.jsonl in the tables "
+            "directory)"
+        )
+
+
+_learning_options = [
     SKILLBOOK_OPTION,
     OUT_OPTION,
     click.option(
@@ -157,14 +200,23 @@ _learning_options = [
 def _learning(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_learning_options):
         func = option(func)
-    return func
+    return _ingesting(func)
+
+
+def _ingest_fields(kw: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`Config` fields set by the ingest options."""
+    return {
+        "format": kw["fmt"],
+        "reward_threshold": kw["reward_threshold"],
+        "outcome_feedback": kw["outcome_feedback"],
+        "max_record_bytes": kw["max_record_mb"] << 20,
+        "rebuild": kw["rebuild"],
+    }
 
 
 def _config(paths: tuple[str, ...], **kw: Any) -> Config:
     return Config(
         paths=paths or ("traces",),
-        format=kw["fmt"],
-        reward_threshold=kw["reward_threshold"],
         data_dir=kw["data_dir"],
         skillbook_dir=kw["skillbook_dir"],
         out_dir=kw["out_dir"],
@@ -172,6 +224,7 @@ def _config(paths: tuple[str, ...], **kw: Any) -> Config:
         analyzer=AnalyzerConfig(min_support=kw["min_support"], fdr=kw["fdr"]),
         template_dir=kw["template_dir"],
         base_prompt_file=kw["base_prompt_file"],
+        **_ingest_fields(kw),
     )
 
 
@@ -239,50 +292,75 @@ def learn_command(paths: tuple[str, ...], as_json: bool, quiet: bool, **kw: Any)
     result = learn(config, progress=_say(quiet))
     summary = result.summary()
     _emit(as_json, summary, _learn_text(summary, result))
+    _check_strict(kw["strict"], result.traces)
 
 
 @main.command("ingest")
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option(
-    "--format", "fmt", default=None, envvar="COACH_FORMAT", help="Input format instead of sniffing."
-)
-@click.option(
-    "--reward-threshold",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="A reward at or above it labels a trajectory success.",
-)
+@_ingesting
 @_common
 @_domain_errors
 def ingest_command(
-    paths: tuple[str, ...],
-    fmt: str | None,
-    reward_threshold: float,
-    data_dir: Path,
-    as_json: bool,
-    quiet: bool,
+    paths: tuple[str, ...], data_dir: Path, as_json: bool, quiet: bool, strict: bool, **kw: Any
 ) -> None:
     """Read traces into the canonical tables (Parquet under DATA_DIR/tables).
 
-    Example: coach ingest traces/ --json
+    PATHS are files, directories or glob patterns (default: traces/); .gz and .zst files are
+    read as they are. Files already in the tables (same SHA-256) are skipped, so a nightly run
+    reads only what is new; --rebuild reads everything again.
+
+    Example: coach ingest exports/ 'runs/*.jsonl.gz' --json
     """
-    traces = ingest(paths or ("traces",), format=fmt, reward_threshold=reward_threshold)
-    traces.save(data_dir / "tables")
+    traces = ingest_store(
+        Config(paths=paths or ("traces",), data_dir=data_dir, **_ingest_fields(kw))
+    )
+    for warning in traces.warnings:
+        _say(quiet)(f"warning: {warning}")
     payload = {
         "files": [asdict(f) for f in traces.files],
+        "this_run": traces.counts_this_run,
         "totals": traces.counts,
+        "warnings": traces.warnings,
         "tables": str(data_dir / "tables"),
     }
-    text = (
-        "\n".join(
-            f"{f.path}: {f.format}, {f.records_read} read, {f.ingested} ingested, "
-            f"{f.quarantined} quarantined, {f.steps} steps"
-            for f in traces.files
-        )
-        + f"\ntotal: {traces.counts}"
+    lines = [
+        f"{f.path}: {f.format}, {f.records_read} read, {f.ingested} ingested, "
+        f"{f.deduplicated} duplicates, {f.quarantined} quarantined, {f.trajectories} "
+        f"trajectories, {f.steps} steps"
+        for f in traces.files
+        if f.status == "read"
+    ]
+    skipped = sum(f.status != "read" for f in traces.files)
+    if skipped:
+        lines.append(f"{skipped} files already in the tables, not read again")
+    new = traces.counts_this_run
+    lines.append(
+        f"this run: {new['records_read']} records read = {new['ingested']} ingested + "
+        f"{new['deduplicated']} duplicates + {new['quarantined']} quarantined"
     )
-    _emit(as_json, payload, text)
+    lines.append(
+        f"tables: {traces.trajectories.num_rows} trajectories, {traces.steps.num_rows} steps, "
+        f"{traces.feedback.num_rows} feedback rows in {data_dir / 'tables'}"
+    )
+    _emit(as_json, payload, "\n".join(lines))
+    _check_strict(strict, traces)
+
+
+@main.command("formats")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def formats_command(as_json: bool) -> None:
+    """List the input formats, in the order they are sniffed.
+
+    Example: coach formats
+    """
+    rows = [
+        {"name": a.NAME, "description": (a.__doc__ or "").strip().splitlines()[0]} for a in ADAPTERS
+    ]
+    _emit(
+        as_json,
+        {"formats": rows},
+        "\n".join(f"{r['name']:<18} {r['description']}" for r in rows),
+    )
 
 
 def _load_analysis_inputs(data_dir: Path) -> Traces:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,12 @@ from pipeline.formats import (
     by_name,
 )
 from pipeline.formats._common import outcome_from_feedback
-from pipeline.formats._io import COMPRESSED_SUFFIXES, data_suffix, read_head
+from pipeline.formats._io import (
+    COMPRESSED_SUFFIXES,
+    DEFAULT_MAX_RECORD_BYTES,
+    data_suffix,
+    read_head,
+)
 from pipeline.schema import TABLES, to_table
 
 __all__ = ["FileReport", "Traces", "discover", "ingest", "sniff_format"]
@@ -43,24 +48,40 @@ _HEAD_BYTES = 1 << 20
 
 @dataclass
 class FileReport:
-    """Accounting for one input file. ``records_read`` = ``ingested`` + ``quarantined``, where a
-    record is a JSONL line, a list item, a simulation, or a Parquet row."""
+    """Accounting for one input file, where a record is a JSON Lines line, a list item, a
+    simulation, a span, an observation or a Parquet row (whatever the format's unit is).
+
+    ``records_read == ingested + deduplicated + quarantined`` always holds. ``deduplicated``:
+    records whose trajectory id and content were already ingested (from this or an earlier run);
+    ``renamed``: ingested records whose id was taken by different content, kept under
+    ``<id>~<first 8 hex of record_sha256>`` with a warning. ``status``: ``read`` (read this
+    run), ``unchanged`` (same SHA-256 as a file already in the store, skipped), ``kept`` (in the
+    store from an earlier run, not among this run's inputs); the counts of a skipped file are
+    those of the run that read it. ``sha256``: of the file's bytes as stored (compressed).
+    """
 
     path: str
     format: str
     records_read: int = 0
     ingested: int = 0
+    deduplicated: int = 0
     quarantined: int = 0
+    renamed: int = 0
     trajectories: int = 0
     steps: int = 0
     feedback: int = 0
+    sha256: str = ""
+    status: str = "read"
 
 
 @dataclass
 class Traces:
-    """The canonical tables of one ingest, with its quarantine and per-file accounting.
+    """The canonical tables of an ingest (cumulative over incremental runs), with the quarantine,
+    per-file accounting, warnings and the settings they were read with.
 
     ``quarantine`` rows: ``{"file": str, "where": str, "reason": str, "raw": str}``.
+    ``warnings``: one line each (duplicate ids with different content, a rebuild).
+    ``settings``: ``{"format", "reward_threshold", "outcome_feedback"}``: what labels depend on.
     """
 
     trajectories: pa.Table
@@ -68,17 +89,36 @@ class Traces:
     feedback: pa.Table
     quarantine: list[dict[str, str]] = field(default_factory=list)
     files: list[FileReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    _COUNT_KEYS = (
+        "records_read",
+        "ingested",
+        "deduplicated",
+        "quarantined",
+        "renamed",
+        "trajectories",
+        "steps",
+        "feedback",
+    )
 
     @property
     def counts(self) -> dict[str, int]:
-        """Totals: ``records_read``, ``ingested``, ``quarantined``, ``trajectories``, ``steps``,
+        """Totals over every file in the store: ``records_read``, ``ingested``,
+        ``deduplicated``, ``quarantined``, ``renamed``, ``trajectories``, ``steps``,
         ``feedback``."""
-        keys = ("records_read", "ingested", "quarantined", "trajectories", "steps", "feedback")
-        return {k: sum(getattr(f, k) for f in self.files) for k in keys}
+        return {k: sum(getattr(f, k) for f in self.files) for k in self._COUNT_KEYS}
+
+    @property
+    def counts_this_run(self) -> dict[str, int]:
+        """The same totals over the files read by this run only (status ``read``)."""
+        read = [f for f in self.files if f.status == "read"]
+        return {k: sum(getattr(f, k) for f in read) for k in self._COUNT_KEYS}
 
     def content_hash(self) -> str:
-        """SHA-256 over the input files' reports and the trajectory ids, outcomes and step
-        counts: equal inputs give equal hashes."""
+        """SHA-256 over the trajectory ids, outcomes and step counts: equal inputs give equal
+        hashes."""
         digest = hashlib.sha256()
         for name in ("trajectory_id", "outcome_label", "n_steps"):
             digest.update(json.dumps(self.trajectories.column(name).to_pylist()).encode())
@@ -111,7 +151,15 @@ class Traces:
         written["quarantine"] = quarantine
         report = directory / "ingest.json"
         report.write_text(
-            json.dumps({"files": [asdict(f) for f in self.files], "totals": self.counts}, indent=2)
+            json.dumps(
+                {
+                    "settings": self.settings,
+                    "files": [asdict(f) for f in self.files],
+                    "totals": self.counts,
+                    "warnings": self.warnings,
+                },
+                indent=2,
+            )
             + "\n",
             encoding="utf-8",
         )
@@ -129,7 +177,10 @@ class Traces:
         for name, schema in TABLES.items():
             path = directory / f"{name}.parquet"
             try:
-                tables[name] = pq.read_table(path).cast(schema)
+                table = pq.read_table(path)
+                for missing in (f for f in schema if f.name not in table.column_names):
+                    table = table.append_column(missing, pa.nulls(table.num_rows, missing.type))
+                tables[name] = table.select(schema.names).cast(schema)
             except (OSError, pa.ArrowException) as exc:
                 raise InputError(
                     f"{path}: cannot read the {name} table ({exc}); run 'coach ingest' first"
@@ -145,12 +196,21 @@ class Traces:
             else []
         )
         report_path = directory / "ingest.json"
-        files = (
-            [FileReport(**f) for f in json.loads(report_path.read_text(encoding="utf-8"))["files"]]
-            if report_path.exists()
-            else []
+        report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else {}
+        known = {f.name for f in fields(FileReport)}
+        files = [
+            FileReport(**{k: v for k, v in f.items() if k in known})
+            for f in report.get("files", [])
+        ]
+        return cls(
+            tables["trajectories"],
+            tables["steps"],
+            tables["feedback"],
+            quarantine,
+            files,
+            list(report.get("warnings", [])),
+            dict(report.get("settings", {})),
         )
-        return cls(tables["trajectories"], tables["steps"], tables["feedback"], quarantine, files)
 
 
 def is_data_file(path: Path) -> bool:
@@ -254,13 +314,41 @@ def _convert(records: list[Record]) -> tuple[dict[str, pa.Table], list[tuple[Rec
     return tables, bad
 
 
+def record_sha256(record: Record) -> str:
+    """SHA-256 (hex) of a record's content: its trajectory row without ``source_uri`` and
+    ``record_sha256``, its step rows and its feedback rows, as sorted-key JSON."""
+    trajectory = {
+        k: v for k, v in record.trajectory.items() if k not in ("source_uri", "record_sha256")
+    }
+    payload = json.dumps(
+        [trajectory, record.steps, record.feedback], sort_keys=True, default=str
+    ).encode()
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _rename(record: Record, new_id: str) -> None:
+    record.trajectory["trajectory_id"] = new_id
+    for row in (*record.steps, *record.feedback):
+        row["trajectory_id"] = new_id
+
+
+@dataclass
+class _Run:
+    """State shared by the files of one ingest: ids seen (with where and content hash), the
+    feedback rows already stored, the quarantine and warnings."""
+
+    seen: dict[str, tuple[str, str | None]]
+    stored_feedback: set[tuple[Any, ...]]
+    quarantine: list[dict[str, str]]
+    warnings: list[str]
+
+
+def _feedback_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row.get(k) for k in TABLES["feedback"].names)
+
+
 def _read_file(
-    path: Path,
-    adapter: Any,
-    options: ReadOptions,
-    report: FileReport,
-    seen: dict[str, str],
-    quarantine: list[dict[str, str]],
+    path: Path, adapter: Any, options: ReadOptions, report: FileReport, run: _Run
 ) -> dict[str, list[pa.Table]]:
     out: dict[str, list[pa.Table]] = {name: [] for name in TABLES}
     records: list[Record] = []
@@ -268,31 +356,36 @@ def _read_file(
 
     def reject(where: str, reason: str, raw: str, records: int = 1) -> None:
         report.quarantined += records
-        quarantine.append({"file": str(path), "where": where, "reason": reason, "raw": raw})
+        run.quarantine.append({"file": str(path), "where": where, "reason": reason, "raw": raw})
 
     for item in adapter.read(path, options):
         if isinstance(item, TableChunk):
-            _take_chunk(path, item, report, seen, out, reject)
+            _take_chunk(path, item, report, run.seen, out, reject)
             continue
         report.records_read += item.records
         if isinstance(item, FeedbackRows):
+            keys = [_feedback_key(r) for r in item.rows]
+            if keys and all(k in run.stored_feedback for k in keys):
+                report.deduplicated += item.records
+                continue
+            run.stored_feedback.update(keys)
             loose_feedback.extend(item.rows)
             continue
         if isinstance(item, Quarantined):
             reject(item.where, item.reason, item.raw, item.records)
             continue
-        trajectory_id = item.trajectory["trajectory_id"]
-        if trajectory_id in seen:
-            reject(
-                item.where,
-                f"duplicate trajectory_id {trajectory_id!r} (first seen in {seen[trajectory_id]})",
-                trajectory_id,
-                item.records,
-            )
+        if not _accept(path, item, report, run):
             continue
-        seen[trajectory_id] = f"{path} {item.where}"
         records.append(item)
     tables, bad = _convert(records)
+    for record, reason in bad:
+        run.seen.pop(record.trajectory["trajectory_id"], None)
+        reject(
+            record.where,
+            reason,
+            json.dumps(record.trajectory, default=str)[:2000],
+            record.records,
+        )
     if loose_feedback:
         try:
             tables["feedback"] = pa.concat_tables(
@@ -300,31 +393,53 @@ def _read_file(
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError) as exc:
             raise InputError(f"{path}: feedback rows of the wrong type: {exc}") from exc
-    for record, reason in bad:
-        seen.pop(record.trajectory["trajectory_id"], None)
-        reject(
-            record.where,
-            reason,
-            json.dumps(record.trajectory, default=str)[:2000],
-            record.records,
-        )
     for name, table in tables.items():
         out[name].append(table)
-    report.ingested = report.records_read - report.quarantined
+    report.ingested = report.records_read - report.quarantined - report.deduplicated
     report.trajectories += tables["trajectories"].num_rows
     report.steps += tables["steps"].num_rows
     report.feedback += tables["feedback"].num_rows
     return out
 
 
+def _accept(path: Path, record: Record, report: FileReport, run: _Run) -> bool:
+    """Give ``record`` its content hash and settle a repeated id: the same content is counted
+    as deduplicated (False), different content is kept under a new id with a warning (True)."""
+    digest = record_sha256(record)
+    record.trajectory["record_sha256"] = digest
+    trajectory_id = str(record.trajectory["trajectory_id"])
+    where = f"{path} {record.where}".strip()
+    prior = run.seen.get(trajectory_id)
+    if prior is not None:
+        first_where, first_digest = prior
+        if first_digest == digest:
+            report.deduplicated += record.records
+            return False
+        new_id = f"{trajectory_id}~{digest[:8]}"
+        if new_id in run.seen:
+            report.deduplicated += record.records
+            return False
+        run.warnings.append(
+            f"{where}: trajectory_id {trajectory_id!r} was already read from {first_where} "
+            f"with different content; both kept, this one as {new_id!r}"
+        )
+        _rename(record, new_id)
+        report.renamed += 1
+        trajectory_id = new_id
+    run.seen[trajectory_id] = (where, digest)
+    return True
+
+
 def _take_chunk(
     path: Path,
     chunk: TableChunk,
     report: FileReport,
-    seen: dict[str, str],
+    seen: dict[str, tuple[str, str | None]],
     out: dict[str, list[pa.Table]],
     reject: Any,
 ) -> None:
+    """Take a canonical table chunk. Its steps and feedback rows are tied to trajectories by id
+    alone, so a repeated trajectory id cannot be renamed here: it is quarantined."""
     table = chunk.table
     report.records_read += table.num_rows
     ids = table.column("trajectory_id").to_pylist()
@@ -335,16 +450,30 @@ def _take_chunk(
         elif chunk.name == "trajectories" and trajectory_id in seen:
             reject(
                 f"row {row}",
-                f"duplicate trajectory_id {trajectory_id!r} (first seen in {seen[trajectory_id]})",
+                f"duplicate trajectory_id {trajectory_id!r} (first seen in "
+                f"{seen[trajectory_id][0]}); canonical tables cannot be renamed, fix the id",
                 trajectory_id,
             )
         else:
             if chunk.name == "trajectories":
-                seen[trajectory_id] = f"{path} row {row}"
+                seen[trajectory_id] = (f"{path} row {row}", None)
             keep.append(row)
     kept = table.take(pa.array(keep, type=pa.int64()))
     out[chunk.name].append(kept)
     setattr(report, chunk.name, getattr(report, chunk.name) + kept.num_rows)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of the file's bytes, read in chunks.
+
+    Raises:
+        InputError: the file cannot be read.
+    """
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
 def ingest(
@@ -353,57 +482,109 @@ def ingest(
     format: str | None = None,
     reward_threshold: float = 1.0,
     outcome_feedback: str | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    previous: Traces | None = None,
 ) -> Traces:
     """Read trace files into the canonical tables.
 
     Args:
-        paths: files and directories (see :func:`discover`).
+        paths: files, directories and glob patterns (see :func:`discover`).
         format: an adapter name to use for every file instead of sniffing.
         reward_threshold: a reward at or above it means success, for formats labelled by reward.
         outcome_feedback: the feedback name that is the outcome of trajectories whose format
             gives none (default: the usual names, see
             :func:`~pipeline.formats._common.outcome_from_feedback`).
+        max_record_bytes: a JSON Lines line longer than this is quarantined unparsed.
+        previous: the store of an earlier ingest (:meth:`Traces.load`). Files whose SHA-256 it
+            already holds are skipped; the rest are added to it, and records already in it are
+            deduplicated. If it was read with other settings (format, reward threshold, outcome
+            feedback), it is ignored and everything is read again, with a warning.
 
     Returns:
-        :class:`Traces`; canonical steps and feedback rows whose trajectory is absent from every
-        input are quarantined and counted against the file they came from.
+        :class:`Traces`; steps and feedback rows whose trajectory is absent from every input are
+        quarantined and counted against the file they came from. Trajectories whose format gives
+        no outcome take it from their feedback (:func:`outcomes_from_feedback`).
 
     Raises:
-        InputError: a path is missing or unreadable, or a whole file is not of its format.
+        InputError: a path is missing or unreadable, a glob matches nothing, or a whole file is
+            not of its format (empty, not JSON, ...).
         UnknownFormatError: a file's format cannot be recognised and ``format`` is not given.
     """
+    settings = {
+        "format": format,
+        "reward_threshold": reward_threshold,
+        "outcome_feedback": outcome_feedback,
+    }
+    warnings: list[str] = []
+    if previous is not None and previous.settings not in ({}, settings):
+        warnings.append(
+            f"the stored tables were read with {previous.settings}, this run uses {settings}: "
+            "read every input again"
+        )
+        previous = None
     files = discover(list(paths))
-    seen: dict[str, str] = {}
-    quarantine: list[dict[str, str]] = []
+    run = _Run({}, set(), [], warnings)
     reports: list[FileReport] = []
     parts: list[tuple[FileReport, str, pa.Table]] = []
+    stored_by_hash: dict[str, FileReport] = {}
+    if previous is not None:
+        run.quarantine.extend(previous.quarantine)
+        run.warnings.extend(previous.warnings)
+        ids = previous.trajectories.column("trajectory_id").to_pylist()
+        uris = previous.trajectories.column("source_uri").to_pylist()
+        digests = previous.trajectories.column("record_sha256").to_pylist()
+        for trajectory_id, uri, digest in zip(ids, uris, digests, strict=True):
+            run.seen[trajectory_id] = (str(uri), digest)
+        run.stored_feedback.update(_feedback_key(r) for r in previous.feedback.to_pylist())
+        for report in previous.files:
+            report = FileReport(**asdict(report) | {"status": "kept"})
+            stored_by_hash.setdefault(report.sha256, report)
+            reports.append(report)
     for path in files:
+        digest = file_sha256(path)
+        if digest in stored_by_hash:
+            stored_by_hash[digest].status = "unchanged"
+            continue
         try:
             adapter = by_name(format) if format else by_name(sniff_format(path))
         except KeyError as exc:
             names = ", ".join(a.NAME for a in ADAPTERS)
             raise InputError(f"unknown format {format!r}; choose one of {names}") from exc
-        report = FileReport(str(path), adapter.NAME)
+        report = FileReport(str(path), adapter.NAME, sha256=digest)
+        stored_by_hash[digest] = report
         options = ReadOptions(
             source_uri=str(path),
             reward_threshold=reward_threshold,
             outcome_feedback=outcome_feedback,
+            max_record_bytes=max_record_bytes,
         )
-        for name, tables in _read_file(path, adapter, options, report, seen, quarantine).items():
+        for name, tables in _read_file(path, adapter, options, report, run).items():
             parts.extend((report, name, t) for t in tables)
         reports.append(report)
-    known = set(seen)
+    known = set(run.seen)
     for index, (report, name, table) in enumerate(parts):
         if name != "trajectories":
-            parts[index] = (report, name, _drop_orphans(report, name, table, known, quarantine))
+            parts[index] = (report, name, _drop_orphans(report, name, table, known, run.quarantine))
     tables = {
-        name: pa.concat_tables([t for _, n, t in parts if n == name] or [schema.empty_table()])
+        name: pa.concat_tables(
+            ([getattr(previous, name)] if previous is not None else [])
+            + [t for _, n, t in parts if n == name]
+            or [schema.empty_table()]
+        )
         for name, schema in TABLES.items()
     }
     tables["trajectories"] = outcomes_from_feedback(
         tables["trajectories"], tables["feedback"], reward_threshold, outcome_feedback
     )
-    return Traces(tables["trajectories"], tables["steps"], tables["feedback"], quarantine, reports)
+    return Traces(
+        tables["trajectories"],
+        tables["steps"],
+        tables["feedback"],
+        run.quarantine,
+        reports,
+        run.warnings,
+        settings,
+    )
 
 
 def outcomes_from_feedback(

@@ -20,7 +20,7 @@ from pipeline.ingest import Traces, ingest
 from pipeline.render import PromptGenerator, base_prompts
 from pipeline.skillbook import MergeResult, Skillbook
 
-__all__ = ["LearnResult", "learn", "merge_and_render", "render_prompts"]
+__all__ = ["LearnResult", "ingest_store", "learn", "merge_and_render", "render_prompts"]
 
 
 @dataclass
@@ -64,6 +64,11 @@ class LearnResult:
             "trajectories": counts["trajectories"],
             "records_read": counts["records_read"],
             "quarantined": counts["quarantined"],
+            "ingest": {
+                "this_run": self.traces.counts_this_run,
+                "store": counts,
+                "warnings": self.traces.warnings,
+            },
             "features_tested": results.height,
             "features_untested": self.analysis.untested,
             "significant": int((status == "significant").sum()),
@@ -126,6 +131,29 @@ def merge_and_render(
     return book, result, prompts
 
 
+def ingest_store(config: Config) -> Traces:
+    """Ingest ``config.paths`` into the store at ``config.data_dir / "tables"``: only files not
+    already there are read, unless ``config.rebuild``; the updated store is saved and returned.
+
+    Raises:
+        InputError, UnknownFormatError (see :func:`pipeline.ingest.ingest`).
+    """
+    tables = config.data_dir / "tables"
+    previous = None
+    if not config.rebuild and (tables / "ingest.json").exists():
+        previous = Traces.load(tables)
+    traces = ingest(
+        config.paths,
+        format=config.format,
+        reward_threshold=config.reward_threshold,
+        outcome_feedback=config.outcome_feedback,
+        max_record_bytes=config.max_record_bytes,
+        previous=previous,
+    )
+    traces.save(tables)
+    return traces
+
+
 def learn(config: Config, progress: Callable[[str], None] | None = None) -> LearnResult:
     """Run every stage on ``config.paths``.
 
@@ -139,14 +167,18 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
     say = progress or (lambda _message: None)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    traces = ingest(config.paths, format=config.format, reward_threshold=config.reward_threshold)
-    traces.save(config.data_dir / "tables")
+    traces = ingest_store(config)
     timings["ingest"] = time.perf_counter() - start
     counts = traces.counts
+    new = traces.counts_this_run
     say(
-        f"ingest: {counts['records_read']} records read, {counts['trajectories']} trajectories, "
-        f"{counts['quarantined']} quarantined ({timings['ingest']:.1f}s)"
+        f"ingest: {new['records_read']} records read from "
+        f"{sum(f.status == 'read' for f in traces.files)} new files, {new['quarantined']} "
+        f"quarantined, {new['deduplicated']} duplicates; {counts['trajectories']} trajectories "
+        f"in the store ({timings['ingest']:.1f}s)"
     )
+    for warning in traces.warnings:
+        say(f"warning: {warning}")
 
     start = time.perf_counter()
     analysis = Analyzer(config.analyzer).run(traces)

@@ -9,7 +9,9 @@ Three tables, stored as Parquet and queried as DuckDB views:
     outcome_label str (``success`` | ``failure`` | ``partial`` | ``unknown``), outcome_score float64,
     outcome_source str (where the label came from, e.g. ``reward``), termination_reason str,
     n_steps / n_tool_calls / n_tool_errors int64, input_tokens / output_tokens int64 (tokens),
-    cost_usd float64 (USD), metadata str (a JSON object).
+    cost_usd float64 (USD), metadata str (a JSON object), record_sha256 str (SHA-256 of the
+    source record's content -- trajectory, steps and feedback, without ``source_uri`` -- by which
+    ingest recognises the same run arriving twice; null for canonical Parquet input).
 
 ``steps`` -- one row per message, tool call or tool result, in order within a trajectory
     trajectory_id str, step_idx int64 (0-based, dense), role str (system/user/assistant/tool),
@@ -76,6 +78,7 @@ TRAJECTORIES = pa.schema(
         ("output_tokens", pa.int64()),
         ("cost_usd", pa.float64()),
         ("metadata", pa.string()),
+        ("record_sha256", pa.string()),
     ]
 )
 

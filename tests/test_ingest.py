@@ -2,8 +2,8 @@
 
 Fixtures (tests/fixtures/):
 - ``chat_small.jsonl``: Chat JSONL, 9 lines = 4 good trajectories, 4 malformed records
-  (line 3 invalid JSON, line 5 no id, line 7 outcome "won", line 9 duplicate id "chat-001")
-  and 1 blank line (line 6, not a record).
+  (line 3 invalid JSON, line 5 no id, line 7 outcome "won"), line 9 an exact copy of line 1
+  (deduplicated) and 1 blank line (line 6, not a record).
 - ``testmodel-airline.json``: tau-bench list, 2 good items and item 2 without ``traj``.
 - ``tau2_small.json``: tau2 results, 2 good simulations and simulation 2 without ``id``.
 """
@@ -75,11 +75,11 @@ def test_every_record_accounted_for_per_file(all_fixtures: Traces) -> None:
     reports = {Path(f.path).name: f for f in all_fixtures.files}
     assert set(reports) == {CHAT.name, TAU_BENCH.name, TAU2.name}
     for report in reports.values():
-        assert report.records_read == report.ingested + report.quarantined
+        assert report.records_read == report.ingested + report.deduplicated + report.quarantined
     chat = reports[CHAT.name]
     assert chat.format == "chat-jsonl"
-    # 9 lines, one blank: 8 records, 4 good, 4 bad
-    assert (chat.records_read, chat.ingested, chat.quarantined) == (8, 4, 4)
+    # 9 lines, one blank: 8 records, 4 good, 1 copy, 3 bad
+    assert (chat.records_read, chat.ingested, chat.deduplicated, chat.quarantined) == (8, 4, 1, 3)
     assert chat.trajectories == 4
     tau_bench = reports[TAU_BENCH.name]
     assert (
@@ -92,7 +92,7 @@ def test_every_record_accounted_for_per_file(all_fixtures: Traces) -> None:
     assert (tau2.format, tau2.records_read, tau2.ingested, tau2.quarantined) == ("tau2", 3, 2, 1)
     counts = all_fixtures.counts
     assert counts["records_read"] == 14
-    assert counts["quarantined"] == len(all_fixtures.quarantine) == 6
+    assert counts["quarantined"] == len(all_fixtures.quarantine) == 5
     assert counts["trajectories"] == all_fixtures.trajectories.num_rows == 8
     assert counts["steps"] == all_fixtures.steps.num_rows
     assert counts["feedback"] == all_fixtures.feedback.num_rows
@@ -104,7 +104,6 @@ def test_quarantine_entries_name_file_position_and_reason(all_fixtures: Traces) 
         (CHAT.name, "line 3"),
         (CHAT.name, "line 5"),
         (CHAT.name, "line 7"),
-        (CHAT.name, "line 9"),
         (TAU_BENCH.name, "index 2"),
         (TAU2.name, "simulations[2]"),
     }
@@ -113,20 +112,35 @@ def test_quarantine_entries_name_file_position_and_reason(all_fixtures: Traces) 
     assert "missing 'id'" in entries[(CHAT.name, "line 5")]["reason"]
     bad_outcome = entries[(CHAT.name, "line 7")]["reason"]
     assert "'outcome'" in bad_outcome and "'won'" in bad_outcome
-    duplicate = entries[(CHAT.name, "line 9")]["reason"]
-    assert "duplicate trajectory_id 'chat-001'" in duplicate
-    assert "line 1" in duplicate  # where it was first seen
     assert "'traj'" in entries[(TAU_BENCH.name, "index 2")]["reason"]
     assert "'id'" in entries[(TAU2.name, "simulations[2]")]["reason"]
     for entry in all_fixtures.quarantine:
         assert set(entry) == {"file", "where", "reason", "raw"}
 
 
-def test_duplicate_keeps_first_record(chat: Traces) -> None:
+def test_exact_copy_is_deduplicated(chat: Traces) -> None:
     ids = chat.trajectories.column("trajectory_id").to_pylist()
     assert sorted(ids) == ["chat-001", "chat-002", "chat-003", "chat-004"]
-    # the kept chat-001 is the full first record (10 steps), not the 1-message duplicate
     assert _trajectories(chat)["chat-001"]["n_steps"] == 10
+    assert chat.warnings == []
+
+
+def test_same_id_different_content_keeps_both_with_warning(tmp_path: Path) -> None:
+    first = {"id": "run-1", "outcome": "success", "messages": [{"role": "user", "content": "a"}]}
+    second = first | {"outcome": "failure"}
+    path = tmp_path / "runs.jsonl"
+    path.write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n")
+    traces = ingest([path])
+    rows = _trajectories(traces)
+    (renamed,) = [t for t in rows if t != "run-1"]
+    assert renamed.startswith("run-1~")
+    assert rows["run-1"]["outcome_label"] == "success"
+    assert rows[renamed]["outcome_label"] == "failure"
+    assert [s["trajectory_id"] for s in traces.steps.to_pylist()] == ["run-1", renamed]
+    (report,) = traces.files
+    assert (report.records_read, report.ingested, report.renamed) == (2, 2, 1)
+    (warning,) = traces.warnings
+    assert "'run-1'" in warning and "line 1" in warning and "line 2" in warning
 
 
 # --- step rows ----------------------------------------------------------------------------------

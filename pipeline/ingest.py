@@ -347,6 +347,11 @@ def _feedback_key(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(row.get(k) for k in TABLES["feedback"].names)
 
 
+# Records are converted to Arrow in batches of this many, so a large file is never held as
+# Python objects all at once.
+_BATCH = 5000
+
+
 def _read_file(
     path: Path, adapter: Any, options: ReadOptions, report: FileReport, run: _Run
 ) -> dict[str, list[pa.Table]]:
@@ -357,6 +362,28 @@ def _read_file(
     def reject(where: str, reason: str, raw: str, records: int = 1) -> None:
         report.quarantined += records
         run.quarantine.append({"file": str(path), "where": where, "reason": reason, "raw": raw})
+
+    def flush() -> None:
+        tables, bad = _convert(records)
+        for record, reason in bad:
+            run.seen.pop(record.trajectory["trajectory_id"], None)
+            reject(
+                record.where,
+                reason,
+                json.dumps(record.trajectory, default=str)[:2000],
+                record.records,
+            )
+        if loose_feedback:
+            try:
+                extra = to_table("feedback", loose_feedback)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError) as exc:
+                raise InputError(f"{path}: feedback rows of the wrong type: {exc}") from exc
+            tables["feedback"] = pa.concat_tables([tables["feedback"], extra])
+        for name, table in tables.items():
+            out[name].append(table)
+            setattr(report, name, getattr(report, name) + table.num_rows)
+        records.clear()
+        loose_feedback.clear()
 
     for item in adapter.read(path, options):
         if isinstance(item, TableChunk):
@@ -370,35 +397,14 @@ def _read_file(
                 continue
             run.stored_feedback.update(keys)
             loose_feedback.extend(item.rows)
-            continue
-        if isinstance(item, Quarantined):
+        elif isinstance(item, Quarantined):
             reject(item.where, item.reason, item.raw, item.records)
-            continue
-        if not _accept(path, item, report, run):
-            continue
-        records.append(item)
-    tables, bad = _convert(records)
-    for record, reason in bad:
-        run.seen.pop(record.trajectory["trajectory_id"], None)
-        reject(
-            record.where,
-            reason,
-            json.dumps(record.trajectory, default=str)[:2000],
-            record.records,
-        )
-    if loose_feedback:
-        try:
-            tables["feedback"] = pa.concat_tables(
-                [tables["feedback"], to_table("feedback", loose_feedback)]
-            )
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError) as exc:
-            raise InputError(f"{path}: feedback rows of the wrong type: {exc}") from exc
-    for name, table in tables.items():
-        out[name].append(table)
+        elif _accept(path, item, report, run):
+            records.append(item)
+        if len(records) + len(loose_feedback) >= _BATCH:
+            flush()
+    flush()
     report.ingested = report.records_read - report.quarantined - report.deduplicated
-    report.trajectories += tables["trajectories"].num_rows
-    report.steps += tables["steps"].num_rows
-    report.feedback += tables["feedback"].num_rows
     return out
 
 

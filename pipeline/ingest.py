@@ -29,7 +29,7 @@ from pipeline.formats import (
     TableChunk,
     by_name,
 )
-from pipeline.formats._common import outcome_from_feedback
+from pipeline.formats._common import outcome_from_feedback, truncate
 from pipeline.formats._io import (
     COMPRESSED_SUFFIXES,
     DEFAULT_MAX_RECORD_BYTES,
@@ -338,13 +338,14 @@ class _Run:
     feedback rows already stored, the quarantine and warnings."""
 
     seen: dict[str, tuple[str, str | None]]
-    stored_feedback: set[tuple[Any, ...]]
+    stored_feedback: set[str]
     quarantine: list[dict[str, str]]
     warnings: list[str]
+    loose: list[tuple[FileReport, FeedbackRows]] = field(default_factory=list)
 
 
-def _feedback_key(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(row.get(k) for k in TABLES["feedback"].names)
+def _feedback_key(row: dict[str, Any]) -> str:
+    return json.dumps([row.get(k) for k in TABLES["feedback"].names], default=str)
 
 
 # Records are converted to Arrow in batches of this many, so a large file is never held as
@@ -357,7 +358,6 @@ def _read_file(
 ) -> dict[str, list[pa.Table]]:
     out: dict[str, list[pa.Table]] = {name: [] for name in TABLES}
     records: list[Record] = []
-    loose_feedback: list[dict[str, Any]] = []
 
     def reject(where: str, reason: str, raw: str, records: int = 1) -> None:
         report.quarantined += records
@@ -373,17 +373,10 @@ def _read_file(
                 json.dumps(record.trajectory, default=str)[:2000],
                 record.records,
             )
-        if loose_feedback:
-            try:
-                extra = to_table("feedback", loose_feedback)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError) as exc:
-                raise InputError(f"{path}: feedback rows of the wrong type: {exc}") from exc
-            tables["feedback"] = pa.concat_tables([tables["feedback"], extra])
         for name, table in tables.items():
             out[name].append(table)
             setattr(report, name, getattr(report, name) + table.num_rows)
         records.clear()
-        loose_feedback.clear()
 
     for item in adapter.read(path, options):
         if isinstance(item, TableChunk):
@@ -396,12 +389,12 @@ def _read_file(
                 report.deduplicated += item.records
                 continue
             run.stored_feedback.update(keys)
-            loose_feedback.extend(item.rows)
+            run.loose.append((report, item))
         elif isinstance(item, Quarantined):
             reject(item.where, item.reason, item.raw, item.records)
         elif _accept(path, item, report, run):
             records.append(item)
-        if len(records) + len(loose_feedback) >= _BATCH:
+        if len(records) >= _BATCH:
             flush()
     flush()
     report.ingested = report.records_read - report.quarantined - report.deduplicated
@@ -568,6 +561,7 @@ def ingest(
             parts.extend((report, name, t) for t in tables)
         reports.append(report)
     known = set(run.seen)
+    parts.extend(_attach_loose_feedback(run, known))
     for index, (report, name, table) in enumerate(parts):
         if name != "trajectories":
             parts[index] = (report, name, _drop_orphans(report, name, table, known, run.quarantine))
@@ -637,6 +631,36 @@ def outcomes_from_feedback(
         field = trajectories.schema.field(index)
         trajectories = trajectories.set_column(index, field, pa.array(values, field.type))
     return trajectories
+
+
+def _attach_loose_feedback(run: _Run, known: set[str]) -> list[tuple[FileReport, str, pa.Table]]:
+    """Feedback tables for the :class:`FeedbackRows` items whose trajectories were ingested
+    (from any file); an item naming a trajectory that no input holds is quarantined whole."""
+    rows_by_report: dict[int, tuple[FileReport, list[dict[str, Any]]]] = {}
+    for report, item in run.loose:
+        missing = sorted({str(r.get("trajectory_id")) for r in item.rows} - known)
+        if missing:
+            report.quarantined += item.records
+            report.ingested -= item.records
+            run.quarantine.append(
+                {
+                    "file": report.path,
+                    "where": item.where,
+                    "reason": f"feedback for trajectory {missing[0]!r}, which no input holds",
+                    "raw": truncate(item.rows),
+                }
+            )
+            continue
+        rows_by_report.setdefault(id(report), (report, []))[1].extend(item.rows)
+    out = []
+    for report, rows in rows_by_report.values():
+        try:
+            table = to_table("feedback", rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError) as exc:
+            raise InputError(f"{report.path}: feedback rows of the wrong type: {exc}") from exc
+        report.feedback += table.num_rows
+        out.append((report, "feedback", table))
+    return out
 
 
 def _drop_orphans(

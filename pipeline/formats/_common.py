@@ -66,8 +66,9 @@ class Quarantined:
 class FeedbackRows:
     """``feedback`` rows read from a file that holds scores or outcomes but no trajectories (a
     benchmark's results file, a separate scores export). Their trajectories may come from other
-    files of the same ingest; rows whose trajectory is in none are quarantined. ``records`` is how
-    many source records the rows came from."""
+    files of the same ingest (or an earlier one); an item naming a trajectory that none holds is
+    quarantined whole. ``records`` is how many source records the rows came from; keep one item
+    per source record."""
 
     rows: list[dict[str, Any]]
     where: str = ""

@@ -167,6 +167,19 @@ def _record(sim: Any, index: int, context: dict[str, Any], options: ReadOptions)
     return Record(finish_trajectory(trajectory, steps), steps, feedback, f"simulations[{index}]")
 
 
+def _object(path: Path, value: Any, what: str) -> Mapping[str, Any]:
+    """``value`` if it is an object, ``{}`` if it is null or absent.
+
+    Raises:
+        InputError: it is something else.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InputError(f"{path}: {what!r} is not an object")
+    return value
+
+
 def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
     """Yield one :class:`Record` or :class:`Quarantined` per simulation of ``path``.
 
@@ -176,9 +189,12 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
     data = load_json(path, options.max_document_bytes)
     if not isinstance(data, Mapping) or not isinstance(data.get("simulations"), list):
         raise InputError(f"{path}: a tau2 results file is an object with a 'simulations' list")
-    info = data.get("info") or {}
-    agent_info = info.get("agent_info") or {}
-    environment = info.get("environment_info") or {}
+    info = _object(path, data.get("info"), "info")
+    agent_info = _object(path, info.get("agent_info"), "info.agent_info")
+    environment = _object(path, info.get("environment_info"), "info.environment_info")
+    tasks = data.get("tasks") or []
+    if not isinstance(tasks, list):
+        raise InputError(f"{path}: 'tasks' is not a list")
     model = agent_info.get("llm")
     implementation = agent_info.get("implementation")
     context = {
@@ -186,7 +202,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
         "agent": f"{implementation} ({model})" if implementation else model,
         "domain": environment.get("domain_name"),
         "policy": environment.get("policy"),
-        "tasks": {str(t.get("id")): t for t in data.get("tasks") or [] if isinstance(t, Mapping)},
+        "tasks": {str(t.get("id")): t for t in tasks if isinstance(t, Mapping)},
     }
     for index, sim in enumerate(data["simulations"]):
         try:

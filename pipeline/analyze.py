@@ -107,6 +107,8 @@ class Analysis:
     - ``clusters``: failure clusters: namespace, signature, size, share (of the namespace's
       failures), example_ids (list[str]).
     - ``untested``: number of (namespace, feature) pairs below ``min_support``.
+    - ``namespaces``: for each namespace with labelled runs, how its contrasts were stratified,
+      or why it was not tested (every labelled run has the same outcome).
     """
 
     results: pl.DataFrame
@@ -115,6 +117,7 @@ class Analysis:
     clusters: pl.DataFrame
     untested: int = 0
     config: AnalyzerConfig = field(default_factory=AnalyzerConfig)
+    namespaces: dict[str, str] = field(default_factory=dict)
 
     def examples(
         self, namespace: str, feature_id: str, *, success: bool | None, limit: int = 5
@@ -184,6 +187,12 @@ def _units(traces: Traces, config: AnalyzerConfig) -> tuple[pl.DataFrame, dict[s
             how = f"agent ({n_agents} agents)" if n_agents > 1 else "none finer than the domain"
             strategies[namespace] = f"{how}; tasks do not repeat"
             group = group.with_columns(pl.col("agent").alias("stratum"))
+        if group["success"].n_unique() < 2:
+            outcome = "success" if group["success"][0] else "failure"
+            runs = (
+                f"all {group.height} labelled runs are" if group.height > 1 else "the only run is"
+            )
+            strategies[namespace] = f"not tested: {runs} {outcome}, nothing to contrast"
         parts.append(group)
     units = (
         pl.concat(parts) if parts else units.with_columns(pl.lit(None, pl.String).alias("stratum"))
@@ -250,6 +259,8 @@ class Analyzer:
             y = group["success"].to_numpy().astype(int)
             strata = group["stratum"].to_numpy()
             agents = group["agent"].to_numpy()
+            if strategies[namespace].startswith("not tested"):
+                continue
             use_clogit = "adjusted for agent" in strategies[namespace]
             present = features.filter(pl.col("trajectory_id").is_in(ids.implode()))
             for (feature_id,), hits in present.group_by(["feature_id"], maintain_order=True):
@@ -308,7 +319,7 @@ class Analyzer:
                 )
         results = self._finish(rows)
         clusters = _failure_clusters(con, units)
-        return Analysis(results, features, units, clusters, untested, cfg)
+        return Analysis(results, features, units, clusters, untested, cfg, strategies)
 
     def _finish(self, rows: list[dict[str, object]]) -> pl.DataFrame:
         cfg = self.config

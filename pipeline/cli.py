@@ -234,7 +234,10 @@ def _learn_text(summary: dict[str, Any], result: Any) -> str:
         f"read, {summary['quarantined']} quarantined",
     ]
     for namespace, how in summary["stratification"].items():
-        lines.append(f"{namespace}: contrasts stratified by {how}")
+        if how.startswith("not tested"):
+            lines.append(f"{namespace}: {how}")
+        else:
+            lines.append(f"{namespace}: contrasts stratified by {how}")
     lines.append(
         f"features: {summary['features_tested']} tested, {summary['significant']} significant "
         f"within task, {summary['confounded']} significant only across tasks (confounded; "

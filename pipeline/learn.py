@@ -51,14 +51,6 @@ class LearnResult:
             if results.height
             else []
         )
-        strat = (
-            results.group_by("namespace")
-            .agg(pl.col("stratification").first())
-            .sort("namespace")
-            .to_dicts()
-            if results.height
-            else []
-        )
         counts = self.traces.counts
         return {
             "trajectories": counts["trajectories"],
@@ -79,7 +71,7 @@ class LearnResult:
             "changes": self.merge.as_dict(),
             "prompts": [str(p) for p in self.prompts],
             "llm_calls": 0,
-            "stratification": {r["namespace"]: r["stratification"] for r in strat},
+            "stratification": dict(sorted(self.analysis.namespaces.items())),
             "not_enough_evidence": needed,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }

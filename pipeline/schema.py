@@ -18,7 +18,8 @@ Three tables, stored as Parquet and queried as DuckDB views:
     step_type str (``system`` | ``user`` | ``assistant`` | ``tool_call`` | ``tool_result`` | ...),
     content_text str, tool_name str, tool_call_id str, tool_args str (JSON), tool_result_text str,
     is_error bool, error_message str, model str, input_tokens / output_tokens int64,
-    started_at / ended_at timestamp[us, UTC].
+    started_at / ended_at timestamp[us, UTC], actor str (which agent of a multi-agent run
+    produced the step: the speaker's name, the agent span's name; null for single-agent runs).
 
 ``feedback`` -- zero or more scores per trajectory or step
     trajectory_id str, step_idx int64 (null: the whole trajectory), name str, value float64,
@@ -100,6 +101,7 @@ STEPS = pa.schema(
         ("output_tokens", pa.int64()),
         ("started_at", _TS),
         ("ended_at", _TS),
+        ("actor", pa.string()),
     ]
 )
 

@@ -9,7 +9,21 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pipeline.formats import canonical, chat_jsonl, tau2, tau_bench
+from pipeline.formats import (
+    canonical,
+    chat_jsonl,
+    langfuse,
+    langsmith,
+    mini_swe_agent,
+    openai_agents,
+    openai_responses,
+    openinference,
+    otel,
+    swe_bench_results,
+    tau2,
+    tau_bench,
+    who_and_when,
+)
 from pipeline.formats._common import FeedbackRows, Quarantined, Record
 from pipeline.formats._io import ReadOptions
 from pipeline.formats.canonical import TableChunk
@@ -24,7 +38,21 @@ __all__ = [
     "by_name",
 ]
 
-ADAPTERS: tuple[ModuleType, ...] = (canonical, tau2, tau_bench, chat_jsonl)
+ADAPTERS: tuple[ModuleType, ...] = (
+    canonical,
+    tau2,
+    tau_bench,
+    openai_agents,
+    openai_responses,
+    mini_swe_agent,
+    swe_bench_results,
+    who_and_when,
+    langfuse,
+    langsmith,
+    otel,
+    openinference,
+    chat_jsonl,
+)
 
 
 def by_name(name: str) -> ModuleType:

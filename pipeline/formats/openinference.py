@@ -1,0 +1,677 @@
+"""OpenInference spans (Arize Phoenix) and Phoenix annotations.
+
+Attributes follow the OpenInference semantic conventions
+(https://github.com/Arize-ai/openinference/blob/main/spec/semantic_conventions.md, spec/traces.md,
+spec/annotations.md; read from the main branch, 2025): ``openinference.span.kind`` (``LLM``,
+``TOOL``, ``AGENT``, ``CHAIN``, ``RETRIEVER``, ``EMBEDDING``, ...),
+``llm.input_messages.N.message.role`` / ``message.content`` / ``message.contents.K.
+message_content.text`` / ``message.tool_calls.M.tool_call.id`` / ``tool_call.function.name`` /
+``tool_call.function.arguments`` / ``message.tool_call_id``, ``llm.output_messages.N...``,
+``llm.prompts.N.prompt.text`` / ``llm.choices.N.completion.text``, ``llm.model_name``,
+``llm.token_count.prompt`` / ``completion``, ``llm.cost.total`` (USD), ``tool.name``,
+``tool.parameters``, ``tool_call.id``, ``input.value`` / ``output.value`` (+ ``*.mime_type``),
+``retrieval.documents.N.document.content``, ``session.id``, ``user.id``, ``agent.name``,
+``metadata`` (JSON), ``tag.tags``; ``exception`` events (``exception.type``,
+``exception.message``); feedback as ``annotations.N.annotation.*`` /
+``evaluations.N.evaluation.*`` (``name``, ``score``, ``label``, ``explanation``,
+``annotator_kind``; ``trace.``-prefixed for the whole trace) and ``gen_ai.evaluation.result``
+events.
+
+The spans arrive in one of two containers:
+
+- OTLP/JSON, as in :mod:`pipeline.formats.otel` (JSON Lines of ``{"resourceSpans": [...]}``,
+  or one such document, or an array); recognised by ``openinference.span.kind`` attributes;
+- a Phoenix span export, JSON Lines or a JSON array (or a ``{"data": [...]}`` REST page), one
+  span per record: ``{"name", "context": {"trace_id", "span_id"}, "span_kind", "parent_id",
+  "start_time", "end_time", "status_code": "OK"|"ERROR"|"UNSET", "status_message",
+  "attributes": {dotted keys, or nested objects}, "events": [{"name", "timestamp",
+  "attributes"}]}`` (Phoenix REST ``/v1/projects/{id}/spans``), or the flattened rows of
+  ``px.Client().get_spans_dataframe()`` written with ``to_json(orient="records", lines=True)``
+  (``context.trace_id``, ``context.span_id``, ``attributes.llm.input_messages``: a list of
+  ``{"message.role", "message.content"}``, ...).
+
+Phoenix annotations (``{"span_id" | "trace_id", "name", "annotator_kind": "HUMAN"|"LLM"|"CODE",
+"result": {"label", "score", "explanation"}, "metadata", "identifier"}``, Phoenix REST
+``/v1/span_annotations`` and ``/v1/trace_annotations``; ``result.label``-style flattened columns
+too) may sit in the span file or in a file of their own; there, each becomes a ``feedback`` row
+keyed by its trace id (a span annotation without ``trace_id`` cannot be placed and is
+quarantined).
+
+One trajectory per trace. LLM spans give the messages (history rule of
+:class:`~pipeline.formats._spans.StepBuilder`), TOOL spans a ``tool_call`` (arguments from
+``input.value``, else ``tool_call.function.arguments``, else ``tool.parameters``) and its
+``tool_result`` (``output.value``); a RETRIEVER span outside a tool is a tool named after the
+span. The root span's ``input.value`` / ``output.value`` fill in a missing task or final answer.
+Annotations and evaluations are feedback: trajectory-level for trace annotations and for those on
+a root span, else on the annotated span's first step; the outcome comes from them
+(:func:`~pipeline.formats._common.outcome_from_feedback`), else it is ``unknown``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ijson
+
+from pipeline.errors import InputError
+from pipeline.formats._common import (
+    FeedbackRows,
+    Parsed,
+    Quarantined,
+    Record,
+    content_text,
+    feedback_row,
+    finish_trajectory,
+    json_text,
+    outcome_from_feedback,
+    parse_time,
+    truncate,
+)
+from pipeline.formats._io import ReadOptions, iter_json_records, peek_first_json_line
+from pipeline.formats._spans import (
+    Event,
+    Message,
+    Span,
+    StepBuilder,
+    decode_request,
+    error_text,
+    evaluation_results,
+    group_by_trace,
+    indexed,
+    is_otlp_request,
+    message,
+    to_int,
+    walk,
+)
+
+NAME = "openinference"
+
+_KIND = "openinference.span.kind"
+# Attributes whose value is one whole (JSON) object, never spread into dotted keys.
+_OPAQUE = frozenset(
+    {
+        "metadata",
+        "input.value",
+        "output.value",
+        "tool.parameters",
+        "tool.json_schema",
+        "llm.invocation_parameters",
+        "llm.prompt_template.variables",
+        "embedding.invocation_parameters",
+    }
+)
+_OPAQUE_SUFFIXES = (".metadata", "tool_call.function.arguments", "function_call_arguments_json")
+_MODEL_KEYS = ("llm.model_name", "llm.response.model_name", "llm.request.model_name")
+_STATUS = {"STATUS_CODE_ERROR": "ERROR", "STATUS_CODE_OK": "OK", "STATUS_CODE_UNSET": "UNSET"}
+_FEEDBACK_LISTS = (
+    ("annotations", "annotation", False),
+    ("evaluations", "evaluation", False),
+    ("trace.annotations", "annotation", True),
+    ("trace.evaluations", "evaluation", True),
+)
+
+
+def _first_record(head: bytes) -> Any:
+    """The first record of ``head``: its first JSON line, else the first item of a JSON array or
+    of a ``{"data": [...]}`` page (read with ``ijson``, so a cut-off head still gives it)."""
+    record = peek_first_json_line(head)
+    if record is None:
+        prefix = "item" if head.lstrip()[:1] == b"[" else "data.item"
+        try:
+            record = next(ijson.items(io.BytesIO(head), prefix, use_float=True), None)
+        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
+            return None
+    if isinstance(record, list):
+        record = record[0] if record else None
+    if isinstance(record, Mapping) and isinstance(record.get("data"), list) and record["data"]:
+        record = record["data"][0]
+    return record
+
+
+def sniff(path: Path, head: bytes) -> bool:
+    """True for OTLP/JSON with ``openinference.span.kind`` attributes, a Phoenix span export
+    (first record with ``context`` / ``context.span_id`` and a ``span_kind`` or OpenInference
+    kind attribute), or a Phoenix annotations file (first record with ``annotator_kind`` or a
+    ``result`` object, and a ``span_id`` or ``trace_id``)."""
+    if head.lstrip()[:1] not in (b"{", b"["):
+        return False
+    if b'"resourceSpans"' in head or b'"resource_spans"' in head:
+        return b"openinference.span.kind" in head
+    record = _first_record(head)
+    if _is_span(record):
+        attributes = record.get("attributes")
+        return (
+            "span_kind" in record
+            or f"attributes.{_KIND}" in record
+            or (isinstance(attributes, Mapping) and _KIND in flatten(attributes))
+        )
+    return _is_annotation(record) and any(
+        k in record for k in ("span_id", "trace_id", "context.span_id")
+    )
+
+
+# --- records ------------------------------------------------------------------------------------
+
+
+def _opaque(key: str) -> bool:
+    return key in _OPAQUE or key.endswith(_OPAQUE_SUFFIXES)
+
+
+def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Attributes as one level of dotted keys, whatever the nesting they came in: nested objects
+    and lists of objects are spread (``llm.input_messages.0.message.role``), lists of plain values
+    and the whole-object attributes (``metadata``, ``input.value``, tool arguments...) are kept.
+    Message lists recorded as JSON text are parsed first; null values are dropped."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if full in ("llm.input_messages", "llm.output_messages") and isinstance(item, str):
+            with contextlib.suppress(ValueError):
+                item = json.loads(item)
+        if _opaque(full) or item is None:
+            if item is not None:
+                out[full] = item
+        elif isinstance(item, Mapping):
+            out.update(flatten(item, full))
+        elif isinstance(item, list) and item and all(isinstance(i, Mapping) for i in item):
+            for number, entry in enumerate(item):
+                out.update(flatten(entry, f"{full}.{number}"))
+        else:
+            out[full] = item
+    return out
+
+
+def _is_span(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and (
+        isinstance(obj.get("context"), Mapping) or "context.span_id" in obj
+    )
+
+
+def _is_annotation(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and (
+        "annotator_kind" in obj
+        or isinstance(obj.get("result"), Mapping)
+        or "result.score" in obj
+        or "result.label" in obj
+    )
+
+
+def _phoenix_span(obj: Mapping[str, Any], where: str, index: int) -> Span:
+    nested = obj.get("context")
+    context: Mapping[str, Any] = nested if isinstance(nested, Mapping) else {}
+    trace_id = context.get("trace_id") or obj.get("context.trace_id")
+    span_id = context.get("span_id") or obj.get("context.span_id")
+    if not trace_id:
+        raise ValueError("span has no context.trace_id")
+    if not span_id:
+        raise ValueError("span has no context.span_id")
+    raw_attributes = obj.get("attributes") or {}
+    if isinstance(raw_attributes, str):
+        raw_attributes = json.loads(raw_attributes)
+    if not isinstance(raw_attributes, Mapping):
+        raise ValueError("'attributes' is not an object")
+    attributes = dict(raw_attributes)
+    attributes.update({k[11:]: v for k, v in obj.items() if k.startswith("attributes.")})
+    flat = flatten(attributes)
+    if obj.get("span_kind") and _KIND not in flat:
+        flat[_KIND] = obj["span_kind"]
+    events = []
+    for number, event in enumerate(obj.get("events") or []):
+        if not isinstance(event, Mapping):
+            raise ValueError(f"event {number} is not an object")
+        event_attributes = event.get("attributes") or {}
+        if isinstance(event_attributes, str):
+            event_attributes = json.loads(event_attributes)
+        if not isinstance(event_attributes, Mapping):
+            raise ValueError(f"event {number}: 'attributes' is not an object")
+        events.append(
+            Event(
+                str(event.get("name") or ""),
+                parse_time(event.get("timestamp")),
+                flatten(event_attributes),
+            )
+        )
+    status = str(obj.get("status_code") or "UNSET").upper()
+    parent = obj.get("parent_id")
+    return Span(
+        trace_id=str(trace_id),
+        span_id=str(span_id),
+        parent_id=None if parent in (None, "", "None") else str(parent),
+        name=str(obj.get("name") or ""),
+        started_at=parse_time(obj.get("start_time")),
+        ended_at=parse_time(obj.get("end_time")),
+        attributes=flat,
+        events=events,
+        status=_STATUS.get(status, status),
+        status_message=obj.get("status_message") or None,
+        index=index,
+        where=where,
+        raw=obj,
+    )
+
+
+@dataclass
+class _Annotation:
+    """A Phoenix span or trace annotation."""
+
+    where: str
+    name: str
+    trace_id: str | None
+    span_id: str | None
+    score: float | None
+    label: str | None
+    explanation: str | None
+    annotator_kind: str | None
+    raw: Any
+
+
+def _annotation(obj: Mapping[str, Any], where: str) -> _Annotation:
+    nested = obj.get("result")
+    result: Mapping[str, Any] = nested if isinstance(nested, Mapping) else {}
+
+    def get(key: str) -> Any:
+        value = result.get(key)
+        return obj.get(f"result.{key}", obj.get(key)) if value is None else value
+
+    name = obj.get("name") or obj.get("annotation_name")
+    if not name:
+        raise ValueError("annotation has no 'name'")
+    trace_id = obj.get("trace_id") or obj.get("context.trace_id")
+    span_id = obj.get("span_id") or obj.get("context.span_id")
+    if not trace_id and not span_id:
+        raise ValueError(f"annotation {name!r} has neither 'span_id' nor 'trace_id'")
+    score = get("score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
+        raise ValueError(f"annotation {name!r}: score is not a number: {score!r}")
+    label, explanation = get("label"), get("explanation")
+    if score is None and label is None and explanation is None:
+        raise ValueError(f"annotation {name!r} has no score, label or explanation")
+    return _Annotation(
+        where,
+        str(name),
+        None if not trace_id else str(trace_id),
+        None if not span_id else str(span_id),
+        None if score is None else float(score),
+        None if label is None else str(label),
+        explanation,
+        obj.get("annotator_kind"),
+        obj,
+    )
+
+
+def _annotation_row(trajectory_id: str, item: _Annotation, step_idx: int | None) -> dict:
+    row = feedback_row(
+        trajectory_id,
+        item.name,
+        item.score if item.score is not None else item.label,
+        source=item.annotator_kind or "phoenix",
+        comment=item.explanation,
+        step_idx=step_idx,
+    )
+    if item.score is not None and item.label is not None:
+        row["value_text"] = item.label
+    return row
+
+
+# --- messages and steps -------------------------------------------------------------------------
+
+
+def _message(item: Mapping[str, Any], what: str, default_role: str | None) -> Message:
+    """An OpenInference message from its flattened keys (``message.role``...), or from the OpenAI
+    shape a JSON-text message list may hold."""
+
+    def get(key: str) -> Any:
+        value = item.get(f"message.{key}")
+        return item.get(key) if value is None else value
+
+    content = get("content")
+    if content is None:
+        parts = indexed(item, "message.contents") or indexed(item, "contents")
+        texts = [
+            p.get("message_content.text", p.get("text"))
+            for p in parts
+            if p.get("message_content.type", p.get("type", "text")) == "text"
+        ]
+        content = "\n".join(str(t) for t in texts if t) or None
+    calls = [
+        {
+            "id": c.get("tool_call.id", c.get("id")),
+            "name": c.get("tool_call.function.name", c.get("function.name", c.get("name"))),
+            "arguments": c.get(
+                "tool_call.function.arguments", c.get("function.arguments", c.get("arguments"))
+            ),
+        }
+        for c in indexed(item, "message.tool_calls") or indexed(item, "tool_calls")
+    ]
+    if get("function_call_name"):
+        calls.append(
+            {"name": get("function_call_name"), "arguments": get("function_call_arguments_json")}
+        )
+    obj = {
+        "role": get("role"),
+        "content": content,
+        "tool_calls": calls,
+        "tool_call_id": get("tool_call_id"),
+    }
+    try:
+        return message(obj, default_role)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from exc
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _inputs(span: Span) -> list[Message]:
+    attrs = span.attributes
+    items = indexed(attrs, "llm.input_messages")
+    if items:
+        return [_message(m, f"llm.input_messages.{n}", None) for n, m in enumerate(items)]
+    prompts = indexed(attrs, "llm.prompts")
+    if prompts:
+        return [Message("user", _text(p.get("prompt.text", p.get("")))) for p in prompts]
+    request = _json(attrs.get("input.value"))
+    if isinstance(request, Mapping) and isinstance(request.get("messages"), list):
+        return [message(m) for m in request["messages"]]
+    return []
+
+
+def _outputs(span: Span) -> list[Message]:
+    attrs = span.attributes
+    items = indexed(attrs, "llm.output_messages")
+    if items:
+        return [_message(m, f"llm.output_messages.{n}", "assistant") for n, m in enumerate(items)]
+    choices = indexed(attrs, "llm.choices")
+    if choices:
+        return [Message("assistant", _text(c.get("completion.text", c.get("")))) for c in choices]
+    response = _json(attrs.get("output.value"))
+    if isinstance(response, Mapping):
+        choice = (response.get("choices") or [None])[0]
+        if isinstance(choice, Mapping) and isinstance(choice.get("message"), Mapping):
+            return [message(choice["message"], "assistant")]
+        if "content" in response:
+            return [Message("assistant", content_text(response["content"]) or None)]
+        return []
+    return [Message("assistant", response)] if isinstance(response, str) and response else []
+
+
+def _tool(span: Span) -> tuple[str | None, str | None, Any, Any]:
+    """``(name, call id, arguments, result)`` of a TOOL (or RETRIEVER) span."""
+    attrs = span.attributes
+    call_id = attrs.get("tool_call.id") or attrs.get("tool.id") or attrs.get("tool.call_id")
+    arguments = attrs.get("input.value")
+    if arguments is None:
+        arguments = attrs.get("tool_call.function.arguments", attrs.get("tool.parameters"))
+    result = attrs.get("output.value")
+    if result is None and attrs.get(_KIND) == "RETRIEVER":
+        documents = [d.get("document.content") for d in indexed(attrs, "retrieval.documents")]
+        result = "\n\n".join(str(d) for d in documents if d) or None
+    name = attrs.get("tool.name") or span.name or None
+    return (
+        None if name is None else str(name),
+        None if call_id in (None, "") else str(call_id).strip(),
+        arguments,
+        result,
+    )
+
+
+def _first(spans: list[Span], *keys: str) -> Any:
+    for span in spans:
+        for key in keys:
+            value = span.attributes.get(key)
+            if value not in (None, ""):
+                return value
+    return None
+
+
+def _span_feedback(trace_id: str, span: Span, step_idx: int | None) -> list[dict[str, Any]]:
+    """Feedback carried by a span: flattened annotations/evaluations and GenAI evaluation
+    events."""
+    rows = []
+    for prefix, field, whole_trace in _FEEDBACK_LISTS:
+        for item in indexed(span.attributes, prefix):
+            name = item.get(f"{field}.name")
+            if not name:
+                continue
+            score = item.get(f"{field}.score")
+            label = item.get(f"{field}.label")
+            row = feedback_row(
+                trace_id,
+                str(name),
+                score if isinstance(score, int | float) else label,
+                source=item.get(f"{field}.annotator_kind") or "openinference",
+                comment=item.get(f"{field}.explanation"),
+                step_idx=None if whole_trace else step_idx,
+            )
+            if isinstance(score, int | float) and label is not None:
+                row["value_text"] = str(label)
+            rows.append(row)
+    for result in evaluation_results(span):
+        row = feedback_row(
+            trace_id,
+            result["name"],
+            result["score"] if result["score"] is not None else result["label"],
+            source=result["event"],
+            comment=result["explanation"],
+            step_idx=step_idx,
+        )
+        if result["score"] is not None and result["label"] is not None:
+            row["value_text"] = str(result["label"])
+        rows.append(row)
+    return rows
+
+
+def _record(
+    trace_id: str, spans: list[Span], annotations: list[_Annotation], options: ReadOptions
+) -> Record:
+    builder = StepBuilder(trace_id)
+    order = walk(spans)
+    entered = [span for phase, span in order if phase == "enter"]
+    kinds = {s.span_id: str(s.attributes.get(_KIND) or "").upper() for s in entered}
+    if not any(kind in ("LLM", "TOOL") for kind in kinds.values()):
+        raise ValueError("no LLM or TOOL span (openinference.span.kind)")
+    tools: dict[str, tuple[str, Any]] = {}
+    in_tool = 0
+    for phase, span in order:
+        kind = kinds[span.span_id]
+        as_tool = kind == "TOOL" or (kind == "RETRIEVER" and not in_tool)
+        try:
+            if phase == "enter":
+                builder.enter(span)
+                if kind == "LLM":
+                    builder.inputs(_inputs(span), span)
+                elif as_tool:
+                    name, call_id, arguments, result = _tool(span)
+                    tools[span.span_id] = (
+                        builder.tool_call(span, name, call_id, arguments),
+                        result,
+                    )
+                in_tool += kind == "TOOL"
+                continue
+            in_tool -= kind == "TOOL"
+            error = error_text(span)
+            if kind == "LLM":
+                attrs = span.attributes
+                builder.outputs(
+                    _outputs(span),
+                    span,
+                    model=_first([span], *_MODEL_KEYS),
+                    input_tokens=to_int(attrs.get("llm.token_count.prompt")),
+                    output_tokens=to_int(attrs.get("llm.token_count.completion")),
+                    error=error,
+                )
+            elif span.span_id in tools:
+                key, result = tools[span.span_id]
+                builder.tool_result(span, key, result, error)
+            builder.exit(span, error)
+        except ValueError as exc:
+            raise ValueError(f"span {span.span_id} ({span.name}): {exc}") from exc
+    builder.mark_anchors()
+    root = next(s for s in entered if s.depth == 0)
+    builder.ensure("user", _text(root.attributes.get("input.value")), root)
+    builder.ensure("assistant", _text(root.attributes.get("output.value")), root)
+    steps = builder.finish()
+
+    def step_of(span_id: str | None) -> int | None:
+        span = by_id.get(span_id or "")
+        return None if span is None or span.depth == 0 else builder.step_of(span.span_id)
+
+    by_id = {s.span_id: s for s in entered}
+    feedback = [row for s in entered for row in _span_feedback(trace_id, s, step_of(s.span_id))]
+    feedback += [_annotation_row(trace_id, a, step_of(a.span_id)) for a in annotations]
+    label, score, source = outcome_from_feedback(
+        feedback, options.reward_threshold, options.outcome_feedback
+    )
+    llm_spans = [s for s in entered if kinds[s.span_id] == "LLM"]
+    agents = [s for s in entered if kinds[s.span_id] == "AGENT"]
+    costs = [
+        float(s.attributes["llm.cost.total"])
+        for s in llm_spans
+        if isinstance(s.attributes.get("llm.cost.total"), int | float)
+    ]
+    tags: list[str] = []
+    for span in entered:
+        value = _json(span.attributes.get("tag.tags"))
+        for tag in value if isinstance(value, list) else []:
+            if str(tag) not in tags:
+                tags.append(str(tag))
+    starts = [s.started_at for s in spans if s.started_at is not None]
+    ends = [t for s in spans if (t := s.ended_at or s.started_at) is not None]
+    metadata = {
+        "trace_id": trace_id,
+        "root_span": root.name,
+        "root_kind": kinds[root.span_id] or None,
+        "metadata": _json(_first(entered, "metadata")),
+        "tags": tags,
+        "service": root.resource.get("service.name"),
+        "project": root.resource.get("openinference.project.name"),
+        "spans": len(spans),
+    }
+    trajectory = {
+        "trajectory_id": trace_id,
+        "source_format": NAME,
+        "source_uri": options.source_uri,
+        "agent_name": _first(entered, "agent.name") or (agents[0].name if agents else None),
+        "model": _first(llm_spans, *_MODEL_KEYS),
+        "session_id": _first(entered, "session.id"),
+        "user_id": _first(entered, "user.id"),
+        "started_at": min(starts) if starts else None,
+        "ended_at": max(ends) if ends else None,
+        "outcome_label": label,
+        "outcome_score": score,
+        "outcome_source": source,
+        "termination_reason": "error" if root.status == "ERROR" else None,
+        "cost_usd": sum(costs) if costs else None,
+        "metadata": json_text({k: v for k, v in metadata.items() if v not in (None, [], {})}),
+    }
+    return Record(
+        finish_trajectory(trajectory, steps),
+        steps,
+        feedback,
+        f"trace {trace_id} (from {spans[0].where})",
+        len(spans) + len(annotations),
+    )
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def _items(where: str, obj: Any) -> Iterator[tuple[str, Any]]:
+    """A record, or the items of a Phoenix REST page ``{"data": [...]}``."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("data"), list) and not is_otlp_request(obj):
+        for number, item in enumerate(obj["data"]):
+            yield f"{where} data[{number}]", item
+    else:
+        yield where, obj
+
+
+def read(path: Path, options: ReadOptions) -> Iterator[Parsed | FeedbackRows]:
+    """Yield one :class:`Record` per trace of ``path`` (``records`` = its spans and
+    annotations), :class:`FeedbackRows` for each annotation whose trace is not in the file, and a
+    :class:`Quarantined` for every unreadable record and every trace that cannot be mapped.
+
+    Raises:
+        InputError: unreadable, or its first record is neither an OTLP request, a Phoenix span
+            nor a Phoenix annotation.
+    """
+    spans: list[Span] = []
+    annotations: list[_Annotation] = []
+    first = True
+    for item in iter_json_records(path, options):
+        if isinstance(item, Quarantined):
+            yield item
+            continue
+        for where, obj in _items(*item):
+            known = is_otlp_request(obj) or _is_span(obj) or _is_annotation(obj)
+            if not known and first:
+                raise InputError(
+                    f"{path}: {where} is neither an OpenInference span (OTLP or Phoenix) nor a "
+                    "Phoenix annotation"
+                )
+            first = False
+            try:
+                if is_otlp_request(obj):
+                    for decoded in decode_request(obj, where):
+                        if isinstance(decoded, Quarantined):
+                            yield decoded
+                        else:
+                            decoded.index = len(spans)
+                            spans.append(decoded)
+                elif _is_span(obj):
+                    spans.append(_phoenix_span(obj, where, len(spans)))
+                elif _is_annotation(obj):
+                    annotations.append(_annotation(obj, where))
+                else:
+                    yield Quarantined(
+                        where,
+                        "not an OpenInference span (no 'context' / 'resourceSpans') nor a "
+                        "Phoenix annotation (no 'annotator_kind' / 'result')",
+                        truncate(obj),
+                    )
+            except (ValueError, TypeError, AttributeError) as exc:
+                yield Quarantined(where, f"{where}: {exc}", truncate(obj))
+    traces = group_by_trace(spans)
+    trace_of = {s.span_id: s.trace_id for s in spans}
+    attached: dict[str, list[_Annotation]] = {}
+    for note in annotations:
+        trace_id = note.trace_id or trace_of.get(note.span_id or "")
+        if trace_id in traces:
+            attached.setdefault(trace_id, []).append(note)
+        elif trace_id:
+            yield FeedbackRows([_annotation_row(trace_id, note, None)], note.where)
+        else:
+            yield Quarantined(
+                note.where,
+                f"annotation {note.name!r} of span {note.span_id}: the span is not in this file "
+                "and the annotation has no trace_id, so its trajectory is unknown",
+                truncate(note.raw),
+            )
+    for trace_id, trace_spans in traces.items():
+        notes = attached.get(trace_id, [])
+        try:
+            yield _record(trace_id, trace_spans, notes, options)
+        except (ValueError, TypeError, AttributeError) as exc:
+            yield Quarantined(
+                f"trace {trace_id} (from {trace_spans[0].where})",
+                f"trace {trace_id}: {exc}",
+                truncate(trace_spans[0].raw),
+                records=len(trace_spans) + len(notes),
+            )

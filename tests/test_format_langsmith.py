@@ -1,0 +1,239 @@
+"""LangSmith adapter: runs exported with ``Client.list_runs`` and feedback from ``list_feedback``."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixture_files import fixture_file, fixture_header
+
+from pipeline.formats import langfuse, langsmith
+from pipeline.formats._io import read_head
+from pipeline.ingest import Traces, ingest
+
+RUNS = "langsmith_runs.jsonl"
+FEEDBACK = "langsmith_feedback.jsonl"
+WEATHER = "0195f1a0-1111-7000-8000-000000000001"
+ORDER = "0195f1a0-2222-7000-8000-000000000001"
+LOOKUP_RUN = "0195f1a0-2222-7000-8000-000000000003"
+CAPITAL = "0195f1a0-3333-7000-8000-000000000001"
+BROKEN = "0195f1a0-4444-7000-8000-000000000001"
+STEP_COLUMNS = (
+    "step_idx",
+    "step_type",
+    "content_text",
+    "tool_name",
+    "tool_call_id",
+    "tool_args",
+    "tool_result_text",
+    "is_error",
+    "error_message",
+    "model",
+    "input_tokens",
+    "output_tokens",
+)
+NO_TOOL = (None,) * 4
+
+
+def _steps(traces: Traces, trajectory_id: str) -> list[tuple[Any, ...]]:
+    rows = [s for s in traces.steps.to_pylist() if s["trajectory_id"] == trajectory_id]
+    return [tuple(s[c] for c in STEP_COLUMNS) for s in sorted(rows, key=lambda s: s["step_idx"])]
+
+
+def _trajectory(traces: Traces, trajectory_id: str) -> dict[str, Any]:
+    return next(t for t in traces.trajectories.to_pylist() if t["trajectory_id"] == trajectory_id)
+
+
+def _feedback(traces: Traces) -> list[tuple[Any, ...]]:
+    rows = [
+        (f["trajectory_id"], f["step_idx"], f["name"], f["value"], f["source"])
+        for f in traces.feedback.to_pylist()
+    ]
+    return sorted(rows, key=lambda row: (row[0], row[2]))
+
+
+@pytest.fixture
+def both(tmp_path: Path) -> Traces:
+    return ingest([fixture_file(RUNS, tmp_path), fixture_file(FEEDBACK, tmp_path)])
+
+
+def test_fixture_headers_name_the_specification() -> None:
+    for name in (RUNS, FEEDBACK):
+        header = fixture_header(name)
+        assert "langsmith-sdk" in header
+        assert "python/langsmith/schemas.py" in header
+    assert "langchain_core/tracers/langchain.py" in fixture_header(RUNS)
+
+
+def test_records_are_sniffed_and_accounted(both: Traces) -> None:
+    reports = {Path(f.path).name: f for f in both.files}
+    runs, feedback = reports[RUNS], reports[FEEDBACK]
+    assert (runs.format, feedback.format) == ("langsmith", "langsmith")
+    # 14 run lines: 7 + 4 + 1 runs of three good traces, a run without id, a broken trace
+    assert (runs.records_read, runs.ingested, runs.quarantined) == (14, 12, 2)
+    assert (feedback.records_read, feedback.ingested, feedback.quarantined) == (4, 3, 1)
+    for report in (runs, feedback):
+        assert report.records_read == report.ingested + report.quarantined
+    assert sorted(both.trajectories.column("trajectory_id").to_pylist()) == [
+        WEATHER,
+        ORDER,
+        CAPITAL,
+    ]
+    reasons = {q["reason"] for q in both.quarantine}
+    assert (
+        f"run {BROKEN!r} (llm 'ChatOpenAI') of trace {BROKEN}: message 0: tool call 0 has no name"
+        in reasons
+    )
+    assert "feedback 'fb-0005' has no 'key'" in reasons
+    assert any(r.startswith("run has no 'id'") for r in reasons)
+
+
+def test_nested_langgraph_trace_in_dotted_order(both: Traces) -> None:
+    # the file lists children before their root; dotted_order restores execution order
+    model = "gpt-4o-mini"
+    assert _steps(both, WEATHER) == [
+        (0, "system", "You are a weather assistant. Use get_weather for forecasts.")
+        + NO_TOOL
+        + (False, None, None, None, None),
+        (1, "user", "What's the weather in Paris?") + NO_TOOL + (False, None, None, None, None),
+        (2, "tool_call", None, "get_weather", "call_w1", '{"city":"Paris"}', None)
+        + (False, None, model, 52, 18),
+        (3, "tool_result", None, "get_weather", "call_w1", None, "18°C, sunny")
+        + (False, None, None, None, None),
+        (4, "assistant", "It is 18°C and sunny in Paris.") + NO_TOOL + (False, None, model, 95, 12),
+    ]
+    weather = _trajectory(both, WEATHER)
+    assert {
+        k: weather[k]
+        for k in (
+            "source_format",
+            "agent_name",
+            "model",
+            "session_id",
+            "user_id",
+            "task_id",
+            "outcome_label",
+            "outcome_score",
+            "outcome_source",
+            "n_tool_calls",
+            "n_tool_errors",
+            "input_tokens",
+            "output_tokens",
+            "final_output",
+        )
+    } == {
+        "source_format": "langsmith",
+        "agent_name": "LangGraph",
+        "model": "gpt-4o-mini",
+        "session_id": "thread-7",
+        "user_id": "user-42",
+        "task_id": "7c1d2e3f-0000-4000-8000-00000000e001",
+        "outcome_label": "success",
+        "outcome_score": 1.0,
+        "outcome_source": "feedback:correctness",
+        "n_tool_calls": 1,
+        "n_tool_errors": 0,
+        "input_tokens": 147,
+        "output_tokens": 30,
+        "final_output": "It is 18°C and sunny in Paris.",
+    }
+    assert weather["cost_usd"] == pytest.approx(0.0000426)
+    assert weather["started_at"] == datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
+    assert json.loads(weather["metadata"])["project_id"] == "5f0a2b1c-7d3e-4a9f-9c1b-2e4d6f8a0b1c"
+
+
+def test_tool_error_and_outcome_from_separate_feedback(both: Traces) -> None:
+    model = "gpt-4o-mini"
+    assert _steps(both, ORDER) == [
+        (0, "system", "You are a support agent for ACME.")
+        + NO_TOOL
+        + (False, None, None, None, None),
+        (1, "user", "Where is my order A-17?") + NO_TOOL + (False, None, None, None, None),
+        # tokens from the AIMessage's usage_metadata: the run has no prompt_tokens
+        (2, "tool_call", None, "lookup_order", "call_o1", '{"order_id":"A-17"}', None)
+        + (False, None, model, 61, 20),
+        (3, "tool_result", None, "lookup_order", "call_o1", None, None)
+        + (True, "OrderNotFound('no order with id A-17')", None, None, None),
+        (4, "assistant", "I could not find order A-17. Could you double-check the number?")
+        + NO_TOOL
+        + (False, None, model, 110, 16),
+    ]
+    order = _trajectory(both, ORDER)
+    assert (order["outcome_label"], order["outcome_score"], order["outcome_source"]) == (
+        "failure",
+        0.0,
+        "feedback:correctness",
+    )
+    assert (order["session_id"], order["user_id"], order["n_tool_errors"]) == (
+        "sess-8",
+        "user-17",
+        1,
+    )
+    capital = _trajectory(both, CAPITAL)
+    assert _steps(both, CAPITAL) == [
+        (0, "system", "Answer in one word.") + NO_TOOL + (False, None, None, None, None),
+        (1, "user", "Capital of France?") + NO_TOOL + (False, None, None, None, None),
+        (2, "assistant", "Paris") + NO_TOOL + (False, None, "gpt-4o-mini", 20, 1),
+    ]
+    assert (capital["outcome_label"], capital["outcome_source"]) == (
+        "success",
+        "feedback:correctness",
+    )
+    assert _feedback(both) == [
+        (WEATHER, None, "correctness", 1.0, "model"),
+        (WEATHER, None, "helpfulness", 0.9, "api"),
+        (ORDER, None, "correctness", 0.0, "api"),
+        (ORDER, None, "tool_error", 1.0, "model"),
+        (CAPITAL, None, "correctness", 1.0, "feedback_stats"),
+    ]
+    correction = next(
+        f["comment"]
+        for f in both.feedback.to_pylist()
+        if f["trajectory_id"] == ORDER and f["name"] == "correctness"
+    )
+    assert correction == (
+        'Order A-17 exists; the agent gave up.\ncorrection: {"output": "Order A-17 ships tomorrow."}'
+    )
+
+
+def test_feedback_on_a_child_run_in_the_same_file_maps_to_its_trace_and_step(
+    tmp_path: Path,
+) -> None:
+    lines = fixture_file(RUNS, tmp_path).read_text(encoding="utf-8").splitlines()
+    runs = [json.loads(line) for line in lines]
+    order = [r for r in runs if r.get("trace_id") == ORDER]
+    feedback = {"id": "fb-9", "key": "tool_use", "score": 0, "run_id": LOOKUP_RUN}
+    path = tmp_path / "order_runs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [feedback, *order]), encoding="utf-8")
+    traces = ingest([path])
+    assert _feedback(traces) == [(ORDER, 3, "tool_use", 0.0, None)]
+    (report,) = traces.files
+    assert (report.records_read, report.ingested, report.quarantined) == (5, 5, 0)
+
+
+def test_gzip_compressed_fixture_reads_the_same(tmp_path: Path, both: Traces) -> None:
+    plain = fixture_file(RUNS, tmp_path / "plain")
+    packed = tmp_path / "langsmith_runs.jsonl.gz"
+    with plain.open("rb") as source, gzip.open(packed, "wb") as target:
+        shutil.copyfileobj(source, target)
+    traces = ingest([packed])
+    (report,) = traces.files
+    assert (report.format, report.records_read, report.ingested, report.quarantined) == (
+        "langsmith",
+        14,
+        12,
+        2,
+    )
+    assert traces.steps.to_pylist() == both.steps.to_pylist()
+
+
+def test_sniff_is_specific(tmp_path: Path) -> None:
+    for name in (RUNS, FEEDBACK):
+        path = fixture_file(name, tmp_path)
+        assert langsmith.sniff(path, read_head(path, 1 << 20))
+        assert not langfuse.sniff(path, read_head(path, 1 << 20))

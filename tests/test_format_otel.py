@@ -464,3 +464,126 @@ def test_other_formats_are_not_claimed(tmp_path: Path) -> None:
         head = copy.read_bytes()[: 1 << 20]
         assert not otel.sniff(copy, head), fixture.name
         assert not openinference.sniff(copy, head), fixture.name
+
+
+def _attrs(values: dict) -> list[dict]:
+    def any_value(value: object) -> dict:
+        if isinstance(value, int):
+            return {"intValue": str(value)}
+        return {"stringValue": value if isinstance(value, str) else json.dumps(value)}
+
+    return [{"key": k, "value": any_value(v)} for k, v in values.items()]
+
+
+def _write_spans(path: Path, trace_id: str, spans: list[tuple]) -> Path:
+    """``spans``: ``(span_id, parent_id, start_ms, attributes, status)`` tuples."""
+    base = 1717243200000
+    rows = [
+        {
+            "traceId": trace_id,
+            "spanId": span_id,
+            "parentSpanId": parent,
+            "name": attributes.get("gen_ai.operation.name", "span"),
+            "startTimeUnixNano": str((base + start) * 1_000_000),
+            "endTimeUnixNano": str((base + start + 50) * 1_000_000),
+            "attributes": _attrs(attributes),
+            "status": status,
+        }
+        for span_id, parent, start, attributes, status in spans
+    ]
+    path.write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": rows}]}]}) + "\n")
+    return path
+
+
+def test_spans_without_content_and_an_agent_error(tmp_path: Path) -> None:
+    trace_id = "11111111111111111111111111111111"
+    agent = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "a"}
+    chat = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "m",
+        "gen_ai.usage.input_tokens": 7,
+    }
+    tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search"}
+    path = _write_spans(
+        tmp_path / "nocontent.jsonl",
+        trace_id,
+        [
+            ("01", "", 0, agent, {"code": 2, "message": "max turns exceeded"}),
+            ("02", "01", 10, chat, {}),
+            ("03", "01", 100, tool, {}),
+        ],
+    )
+    traces = ingest([path])
+    steps = _steps(traces, trace_id)
+    assert [(s["step_type"], s["content_text"], s["tool_name"], s["is_error"]) for s in steps] == [
+        ("assistant", None, None, False),  # an LLM call without captured content keeps its tokens
+        ("tool_call", None, "search", False),
+        ("tool_result", None, "search", False),
+        ("error", "max turns exceeded", None, True),  # the agent span failed after its children
+    ]
+    assert (steps[0]["model"], steps[0]["input_tokens"]) == ("m", 7)
+    row = _trajectories(traces)[trace_id]
+    assert (row["termination_reason"], row["n_tool_errors"]) == ("error", 1)
+
+
+def test_repeated_user_messages_in_a_conversation_are_kept(tmp_path: Path) -> None:
+    trace_id = "22222222222222222222222222222222"
+
+    def chat(inputs: list[tuple[str, str]], answer: str) -> dict:
+        messages = [{"role": r, "parts": [{"type": "text", "content": t}]} for r, t in inputs]
+        output = [{"role": "assistant", "parts": [{"type": "text", "content": answer}]}]
+        return {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.input.messages": messages,
+            "gen_ai.output.messages": output,
+        }
+
+    first = [("user", "ok")]
+    second = [*first, ("assistant", "Step 1 done."), ("user", "ok")]
+    path = _write_spans(
+        tmp_path / "turns.jsonl",
+        trace_id,
+        [
+            ("01", "", 0, chat(first, "Step 1 done."), {}),
+            ("02", "", 100, chat(second, "Step 2 done."), {}),
+        ],
+    )
+    steps = _steps(ingest([path]), trace_id)
+    assert [(s["step_type"], s["content_text"]) for s in steps] == [
+        ("user", "ok"),
+        ("assistant", "Step 1 done."),
+        ("user", "ok"),
+        ("assistant", "Step 2 done."),
+    ]
+
+
+def test_actor_names_the_agent_in_a_multi_agent_trace(tmp_path: Path, traces: Traces) -> None:
+    assert set(traces.steps.column("actor").to_pylist()) == {None}  # single-agent fixture traces
+    trace_id = "33333333333333333333333333333333"
+
+    def agent(name: str) -> dict:
+        return {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name}
+
+    def chat(text: str) -> dict:
+        return {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.output.messages": [
+                {"role": "assistant", "parts": [{"type": "text", "content": text}]}
+            ],
+        }
+
+    path = _write_spans(
+        tmp_path / "agents.jsonl",
+        trace_id,
+        [
+            ("01", "", 0, agent("triage"), {}),
+            ("02", "01", 10, chat("Handing over."), {}),
+            ("03", "01", 100, agent("refund"), {}),
+            ("04", "03", 110, chat("Refund issued."), {}),
+        ],
+    )
+    steps = _steps(ingest([path]), trace_id)
+    assert [(s["content_text"], s["actor"]) for s in steps] == [
+        ("Handing over.", "triage"),
+        ("Refund issued.", "refund"),
+    ]

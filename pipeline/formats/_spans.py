@@ -573,7 +573,9 @@ class StepBuilder:
     span answers the pending tool call with its id (or, without an id, the earliest unanswered
     call of the same tool), adding a ``tool_call`` step only when no LLM output requested it; a
     tool result that a later LLM call resends is then not repeated. A span in ``ERROR`` whose
-    steps (its own and its descendants') hold no error adds an ``error`` step.
+    steps (its own and its descendants') hold no error adds an ``error`` step. ``actor`` (set by
+    the adapter to the enclosing agent's name while it walks) goes on every non-user step, and is
+    cleared again by :meth:`finish` unless the trajectory has more than one agent.
     """
 
     def __init__(self, trajectory_id: str) -> None:
@@ -584,6 +586,7 @@ class StepBuilder:
         self._unanswered: list[dict[str, Any]] = []
         self._entered: dict[str, int] = {}
         self._anchors: dict[str, dict[str, Any] | None] = {}
+        self.actor: str | None = None
 
     def _step(self, span: Span, role: str, step_type: str, **values: Any) -> dict[str, Any]:
         step = {
@@ -602,6 +605,7 @@ class StepBuilder:
             "output_tokens": None,
             "started_at": span.started_at,
             "ended_at": span.started_at,
+            "actor": None if role == "user" else self.actor,
         }
         step.update(values)
         self.steps.append(step)
@@ -778,9 +782,12 @@ class StepBuilder:
             )
 
     def finish(self) -> list[dict[str, Any]]:
-        """The steps with dense ``step_idx`` 0.."""
+        """The steps with dense ``step_idx`` 0.. (and no ``actor`` in a single-agent run)."""
+        single = len({s["actor"] for s in self.steps if s["actor"]}) <= 1
         for idx, step in enumerate(self.steps):
             step["step_idx"] = idx
+            if single:
+                step["actor"] = None
         return self.steps
 
     def step_of(self, span_id: str) -> int | None:

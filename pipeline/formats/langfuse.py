@@ -57,6 +57,7 @@ The module also holds what the span-based adapters share (:class:`Conversation`,
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import re
@@ -97,6 +98,7 @@ __all__ = [
     "iter_records",
     "maybe_json",
     "output_messages",
+    "python_or_json",
     "read",
     "sniff",
 ]
@@ -140,6 +142,20 @@ def maybe_json(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+def python_or_json(value: Any) -> Any:
+    """A string holding a JSON object or array parsed, else one holding a Python literal
+    (LangChain records tool inputs as ``str(dict)``: ``"{'city': 'Paris'}"``), else unchanged."""
+    parsed = maybe_json(value)
+    if isinstance(parsed, str) and parsed.lstrip()[:1] in ("{", "["):
+        try:
+            literal = ast.literal_eval(parsed.strip())
+            json.dumps(literal)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return parsed
+        return literal
+    return parsed
 
 
 def text_of(value: Any) -> str | None:
@@ -379,6 +395,7 @@ class Conversation:
         self._pending: dict[str, str] = {}  # tool call key -> tool name, calls awaiting a result
         self._resolved: set[str] = set()
         self._answered = False
+        self._anonymous = 0  # numbers the keys of tool calls without an id
 
     def pending(self, name: Any) -> bool:
         """True when a tool call to ``name`` still waits for its result."""
@@ -399,7 +416,8 @@ class Conversation:
                 step["started_at"], step["ended_at"] = started, ended
             call_id = step.get("tool_call_id")
             if step["step_type"] == "tool_call":
-                self._pending[call_id or f"\0{len(self.steps)}"] = step["tool_name"]
+                self._anonymous += 1
+                self._pending[call_id or f"\0{self._anonymous}"] = step["tool_name"]
             elif step["step_type"] == "tool_result" and call_id:
                 self._resolved.add(call_id)
                 self._pending.pop(call_id, None)
@@ -633,7 +651,7 @@ def _cost(observation: Mapping[str, Any]) -> float | None:
 def _tool_args(value: Any) -> Any:
     """A tool observation's input; the ``@observe`` decorator's ``{"args": [], "kwargs": {...}}``
     is unwrapped to its keyword arguments."""
-    value = maybe_json(value)
+    value = python_or_json(value)
     if isinstance(value, Mapping) and set(value) <= {"args", "kwargs"} and not value.get("args"):
         return value.get("kwargs") or {}
     return value

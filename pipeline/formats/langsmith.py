@@ -47,8 +47,6 @@ root ``error`` sets ``termination_reason`` to ``error``, not the outcome).
 
 from __future__ import annotations
 
-import ast
-import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -76,6 +74,7 @@ from pipeline.formats.langfuse import (
     maybe_json,
     number,
     output_messages,
+    python_or_json,
     text_of,
 )
 
@@ -130,20 +129,6 @@ def _root_of_dotted_order(dotted_order: Any) -> str | None:
         return None
     root = dotted_order.split(".", 1)[0].split("Z", 1)[1]
     return root or None
-
-
-def _python_or_json(value: Any) -> Any:
-    """A tool input string parsed as JSON, else as a Python literal (LangChain passes tool inputs
-    as ``str(dict)``), else unchanged."""
-    parsed = maybe_json(value)
-    if isinstance(parsed, str) and parsed.lstrip()[:1] in ("{", "["):
-        try:
-            literal = ast.literal_eval(parsed.strip())
-            json.dumps(literal)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            return parsed
-        return literal
-    return parsed
 
 
 def _extra(run: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
@@ -221,7 +206,7 @@ def _tool(conversation: Conversation, run: Mapping[str, Any]) -> None:
     inputs = run.get("inputs")
     args: Any = inputs
     if isinstance(inputs, Mapping) and set(inputs) == {"input"}:
-        args = _python_or_json(inputs["input"])
+        args = python_or_json(inputs["input"])
     outputs = run.get("outputs")
     output = outputs.get("output", outputs) if isinstance(outputs, Mapping) else outputs
     message = chat_message(output)

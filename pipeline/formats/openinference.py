@@ -42,6 +42,8 @@ One trajectory per trace. LLM spans give the messages (history rule of
 ``input.value``, else ``tool_call.function.arguments``, else ``tool.parameters``) and its
 ``tool_result`` (``output.value``); a RETRIEVER span outside a tool is a tool named after the
 span. The root span's ``input.value`` / ``output.value`` fill in a missing task or final answer.
+In a trace with several AGENT spans, each step's ``actor`` is its enclosing agent's
+``agent.name`` (else the span name).
 Annotations and evaluations are feedback: trajectory-level for trace annotations and for those on
 a root span, else on the annotated span's first step; the outcome comes from them
 (:func:`~pipeline.formats._common.outcome_from_feedback`), else it is ``unknown``.
@@ -433,12 +435,13 @@ def _tool(span: Span) -> tuple[str | None, str | None, Any, Any]:
     )
 
 
-def _first(spans: list[Span], *keys: str) -> Any:
+def _first(spans: list[Span], *keys: str) -> str | None:
+    """The first non-empty value of ``keys`` over ``spans``, as text."""
     for span in spans:
         for key in keys:
             value = span.attributes.get(key)
             if value not in (None, ""):
-                return value
+                return value if isinstance(value, str) else json.dumps(value)
     return None
 
 
@@ -490,12 +493,16 @@ def _record(
         raise ValueError("no LLM or TOOL span (openinference.span.kind)")
     tools: dict[str, tuple[str, Any]] = {}
     in_tool = 0
+    actors: list[str | None] = []
     for phase, span in order:
         kind = kinds[span.span_id]
         as_tool = kind == "TOOL" or (kind == "RETRIEVER" and not in_tool)
         try:
             if phase == "enter":
                 builder.enter(span)
+                if kind == "AGENT":
+                    actors.append(builder.actor)
+                    builder.actor = _first([span], "agent.name") or span.name or None
                 if kind == "LLM":
                     builder.inputs(_inputs(span), span)
                 elif as_tool:
@@ -522,10 +529,14 @@ def _record(
                 key, result = tools[span.span_id]
                 builder.tool_result(span, key, result, error)
             builder.exit(span, error)
+            if kind == "AGENT":
+                builder.actor = actors.pop()
         except ValueError as exc:
             raise ValueError(f"span {span.span_id} ({span.name}): {exc}") from exc
     builder.mark_anchors()
     root = next(s for s in entered if s.depth == 0)
+    if kinds[root.span_id] == "AGENT":
+        builder.actor = _first([root], "agent.name") or root.name or None
     builder.ensure("user", _text(root.attributes.get("input.value")), root)
     builder.ensure("assistant", _text(root.attributes.get("output.value")), root)
     steps = builder.finish()
@@ -559,7 +570,9 @@ def _record(
         "trace_id": trace_id,
         "root_span": root.name,
         "root_kind": kinds[root.span_id] or None,
-        "metadata": _json(_first(entered, "metadata")),
+        "metadata": _json(
+            next((s.attributes["metadata"] for s in entered if s.attributes.get("metadata")), None)
+        ),
         "tags": tags,
         "service": root.resource.get("service.name"),
         "project": root.resource.get("openinference.project.name"),

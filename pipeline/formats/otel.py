@@ -37,14 +37,17 @@ Steps follow the span tree (start time, parents first) with the history rule of
 inputs, every LLM call its output messages (text, then one ``tool_call`` per requested call),
 each ``execute_tool`` span the ``tool_result`` of the call it answers; messages an LLM call
 resends are not repeated. The outermost agent span's instructions, input and output fill in a
-missing system prompt, task or final answer. Evaluation events are feedback (trajectory-level
-on a root span, else on the span's first step); the outcome comes from them
+missing system prompt, task or final answer. In a trace with several agents, each step's
+``actor`` is the ``gen_ai.agent.name`` of its enclosing ``invoke_agent`` span. Evaluation
+events are feedback (trajectory-level on a root span, else on the span's first step); the
+outcome comes from them
 (:func:`~pipeline.formats._common.outcome_from_feedback`), else it is ``unknown``. A trace with
 no LLM or tool span is quarantined.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -298,13 +301,19 @@ def _tool(span: Span) -> tuple[str | None, str | None, Any, Any]:
     )
 
 
-def _first(spans: list[Span], *keys: str) -> Any:
+def _first(spans: list[Span], *keys: str) -> str | None:
+    """The first non-empty value of ``keys`` over ``spans``, as text."""
     for span in spans:
         for key in keys:
             value = span.attributes.get(key)
             if value not in (None, ""):
-                return value
+                return value if isinstance(value, str) else json.dumps(value)
     return None
+
+
+def _agent_name(span: Span) -> str | None:
+    name = span.attributes.get("gen_ai.agent.name")
+    return str(name) if name else span.name.removeprefix("invoke_agent").strip() or None
 
 
 def _fallbacks(builder: StepBuilder, agents: list[Span]) -> None:
@@ -312,6 +321,7 @@ def _fallbacks(builder: StepBuilder, agents: list[Span]) -> None:
     if not agents:
         return
     top = min(agents, key=lambda s: s.depth)
+    builder.actor = _agent_name(top)
     inputs = _inputs(top)
     for role in ("system", "user"):
         builder.ensure(role, next((m.text for m in inputs if m.role == role and m.text), None), top)
@@ -327,11 +337,15 @@ def _record(trace_id: str, spans: list[Span], options: ReadOptions) -> Record:
     if not any(kind in ("llm", "tool") for kind in kinds.values()):
         raise ValueError("no GenAI LLM or tool span (gen_ai.operation.name chat/execute_tool...)")
     tools: dict[str, tuple[str, Any]] = {}
+    actors: list[str | None] = []
     for phase, span in order:
         kind = kinds[span.span_id]
         try:
             if phase == "enter":
                 builder.enter(span)
+                if kind == "agent":
+                    actors.append(builder.actor)
+                    builder.actor = _agent_name(span)
                 if kind == "llm":
                     builder.inputs(_inputs(span), span)
                 elif kind == "tool":
@@ -356,6 +370,8 @@ def _record(trace_id: str, spans: list[Span], options: ReadOptions) -> Record:
                 key, result = tools[span.span_id]
                 builder.tool_result(span, key, result, error)
             builder.exit(span, error)
+            if kind == "agent":
+                builder.actor = actors.pop()
         except ValueError as exc:
             raise ValueError(f"span {span.span_id} ({span.name}): {exc}") from exc
     builder.mark_anchors()
@@ -395,7 +411,7 @@ def _record(trace_id: str, spans: list[Span], options: ReadOptions) -> Record:
         "agent_name": _first(agents, "gen_ai.agent.name") or _first(entered, "gen_ai.agent.name"),
         "model": model,
         "session_id": _first(entered, "gen_ai.conversation.id"),
-        "user_id": _first(entered, "user.id", "enduser.id") or resource.get("user.id"),
+        "user_id": _first(entered, "user.id", "enduser.id"),
         "started_at": min(starts) if starts else None,
         "ended_at": max(ends) if ends else None,
         "outcome_label": label,

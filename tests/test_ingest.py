@@ -411,7 +411,7 @@ def test_orphan_steps_and_feedback_are_quarantined(chat: Traces, tmp_path: Path)
     assert all("unknown trajectory 'ghost'" in q["reason"] for q in orphans)
     assert traces.counts["quarantined"] == len(traces.quarantine) == 3
     for report in traces.files:
-        assert report.records_read == report.ingested + report.quarantined
+        assert report.records_read == report.ingested + report.deduplicated + report.quarantined
 
 
 # --- whole-file errors --------------------------------------------------------------------------
@@ -476,6 +476,45 @@ def test_truncated_tau_bench_json_is_quarantined_where_it_stops(tmp_path: Path) 
 # --- the shared real traces ---------------------------------------------------------------------
 
 
+def test_all_shared_traces_in_one_run() -> None:
+    """The four shared data sets, as their README counts them, from the one directory: every
+    record ingested, none quarantined, outcomes as published."""
+    if not SHARED_TRACES.is_dir():
+        pytest.skip(f"shared traces not found at {SHARED_TRACES}")
+    traces = ingest([SHARED_TRACES])
+    assert traces.quarantine == []
+    assert traces.warnings == []
+    counts = traces.counts
+    assert counts["quarantined"] == counts["deduplicated"] == 0
+    assert counts["records_read"] == counts["ingested"]
+    frame = pl.from_arrow(traces.trajectories)
+    assert isinstance(frame, pl.DataFrame)
+    by_format = {
+        (fmt, label): n
+        for fmt, label, n in frame.group_by("source_format", "outcome_label").len().iter_rows()
+    }
+    assert by_format == {
+        ("tau-bench", "success"): 84,
+        ("tau-bench", "failure"): 116,
+        ("tau2", "success"): 19 + 36 + 38,
+        ("tau2", "failure"): 150 - 93,
+        ("mini-swe-agent", "success"): 231,
+        ("mini-swe-agent", "failure"): 74,
+        ("who-and-when", "failure"): 126,
+    }
+    formats = {Path(f.path).parent.name: f.format for f in traces.files}
+    assert formats == {
+        "tau-bench": "tau-bench",
+        "tau2": "tau2",
+        "swe-bench": "swe-bench-results",
+        "trajs": "mini-swe-agent",
+        "who-and-when": "who-and-when",
+    }
+    # the SWE-bench outcomes come from results.json, joined on the instance id
+    swe = frame.filter(pl.col("source_format") == "mini-swe-agent")
+    assert set(swe["outcome_source"]) == {"feedback:resolved"}
+
+
 def test_real_tau_traces() -> None:
     if not SHARED_TRACES.is_dir():
         pytest.skip(f"shared traces not found at {SHARED_TRACES}")
@@ -502,4 +541,4 @@ def test_real_tau_traces() -> None:
         "airline-claude-opus-4-6.json": 38,
     }
     for report in traces.files:
-        assert report.records_read == report.ingested + report.quarantined
+        assert report.records_read == report.ingested + report.deduplicated + report.quarantined

@@ -9,11 +9,17 @@ trajectories of the same task only:
   task keys (:mod:`pipeline.tasks`); where several agents appear inside the strata, conditional
   logistic regression with one indicator per agent (``method = clogit``), otherwise the
   Cochran–Mantel–Haenszel test (``method = cmh``);
-- tasks do not repeat: strata are the agents (or the whole namespace with one agent), CMH.
+- tasks do not repeat: strata are the agents, CMH; with a single agent the namespace (the kind
+  of task) is the one stratum and the test is Fisher's exact test (``method = fisher``).
+
+``min_strata`` (fewest informative strata) applies to task strata only: a contrast resting on
+one or two tasks is not reported as an effect.
 
 Benjamini–Hochberg q-values are taken over every feature tested in the run, naive and stratified
-separately. A feature is ``significant`` when its stratified q is below ``fdr``; ``suggestive``
-when its stratified p is below 0.05 but q is not; ``confounded`` when only the naive contrast is
+separately. A feature is ``significant`` when its stratified q is below ``fdr`` and the strata are
+tasks; ``suggestive`` when its stratified p is below 0.05 but q is not, or when q is below ``fdr``
+but tasks do not repeat (a contrast within a domain cannot rule out confounding by task, so it is
+proposed for a person to review and never activated automatically); ``confounded`` when only the naive contrast is
 significant (a diagnostic: the association lives between tasks, not within them); otherwise
 ``not_significant``. Failed trajectories are grouped into clusters by shared signature.
 """
@@ -190,9 +196,11 @@ def _units(traces: Traces, config: AnalyzerConfig) -> tuple[pl.DataFrame, dict[s
         if group["success"].n_unique() < 2:
             outcome = "success" if group["success"][0] else "failure"
             runs = (
-                f"all {group.height} labelled runs are" if group.height > 1 else "the only run is"
+                f"all {group.height} labelled runs are {outcome}s"
+                if group.height > 1
+                else f"the only labelled run is a {outcome}"
             )
-            strategies[namespace] = f"not tested: {runs} {outcome}, nothing to contrast"
+            strategies[namespace] = f"not tested: {runs}, nothing to contrast"
         parts.append(group)
     units = (
         pl.concat(parts) if parts else units.with_columns(pl.lit(None, pl.String).alias("stratum"))
@@ -262,6 +270,7 @@ class Analyzer:
             if strategies[namespace].startswith("not tested"):
                 continue
             use_clogit = "adjusted for agent" in strategies[namespace]
+            by_task = strategies[namespace].startswith("task")
             present = features.filter(pl.col("trajectory_id").is_in(ids.implode()))
             for (feature_id,), hits in present.group_by(["feature_id"], maintain_order=True):
                 x = ids.is_in(hits["trajectory_id"].implode()).to_numpy().astype(int)
@@ -274,7 +283,11 @@ class Analyzer:
                 s_without = int(((1 - x) & y).sum())
                 naive = fisher(s_with, n_with - s_with, s_without, n_without - s_without)
                 effect, n_strata, method = _stratified(x, y, strata, agents, use_clogit)
-                if n_strata < cfg.min_strata:
+                if not by_task and len(set(strata)) == 1:
+                    # one agent and no repeated tasks: the namespace is the one stratum, and
+                    # Fisher's exact test is the within-stratum test
+                    effect, method = naive, "fisher"
+                elif by_task and n_strata < cfg.min_strata:
                     effect = Effect(math.nan, math.nan, math.nan, 1.0)
                 rate_with, rate_without = s_with / n_with, s_without / n_without
                 first = hits.row(0, named=True)
@@ -344,7 +357,9 @@ class Analyzer:
         ]
         frame = frame.with_columns(pl.Series("runs_needed", needed, dtype=pl.Int64))
         frame = frame.with_columns(
-            pl.when(pl.col("q_value") < cfg.fdr)
+            pl.when(
+                (pl.col("q_value") < cfg.fdr) & pl.col("stratification").str.starts_with("task")
+            )
             .then(pl.lit("significant"))
             .when(pl.col("p_value") < 0.05)
             .then(pl.lit("suggestive"))

@@ -183,3 +183,34 @@ def test_propose_mode_keeps_new_skills_proposed(tmp_path: Path, planted: Path) -
     assert result.skillbook.by_status()["active"] == 0
     text = result.prompts[0].read_text()
     assert "explicit yes" not in text
+
+
+def test_tasks_that_never_repeat_are_contrasted_within_the_domain(tmp_path: Path) -> None:
+    """One run per task and one agent (as in SWE-bench): the domain is the one stratum and the
+    test is Fisher's exact test. The planted behaviour passes the FDR, but so does the booking
+    confound, which only repeated tasks could expose: both become proposals, none is active."""
+    from pipeline.synth import SynthConfig, generate, write_jsonl
+
+    path = write_jsonl(
+        tmp_path / "once.jsonl", generate(SynthConfig(n_tasks=360, trials=1, effect=-3.0, seed=3))
+    )
+    config = Config(
+        paths=(str(path),),
+        data_dir=tmp_path / "data",
+        skillbook_dir=tmp_path / "sb",
+        out_dir=tmp_path / "out",
+    )
+    result = learn(config)
+    analysis = result.analysis
+    assert analysis.namespaces == {
+        "domain:travel": "none finer than the domain; tasks do not repeat"
+    }
+    results = analysis.results
+    assert set(results["method"]) == {"fisher"}
+    # one stratum: the stratified contrast is the naive one
+    assert results["p_value"].to_list() == results["naive_p_value"].to_list()
+    passed = results.filter(results["q_value"] < 0.05)
+    assert {"unconfirmed_write", "tool_called"} <= set(passed["kind"])
+    assert set(passed["status"]) == {"suggestive"}
+    statuses = {s.status for s in result.skillbook.skills.values()}
+    assert statuses == {"proposed"}

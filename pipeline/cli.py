@@ -254,6 +254,10 @@ def _learn_text(summary: dict[str, Any], result: Any) -> str:
     for skill in sorted(active, key=lambda s: (-s.value, s.id))[:10]:
         lines.append(f"  [{skill.status}] {skill.instruction}")
         lines.append(f"      {evidence_line(skill.evidence)}")
+
+    def _where(namespace: str) -> str:
+        return f"{namespace} " if len(summary["stratification"]) > 1 else ""
+
     if summary["not_enough_evidence"]:
         lines.append(
             "not enough evidence yet; the closest candidates (runs needed for "
@@ -261,7 +265,7 @@ def _learn_text(summary: dict[str, Any], result: Any) -> str:
         )
         for item in summary["not_enough_evidence"]:
             lines.append(
-                f"  {item['feature_id']}: odds ratio {item['odds_ratio']:.2f}, "
+                f"  {_where(item['namespace'])}{item['feature_id']}: odds ratio {item['odds_ratio']:.2f}, "
                 f"p={item['p_value']:.3f}, about {item['runs_needed']} labelled runs"
             )
     confounded = (
@@ -271,7 +275,8 @@ def _learn_text(summary: dict[str, Any], result: Any) -> str:
     )
     for row in confounded.iter_rows(named=True):
         lines.append(
-            f"  diagnostic: {row['feature_id']}: success {row['rate_with']:.0%} with vs "
+            f"  diagnostic: {_where(row['namespace'])}{row['feature_id']}: success "
+            f"{row['rate_with']:.0%} with vs "
             f"{row['rate_without']:.0%} without (naive q={row['naive_q_value']:.4f}), but "
             f"within task q={row['q_value']:.2f}"
         )

@@ -25,12 +25,18 @@ def _num(value: Any, digits: int = 2) -> str:
 def evidence_line(evidence: dict[str, Any]) -> str:
     """One line of figures: support, success rates with and without, odds ratio with its 95%
     interval, p and q, and the stratification."""
+    n_strata = evidence.get("n_strata")
+    within = (
+        "the domain, tasks do not repeat"
+        if evidence.get("method") == "fisher"
+        else f"{n_strata} {'stratum' if n_strata == 1 else 'strata'}"
+    )
     return (
         f"n={evidence.get('n_with')} with / {evidence.get('n_without')} without; success "
         f"{_pct(evidence.get('rate_with'))} vs {_pct(evidence.get('rate_without'))}; "
         f"odds ratio {_num(evidence.get('odds_ratio'))} "
         f"[{_num(evidence.get('ci_low'))}, {_num(evidence.get('ci_high'))}] within "
-        f"{evidence.get('n_strata')} strata ({evidence.get('method')}); "
+        f"{within} ({evidence.get('method')}); "
         f"p={_num(evidence.get('p_value'), 4)}, q={_num(evidence.get('q_value'), 4)}"
     )
 

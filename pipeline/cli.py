@@ -10,7 +10,6 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -19,53 +18,24 @@ import polars as pl
 
 from pipeline import __version__
 from pipeline.analyze import Analysis, Analyzer, AnalyzerConfig
+from pipeline.clikit import (
+    BASE_PROMPT_OPTION,
+    CONTEXT,
+    OUT_OPTION,
+    SKILLBOOK_OPTION,
+    TEMPLATES_OPTION,
+    common,
+    domain_errors,
+    emit,
+    say,
+)
 from pipeline.config import Config
-from pipeline.errors import CoachError
 from pipeline.extract import Candidate, SkillExtractor
 from pipeline.formats import ADAPTERS
 from pipeline.ingest import Traces
 from pipeline.learn import ingest_store, learn, merge_and_render, render_prompts
 from pipeline.report_md import evidence_line
 from pipeline.skillbook import Skillbook
-
-CONTEXT = {"help_option_names": ["-h", "--help"]}
-
-
-def _domain_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except CoachError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
-
-
-def _common(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--data-dir",
-            type=click.Path(path_type=Path),
-            default=Path(".coach"),
-            envvar="COACH_DATA_DIR",
-            show_default=True,
-            help="Where canonical tables and analysis results are kept.",
-        ),
-        click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress on stderr."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _say(quiet: bool) -> Callable[[str], None]:
-    return (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
-
-
-def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
-    click.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
 
 
 @click.group(context_settings=CONTEXT)
@@ -75,41 +45,6 @@ def main() -> None:
 
     Example: coach learn traces/
     """
-
-
-SKILLBOOK_OPTION = click.option(
-    "--skillbook",
-    "skillbook_dir",
-    type=click.Path(path_type=Path),
-    default=Path("skillbook"),
-    envvar="COACH_SKILLBOOK",
-    show_default=True,
-    help="Directory of skillbook.json and SKILLBOOK.md.",
-)
-OUT_OPTION = click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=Path("prompts_out"),
-    envvar="COACH_OUT",
-    show_default=True,
-    help="Directory for rendered prompts.",
-)
-TEMPLATES_OPTION = click.option(
-    "--templates",
-    "template_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    envvar="COACH_TEMPLATES",
-    help="Directory with a system_prompt.md.j2 overriding the default template.",
-)
-BASE_PROMPT_OPTION = click.option(
-    "--base-prompt",
-    "base_prompt_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Base system prompt file for every namespace (default: the traces' most common one).",
-)
 
 
 _ingest_options = [
@@ -287,8 +222,8 @@ def _learn_text(summary: dict[str, Any], result: Any) -> str:
 @main.command("learn")
 @click.argument("paths", nargs=-1, type=click.Path())
 @_learning
-@_common
-@_domain_errors
+@common
+@domain_errors
 def learn_command(paths: tuple[str, ...], as_json: bool, quiet: bool, **kw: Any) -> None:
     """Run every stage: ingest, analyze, extract, merge, render.
 
@@ -297,17 +232,17 @@ def learn_command(paths: tuple[str, ...], as_json: bool, quiet: bool, **kw: Any)
     Example: coach learn traces/ --skillbook skillbook --out prompts_out --json
     """
     config = _config(paths, **kw)
-    result = learn(config, progress=_say(quiet))
+    result = learn(config, progress=say(quiet))
     summary = result.summary()
-    _emit(as_json, summary, _learn_text(summary, result))
+    emit(as_json, summary, _learn_text(summary, result))
     _check_strict(kw["strict"], result.traces)
 
 
 @main.command("ingest")
 @click.argument("paths", nargs=-1, type=click.Path())
 @_ingesting
-@_common
-@_domain_errors
+@common
+@domain_errors
 def ingest_command(
     paths: tuple[str, ...], data_dir: Path, as_json: bool, quiet: bool, strict: bool, **kw: Any
 ) -> None:
@@ -323,7 +258,7 @@ def ingest_command(
         Config(paths=paths or ("traces",), data_dir=data_dir, **_ingest_fields(kw))
     )
     for warning in traces.warnings:
-        _say(quiet)(f"warning: {warning}")
+        say(quiet)(f"warning: {warning}")
     payload = {
         "files": [asdict(f) for f in traces.files],
         "this_run": traces.counts_this_run,
@@ -350,7 +285,7 @@ def ingest_command(
         f"tables: {traces.trajectories.num_rows} trajectories, {traces.steps.num_rows} steps, "
         f"{traces.feedback.num_rows} feedback rows in {data_dir / 'tables'}"
     )
-    _emit(as_json, payload, "\n".join(lines))
+    emit(as_json, payload, "\n".join(lines))
     _check_strict(strict, traces)
 
 
@@ -364,7 +299,7 @@ def formats_command(as_json: bool) -> None:
     rows = [
         {"name": a.NAME, "description": (a.__doc__ or "").strip().splitlines()[0]} for a in ADAPTERS
     ]
-    _emit(
+    emit(
         as_json,
         {"formats": rows},
         "\n".join(f"{r['name']:<18} {r['description']}" for r in rows),
@@ -390,8 +325,8 @@ def _load_analysis_inputs(data_dir: Path) -> Traces:
     show_default=True,
     help="False discovery rate (BH q-value level).",
 )
-@_common
-@_domain_errors
+@common
+@domain_errors
 def analyze_command(
     min_support: int, fdr: float, data_dir: Path, as_json: bool, quiet: bool
 ) -> None:
@@ -423,7 +358,7 @@ def analyze_command(
         )
         or "no feature had enough support"
     )
-    _emit(as_json, payload, text)
+    emit(as_json, payload, text)
 
 
 def _load_analysis(data_dir: Path) -> Analysis:
@@ -448,8 +383,8 @@ def _load_analysis(data_dir: Path) -> Analysis:
 
 
 @main.command("extract")
-@_common
-@_domain_errors
+@common
+@domain_errors
 def extract_command(data_dir: Path, as_json: bool, quiet: bool) -> None:
     """Turn significant contrasts into candidate skills (DATA_DIR/candidates.json).
 
@@ -458,7 +393,7 @@ def extract_command(data_dir: Path, as_json: bool, quiet: bool) -> None:
     candidates = SkillExtractor().run(_load_analysis(data_dir))
     data = [asdict(c) for c in candidates]
     (data_dir / "candidates.json").write_text(json.dumps(data, indent=2) + "\n")
-    _emit(
+    emit(
         as_json,
         {"candidates": data},
         "\n".join(f"{c.id} [{c.section}] {c.instruction}" for c in candidates)
@@ -476,8 +411,8 @@ def extract_command(data_dir: Path, as_json: bool, quiet: bool) -> None:
     show_default=True,
     help="How new significant skills enter.",
 )
-@_common
-@_domain_errors
+@common
+@domain_errors
 def merge_command(
     skillbook_dir: Path, out_dir: Path, mode: str, data_dir: Path, as_json: bool, quiet: bool
 ) -> None:
@@ -498,7 +433,7 @@ def merge_command(
     book, merged, prompts = merge_and_render(
         config, candidates, analysis, trajectories, {"run_id": "merge"}
     )
-    _emit(
+    emit(
         as_json,
         {
             "skillbook_version": book.version,
@@ -520,8 +455,8 @@ def _trajectories(data_dir: Path) -> pl.DataFrame | None:
 @OUT_OPTION
 @TEMPLATES_OPTION
 @BASE_PROMPT_OPTION
-@_common
-@_domain_errors
+@common
+@domain_errors
 def render_command(
     skillbook_dir: Path,
     out_dir: Path,
@@ -544,7 +479,7 @@ def render_command(
     )
     book = Skillbook.load(skillbook_dir / "skillbook.json")
     prompts = render_prompts(config, book, _trajectories(data_dir))
-    _emit(
+    emit(
         as_json,
         {"prompts": [str(p) for p in prompts], "skillbook_version": book.version},
         "\n".join(str(p) for p in prompts),
@@ -553,3 +488,6 @@ def render_command(
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# Subcommands defined in their own modules (pipeline/cli_*.py) are registered here.

@@ -237,3 +237,58 @@ def test_sniff_is_specific(tmp_path: Path) -> None:
         path = fixture_file(name, tmp_path)
         assert langsmith.sniff(path, read_head(path, 1 << 20))
         assert not langfuse.sniff(path, read_head(path, 1 << 20))
+
+
+def _run(
+    run_id: str, parent: str | None, run_type: str, name: str, second: int, **fields: Any
+) -> dict[str, Any]:
+    """A run of trace ``sup-1``; ``agent`` becomes its ``extra.metadata.lc_agent_name``."""
+    agent = fields.pop("agent", None)
+    return {
+        "id": run_id,
+        "trace_id": "sup-1",
+        "parent_run_id": parent,
+        "run_type": run_type,
+        "name": name,
+        "start_time": f"2025-03-05T09:00:0{second}",
+        "end_time": f"2025-03-05T09:00:0{second}.5",
+        "extra": {"metadata": {"lc_agent_name": agent} if agent else {}},
+        **fields,
+    }
+
+
+def test_actor_from_lc_agent_name_in_a_multi_agent_trace(tmp_path: Path, both: Traces) -> None:
+    # a supervisor created with create_agent(name="supervisor") hands off to a "researcher"
+    # subagent; the researcher's LLM run has no lc_agent_name of its own and inherits its chain's
+    system = {"type": "system", "content": "You are the supervisor."}
+    human = {"type": "human", "content": "How many people live in Paris?"}
+    handoff = {"name": "transfer_to_researcher", "args": {}, "id": "call_t"}
+    asked = {"type": "ai", "content": "", "tool_calls": [handoff]}
+    moved = {"type": "tool", "content": "Transferred", "tool_call_id": "call_t"}
+    answer = {"type": "ai", "content": "About 2.1 million."}
+    researcher = {"type": "system", "content": "You are the researcher."}
+    runs = [
+        _run("sup-1", None, "chain", "supervisor", 0, agent="supervisor", inputs={}, outputs={}),
+        _run("llm-1", "sup-1", "llm", "ChatOpenAI", 1, agent="supervisor")
+        | {"inputs": {"messages": [[system, human]]}}
+        | {"outputs": {"generations": [[{"text": "", "message": asked}]]}},
+        _run("tool-1", "sup-1", "tool", "transfer_to_researcher", 2, agent="supervisor")
+        | {"inputs": {"input": "{}"}, "outputs": {"output": moved}},
+        _run("res-1", "sup-1", "chain", "researcher", 3, agent="researcher"),
+        _run("llm-2", "res-1", "llm", "ChatOpenAI", 4)
+        | {"inputs": {"messages": [[researcher, human, asked, moved]]}}
+        | {"outputs": {"generations": [[{"text": "", "message": answer}]]}},
+    ]
+    path = tmp_path / "supervisor_runs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in runs), encoding="utf-8")
+    steps = sorted(ingest([path]).steps.to_pylist(), key=lambda s: s["step_idx"])
+    assert [(s["step_type"], s["actor"]) for s in steps] == [
+        ("system", "supervisor"),
+        ("user", None),
+        ("tool_call", "supervisor"),
+        ("tool_result", "supervisor"),
+        ("system", "researcher"),
+        ("assistant", "researcher"),
+    ]
+    # runs without lc_agent_name (the fixture's single LangGraph agents) leave actor empty
+    assert {s["actor"] for s in both.steps.to_pylist()} == {None}

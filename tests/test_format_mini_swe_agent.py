@@ -25,6 +25,7 @@ import pytest
 from fixture_files import FORMATS, fixture_file, fixture_header
 
 from pipeline.formats import mini_swe_agent, swe_bench_results
+from pipeline.formats._common import error_line
 from pipeline.formats._io import read_head
 from pipeline.ingest import Traces, ingest, sniff_format
 
@@ -475,7 +476,7 @@ def test_instance_id_from_the_file_name(tmp_path: Path) -> None:
     ],
 )
 def test_error_line(output: str, line: str | None) -> None:
-    assert mini_swe_agent.error_line(output) == line
+    assert error_line(output) == line
 
 
 # --- the shared real traces ---------------------------------------------------------------------

@@ -127,6 +127,26 @@ def test_handoff_trace_steps(traces: Traces) -> None:
     assert str(steps[0]["started_at"]) == "2025-06-03 10:00:01.100000+00:00"
 
 
+def test_actor_is_the_enclosing_agent_in_a_multi_agent_trace(traces: Traces) -> None:
+    # each step names the agent span above it (the handoff belongs to the agent handing off);
+    # user messages have no actor
+    triage, refund = "Triage Agent", "Refund Agent"
+    assert [s["actor"] for s in _steps(traces, T1)] == [
+        triage,
+        None,
+        triage,
+        triage,
+        triage,
+        triage,
+        refund,
+        refund,
+        refund,
+        refund,
+    ]
+    # single-agent traces leave it empty
+    assert {s["actor"] for trace in (T2, T3) for s in _steps(traces, trace)} == {None}
+
+
 def test_handoff_trace_row_and_outcome(traces: Traces) -> None:
     row = _trajectories(traces)[T1]
     assert row["source_format"] == "openai-agents"

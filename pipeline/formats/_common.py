@@ -1,4 +1,7 @@
-"""Shared pieces of the format adapters: the parsed-record types and OpenAI chat message mapping.
+"""Shared pieces of the format adapters: the parsed-record types, outcome and feedback rows
+(:func:`outcome_from_feedback`, :func:`metadata_feedback`), OpenAI chat message mapping
+(:func:`chat_steps`), and :func:`error_line`, which picks the line of a failed command's output
+that names the error (Python tracebacks, pytest summaries).
 
 OpenAI chat messages (https://platform.openai.com/docs/api-reference/chat/create, ``messages``):
 ``{"role": "system"|"user"|"assistant"|"tool", "content": str | [parts] | null,
@@ -23,15 +26,21 @@ __all__ = [
     "Record",
     "chat_steps",
     "content_text",
+    "error_line",
     "feedback_row",
     "outcome_from_feedback",
     "finish_trajectory",
     "json_text",
     "label_from_reward",
+    "metadata_feedback",
     "parse_time",
 ]
 
 _ERROR_TEXT = re.compile(r"^\s*(error|exception|traceback)\b", re.IGNORECASE)
+_EXCEPTION_LINE = re.compile(
+    r"^(?:E\s+)?([A-Za-z_][\w.]*(?:Error|Exception)(?::.*)?)$", re.MULTILINE
+)
+_BANNER = re.compile(r"^[=\-_*#~+. ]*$|^={3,}.*={3,}$|^_{3,}.*_{3,}$")
 
 
 @dataclass
@@ -91,6 +100,9 @@ OUTCOME_FEEDBACK_NAMES = (
     "pass",
     "passed",
 )
+# Metadata keys read as outcome feedback by :func:`metadata_feedback`, besides
+# OUTCOME_FEEDBACK_NAMES.
+_EXTRA_OUTCOME_KEYS = ("score",)
 _SUCCESS_TEXT = frozenset(
     {"success", "succeeded", "pass", "passed", "true", "yes", "correct", "resolved", "good", "1"}
 )
@@ -160,6 +172,39 @@ def feedback_row(
         "source": source,
         "comment": comment,
     }
+
+
+def _number(value: Any) -> Any:
+    """A numeric string as a float (metadata values are strings in the Responses API)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def metadata_feedback(
+    trajectory_id: str,
+    metadata: Mapping[str, Any],
+    *,
+    source: str,
+    outcome_name: str | None = None,
+    skip: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    """``feedback`` rows for the ``metadata`` keys that name an outcome: those in
+    ``OUTCOME_FEEDBACK_NAMES`` or ``score`` (case-insensitive) and ``outcome_name``, except the
+    names in ``skip``. Numeric strings become numbers; other values are kept as
+    :func:`feedback_row` stores them."""
+    wanted = {n.lower() for n in (*OUTCOME_FEEDBACK_NAMES, *_EXTRA_OUTCOME_KEYS)}
+    skipped = {s.lower() for s in skip}
+    rows = []
+    for key, value in metadata.items():
+        if value is None or str(key).lower() in skipped:
+            continue
+        if str(key).lower() in wanted or key == outcome_name:
+            rows.append(feedback_row(trajectory_id, str(key), _number(value), source=source))
+    return rows
 
 
 def json_text(value: Any) -> str | None:
@@ -379,3 +424,36 @@ def iter_list(items: Any, what: str) -> Iterator[tuple[int, Any]]:
     if not isinstance(items, list):
         raise ValueError(f"{what} is not a list")
     yield from enumerate(items)
+
+
+def error_line(output: str) -> str | None:
+    """The line of a failed command's ``output`` that names the error, at most 500 characters:
+
+    1. the last exception line -- the first unindented line after a Python ``Traceback (most
+       recent call last):`` block, or a ``<name>Error: ...`` / ``<name>Exception: ...`` line
+       (pytest's ``E   `` prefix dropped);
+    2. else the last pytest summary line (``FAILED ...`` / ``ERROR ...``);
+    3. else the first line that is neither blank nor a ``=====`` / ``_____`` banner.
+
+    ``None`` when there is none.
+    """
+    exception = summary = first = None
+    in_traceback = False
+    for line in output.splitlines():
+        text = line.strip()
+        if line.startswith("Traceback (most recent call last)"):
+            in_traceback = True
+            continue
+        if in_traceback:
+            if line and not line[0].isspace():
+                exception, in_traceback = text, False
+            continue
+        match = _EXCEPTION_LINE.match(line)
+        if match:
+            exception = match.group(1).strip()
+        elif line.startswith(("FAILED ", "ERROR ")):
+            summary = text
+        elif first is None and text and not _BANNER.match(text):
+            first = text
+    found = exception or summary or first
+    return found[:500] if found else None

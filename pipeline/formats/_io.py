@@ -4,6 +4,13 @@ Every reader here works on plain, gzip (``.gz``, RFC 1952) and Zstandard (``.zst
 files alike, decompressing as it streams, so no adapter needs to know how a file was stored.
 Nothing here loads a whole JSON Lines file or a JSON array into memory: lines are read one at a
 time with a size limit, and arrays are streamed item by item with ``ijson``.
+
+Besides plain JSON containers (JSON Lines, a top-level array, one document), the readers here
+unwrap the list pages of HTTP APIs, ``{"<envelope>": [items], ...}``: Langfuse's
+``{"data": [...], "meta": {...}}`` (https://api.reference.langfuse.com, e.g. ``GET
+/api/public/traces``) and LangSmith's ``/runs/query`` page ``{"runs": [...], "cursors": {...}}``
+(https://docs.smith.langchain.com). The ``first_*`` functions find a file's first record in its
+first bytes, for the adapters' ``sniff``.
 """
 
 from __future__ import annotations
@@ -11,7 +18,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +36,13 @@ __all__ = [
     "DEFAULT_MAX_RECORD_BYTES",
     "ReadOptions",
     "data_suffix",
+    "first_page_record",
+    "first_record",
     "iter_json_lines",
     "iter_json_records",
     "iter_lines",
+    "iter_page_records",
+    "json_documents",
     "load_json",
     "open_binary",
     "peek_first_json_line",
@@ -309,6 +321,67 @@ def iter_json_records(
             )
 
 
+def json_documents(path: Path, options: ReadOptions) -> Iterator[tuple[str, Any] | Quarantined]:
+    """:func:`iter_json_records`, except that a file holding one JSON document that does not
+    parse (truncated, invalid) comes as one :class:`Quarantined` record instead of an error: for
+    formats with one trajectory per file (mini-swe-agent, SWE-bench results, Who&When) that is
+    one bad record.
+
+    Raises:
+        InputError: unreadable, empty, too large or not UTF-8.
+    """
+    try:
+        yield from iter_json_records(path, options)
+    except InputError as exc:
+        if not isinstance(exc.__cause__, json.JSONDecodeError):
+            raise
+        raw = read_head(path, 2000).decode("utf-8", "replace")
+        yield Quarantined("document", str(exc), truncate(raw))
+
+
+def iter_page_records(
+    path: Path, options: ReadOptions, envelope: str
+) -> Iterator[tuple[str, Any] | Quarantined]:
+    """The records of ``path`` as ``(where, value)``, like :func:`iter_json_records`, with API
+    list pages unwrapped: a record that is an object with an ``envelope`` list (``{"data": [...],
+    "meta": {...}}``) yields the list's items (``where`` = ``"line 3 data[0]"``); a whole file
+    that opens with such a list is streamed.
+
+    Raises:
+        InputError: unreadable, empty, or a whole document that is too large or not JSON.
+    """
+    with open_binary(path) as stream:
+        head = stream.read(1 << 16)
+    opening = re.compile(rb'^\s*\{\s*"' + re.escape(envelope.encode()) + rb'"\s*:\s*\[')
+    streamable = data_suffix(path) not in (".jsonl", ".ndjson") and opening.match(
+        head.lstrip(b"\xef\xbb\xbf")
+    )
+    if streamable and peek_first_json_line(head) is None:
+        index = 0
+        with open_binary(path) as stream:
+            try:
+                for item in ijson.items(stream, f"{envelope}.item", use_float=True):
+                    yield f"{envelope}[{index}]", item
+                    index += 1
+            except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as exc:
+                yield Quarantined(
+                    f"{envelope}[{index}]",
+                    f"invalid or truncated JSON: reading stopped at item {index}: {exc}",
+                )
+        return
+    for item in iter_json_records(path, options):
+        if isinstance(item, Quarantined):
+            yield item
+            continue
+        where, value = item
+        if isinstance(value, Mapping) and isinstance(value.get(envelope), list):
+            at = "" if where == "document" else f"{where} "
+            for index, inner in enumerate(value[envelope]):
+                yield f"{at}{envelope}[{index}]", inner
+        else:
+            yield where, value
+
+
 def peek_first_json_line(head: bytes) -> Any:
     """The first non-blank line of ``head`` parsed as JSON, or ``None`` if it does not parse."""
     for raw in head.splitlines():
@@ -318,3 +391,62 @@ def peek_first_json_line(head: bytes) -> Any:
             except (ValueError, UnicodeDecodeError):
                 return None
     return None
+
+
+def first_record(head: bytes) -> Any:
+    """The first JSON record in ``head`` (a file's first bytes): the first item of a top-level
+    JSON array (parsed incrementally, so a cut-off array still gives it), else the first line
+    parsed as JSON, else the whole head as one JSON document. ``None`` when none parses."""
+    text = head.lstrip()
+    if text.startswith(b"\xef\xbb\xbf"):
+        text = text[3:].lstrip()
+    if text.startswith(b"["):
+        try:
+            for item in ijson.items(io.BytesIO(text), "item", use_float=True):
+                return item
+        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
+            return None
+        return None
+    first = peek_first_json_line(text)
+    if first is not None:
+        return first
+    try:
+        return json.loads(text.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def first_page_record(head: bytes, envelope: str) -> Any:
+    """The first record of a file that may hold API list pages, from its first bytes: the first
+    JSON Lines value, the first item of a JSON array or of the ``envelope`` list of a JSON object
+    (``{"data": [...]}``; a JSON Lines page gives its first item too), else the top-level keys of
+    a single (possibly cut) JSON object with their scalar values (others ``None``)."""
+    record = peek_first_json_line(head)
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if record is None and text[:1] in (b"[", b"{"):
+        prefix = "item" if text.startswith(b"[") else f"{envelope}.item"
+        try:
+            record = next(ijson.items(io.BytesIO(text), prefix, use_float=True), None)
+        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
+            record = None
+        if record is None and text.startswith(b"{"):
+            record = _top_level(text)
+    if isinstance(record, list):
+        record = record[0] if record else None
+    if isinstance(record, Mapping) and isinstance(record.get(envelope), list):
+        record = record[envelope][0] if record[envelope] else None
+    return record
+
+
+def _top_level(text: bytes) -> dict[str, Any]:
+    """The top-level keys of a (possibly cut) JSON object, with their values when scalar."""
+    fields: dict[str, Any] = {}
+    try:
+        for prefix, event, value in ijson.parse(io.BytesIO(text), use_float=True):
+            if prefix == "" and event == "map_key":
+                fields[str(value)] = None
+            elif prefix in fields and event in ("string", "number", "boolean"):
+                fields[prefix] = value
+    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
+        pass
+    return fields

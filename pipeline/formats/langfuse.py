@@ -51,57 +51,45 @@ for CATEGORICAL/TEXT ``stringValue``; ``step_idx`` is the first step of the scor
 null for a trace score or an observation without steps); the outcome is
 :func:`~pipeline.formats._common.outcome_from_feedback` over them, ``unknown`` without scores.
 
-The module also holds what the span-based adapters share (:class:`Conversation`,
-:func:`chat_message`, :func:`output_messages`, :func:`iter_records`, :func:`first_record`).
+What one observation contributes (steps, tokens, cost) is read by
+:mod:`pipeline.formats._langfuse_observations`; the messages are read and the steps assembled by
+:mod:`pipeline.formats._messages` (:class:`~pipeline.formats._messages.Conversation`, shared with
+:mod:`~pipeline.formats.langsmith`); list pages are unwrapped by
+:func:`~pipeline.formats._io.iter_page_records`.
 """
 
 from __future__ import annotations
 
-import ast
-import io
-import json
-import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-
-import ijson
 
 from pipeline.formats._common import (
     FeedbackRows,
     Quarantined,
     Record,
-    chat_steps,
-    content_text,
     finish_trajectory,
     json_text,
     outcome_from_feedback,
     parse_time,
     truncate,
 )
-from pipeline.formats._io import (
-    ReadOptions,
-    data_suffix,
-    iter_json_records,
-    open_binary,
-    peek_first_json_line,
+from pipeline.formats._io import ReadOptions, first_page_record, iter_page_records
+from pipeline.formats._langfuse_observations import (
+    add_generation,
+    add_tool_observation,
+    observation_cost,
+)
+from pipeline.formats._messages import (
+    Conversation,
+    chat_messages,
+    maybe_json,
+    output_messages,
+    text_of,
 )
 
-__all__ = [
-    "NAME",
-    "Conversation",
-    "chat_message",
-    "chat_messages",
-    "first_record",
-    "iter_records",
-    "maybe_json",
-    "output_messages",
-    "python_or_json",
-    "read",
-    "sniff",
-]
+__all__ = ["NAME", "read", "sniff"]
 
 NAME = "langfuse"
 
@@ -128,441 +116,6 @@ _TRACE_KEYS = frozenset({"htmlPath", "observations", "scores", "bookmarked", "pr
 _TRACE_OWNERS = frozenset({"sessionId", "userId"})
 _TRACE_FIELDS = frozenset({"release", "version", "environment", "tags", "public"})
 _SCORE_TARGETS = ("traceId", "observationId", "sessionId", "datasetRunId")
-
-
-# --- shared by the span-based adapters: records, messages, conversations ----------------------
-
-
-def maybe_json(value: Any) -> Any:
-    """``value`` parsed when it is a string holding a JSON object or array (exports often store
-    inputs and outputs as JSON text); anything else unchanged."""
-    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def python_or_json(value: Any) -> Any:
-    """A string holding a JSON object or array parsed, else one holding a Python literal
-    (LangChain records tool inputs as ``str(dict)``: ``"{'city': 'Paris'}"``), else unchanged."""
-    parsed = maybe_json(value)
-    if isinstance(parsed, str) and parsed.lstrip()[:1] in ("{", "["):
-        try:
-            literal = ast.literal_eval(parsed.strip())
-            json.dumps(literal)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            return parsed
-        return literal
-    return parsed
-
-
-def text_of(value: Any) -> str | None:
-    """A payload as text: strings unchanged, other values as JSON, ``None`` stays ``None``."""
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def first_record(head: bytes, envelope: str) -> Any:
-    """The first record of a file from its first bytes: the first JSON Lines value, the first item
-    of a JSON array or of the ``envelope`` list of a JSON object (``{"data": [...]}``), else the
-    top-level keys of a single (possibly cut) JSON object with their scalar values (others
-    ``None``)."""
-    record = peek_first_json_line(head)
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if record is None and text[:1] in (b"[", b"{"):
-        prefix = "item" if text.startswith(b"[") else f"{envelope}.item"
-        try:
-            record = next(ijson.items(io.BytesIO(text), prefix, use_float=True), None)
-        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
-            record = None
-        if record is None and text.startswith(b"{"):
-            record = _top_level(text)
-    if isinstance(record, list):
-        record = record[0] if record else None
-    if isinstance(record, Mapping) and isinstance(record.get(envelope), list):
-        record = record[envelope][0] if record[envelope] else None
-    return record
-
-
-def _top_level(text: bytes) -> dict[str, Any]:
-    """The top-level keys of a (possibly cut) JSON object, with their values when scalar."""
-    fields: dict[str, Any] = {}
-    try:
-        for prefix, event, value in ijson.parse(io.BytesIO(text), use_float=True):
-            if prefix == "" and event == "map_key":
-                fields[str(value)] = None
-            elif prefix in fields and event in ("string", "number", "boolean"):
-                fields[prefix] = value
-    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
-        pass
-    return fields
-
-
-def iter_records(
-    path: Path, options: ReadOptions, envelope: str
-) -> Iterator[tuple[str, Any] | Quarantined]:
-    """The records of ``path`` as ``(where, value)``, like
-    :func:`~pipeline.formats._io.iter_json_records`, with API list pages unwrapped: a record that
-    is an object with an ``envelope`` list (``{"data": [...], "meta": {...}}``) yields the list's
-    items (``where`` = ``"line 3 data[0]"``); a whole file that opens with such a list is streamed.
-
-    Raises:
-        InputError: unreadable, empty, or a whole document that is too large or not JSON.
-    """
-    with open_binary(path) as stream:
-        head = stream.read(1 << 16)
-    opening = re.compile(rb'^\s*\{\s*"' + re.escape(envelope.encode()) + rb'"\s*:\s*\[')
-    streamable = data_suffix(path) not in (".jsonl", ".ndjson") and opening.match(
-        head.lstrip(b"\xef\xbb\xbf")
-    )
-    if streamable and peek_first_json_line(head) is None:
-        index = 0
-        with open_binary(path) as stream:
-            try:
-                for item in ijson.items(stream, f"{envelope}.item", use_float=True):
-                    yield f"{envelope}[{index}]", item
-                    index += 1
-            except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as exc:
-                yield Quarantined(
-                    f"{envelope}[{index}]",
-                    f"invalid or truncated JSON: reading stopped at item {index}: {exc}",
-                )
-        return
-    for item in iter_json_records(path, options):
-        if isinstance(item, Quarantined):
-            yield item
-            continue
-        where, value = item
-        if isinstance(value, Mapping) and isinstance(value.get(envelope), list):
-            at = "" if where == "document" else f"{where} "
-            for index, inner in enumerate(value[envelope]):
-                yield f"{at}{envelope}[{index}]", inner
-        else:
-            yield where, value
-
-
-_ROLES = {
-    "human": "user",
-    "user": "user",
-    "ai": "assistant",
-    "assistant": "assistant",
-    "model": "assistant",
-    "system": "system",
-    "developer": "developer",
-    "tool": "tool",
-    "function": "function",
-}
-# LangChain message classes (``langchain_core.messages``) as serialized by ``dumpd``:
-# ``{"lc": 1, "type": "constructor", "id": [..., "AIMessage"], "kwargs": {...}}``.
-_LANGCHAIN_CLASSES = {
-    "HumanMessage": "human",
-    "HumanMessageChunk": "human",
-    "AIMessage": "ai",
-    "AIMessageChunk": "ai",
-    "SystemMessage": "system",
-    "SystemMessageChunk": "system",
-    "ToolMessage": "tool",
-    "ToolMessageChunk": "tool",
-    "FunctionMessage": "function",
-    "FunctionMessageChunk": "function",
-}
-
-
-def _tool_calls(message: Mapping[str, Any]) -> list[Any]:
-    calls = message.get("tool_calls")
-    if isinstance(calls, list) and calls:
-        return [
-            {"id": c.get("id"), "name": c.get("name"), "arguments": c.get("args")}
-            if isinstance(c, Mapping) and "function" not in c and "args" in c
-            else c
-            for c in calls
-        ]
-    extra = message.get("additional_kwargs")
-    extra = extra if isinstance(extra, Mapping) else {}
-    if isinstance(extra.get("tool_calls"), list) and extra["tool_calls"]:
-        return list(extra["tool_calls"])
-    function_call = message.get("function_call") or extra.get("function_call")
-    if isinstance(function_call, Mapping):
-        return [{"id": None, **function_call}]
-    return []
-
-
-def chat_message(value: Any) -> dict[str, Any] | None:
-    """One chat message as an OpenAI chat message dict, or ``None`` if ``value`` is not one.
-
-    Accepted: OpenAI messages (``role``, ``content``, ``tool_calls``, ``tool_call_id``), LangChain
-    message dicts (``type``: human/ai/system/tool, ``content``, ``tool_calls: [{"name", "args",
-    "id"}]``, ``additional_kwargs.tool_calls``, ``usage_metadata``, ``status``) and their ``dumpd``
-    form (``{"lc": 1, "id": [..., "AIMessage"], "kwargs": {...}}``).
-    """
-    if not isinstance(value, Mapping):
-        return None
-    if value.get("lc") == 1 and isinstance(value.get("kwargs"), Mapping):
-        ids = value.get("id")
-        kind = _LANGCHAIN_CLASSES.get(str(ids[-1])) if isinstance(ids, list) and ids else None
-        value = {"type": kind, **value["kwargs"]}
-    role = value.get("role")
-    if not isinstance(role, str) or not role:
-        role = value.get("type")
-    if not isinstance(role, str) or role.lower() not in _ROLES:
-        return None
-    message: dict[str, Any] = {"role": _ROLES[role.lower()], "content": value.get("content")}
-    for key in ("name", "tool_call_id", "timestamp"):
-        if value.get(key) is not None:
-            message[key] = value[key]
-    calls = _tool_calls(value)
-    if calls:
-        message["tool_calls"] = calls
-    usage = value.get("usage_metadata") or value.get("usage")
-    if isinstance(usage, Mapping):
-        message["usage"] = usage
-    if message["role"] == "tool" and value.get("status") in ("success", "error"):
-        message["error"] = value["status"] == "error"
-    return message
-
-
-def chat_messages(value: Any) -> list[dict[str, Any]] | None:
-    """A list of chat messages (see :func:`chat_message`) from a message list, a LangChain batch
-    (``[[...]]``, first batch), an object with ``messages``, or one message; ``None`` when
-    ``value`` is none of these (a prompt string, arbitrary JSON)."""
-    value = maybe_json(value)
-    if isinstance(value, Mapping):
-        if "messages" not in value:
-            message = chat_message(value)
-            return [message] if message is not None else None
-        value = value["messages"]
-    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
-        value = value[0]
-    if not isinstance(value, list) or not value:
-        return None
-    messages = [chat_message(v) for v in value]
-    return [m for m in messages if m is not None] if all(messages) else None
-
-
-def output_messages(value: Any) -> list[dict[str, Any]]:
-    """The messages an LLM call answered with: chat messages (:func:`chat_messages`), an OpenAI
-    chat completion (``choices[0].message``), a string, or other JSON as assistant text."""
-    value = maybe_json(value)
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        return [{"role": "assistant", "content": value}]
-    if isinstance(value, Mapping) and isinstance(value.get("choices"), list) and value["choices"]:
-        choice = value["choices"][0]
-        if isinstance(choice, Mapping):
-            message = chat_message(choice.get("message"))
-            if message is not None:
-                return [message]
-            if isinstance(choice.get("text"), str):
-                return [{"role": "assistant", "content": choice["text"]}]
-    messages = chat_messages(value)
-    if messages is not None:
-        return messages
-    if isinstance(value, Mapping) and isinstance(value.get("content"), str | list):
-        return [{"role": "assistant", "content": value["content"]}]
-    return [{"role": "assistant", "content": text_of(value)}]
-
-
-def _fingerprint(message: Mapping[str, Any]) -> tuple[Any, ...]:
-    calls = []
-    for call in message.get("tool_calls") or []:
-        if isinstance(call, Mapping):
-            function = call.get("function")
-            part = function if isinstance(function, Mapping) else call
-            calls.append((part.get("name"), json_text(part.get("arguments"))))
-    text = (content_text(message.get("content")) or "").strip() or None
-    call_id = message.get("tool_call_id")
-    return message.get("role"), text, None if call_id is None else str(call_id), tuple(calls)
-
-
-class Conversation:
-    """The steps of one trajectory, assembled from LLM-call and tool-call spans in time order.
-
-    An LLM call's input repeats the conversation so far: :meth:`add_input` keeps only messages not
-    yet in the steps (counting repeats, so a user saying "yes" twice stays twice), drops assistant
-    messages once an output has been added (they echo outputs) and tool messages whose result is
-    already in. :meth:`add_tool` pairs a tool span with the pending ``tool_call`` of the same id,
-    else of the same name, else adds the ``tool_call`` step itself.
-    """
-
-    def __init__(self, trajectory_id: str) -> None:
-        self.trajectory_id = trajectory_id
-        self.steps: list[dict[str, Any]] = []
-        self._known: Counter[tuple[Any, ...]] = Counter()
-        self._pending: dict[str, str] = {}  # tool call key -> tool name, calls awaiting a result
-        self._resolved: set[str] = set()
-        self._answered = False
-        self._anonymous = 0  # numbers the keys of tool calls without an id
-
-    def pending(self, name: Any) -> bool:
-        """True when a tool call to ``name`` still waits for its result."""
-        return isinstance(name, str) and name in self._pending.values()
-
-    def _append(
-        self,
-        messages: list[dict[str, Any]],
-        model: str | None,
-        started: datetime | None,
-        ended: datetime | None,
-    ) -> list[dict[str, Any]]:
-        new = chat_steps(self.trajectory_id, messages, model=model)
-        for message in messages:
-            self._known[_fingerprint(message)] += 1
-        for step in new:
-            if step.get("started_at") is None:
-                step["started_at"], step["ended_at"] = started, ended
-            call_id = step.get("tool_call_id")
-            if step["step_type"] == "tool_call":
-                self._anonymous += 1
-                self._pending[call_id or f"\0{self._anonymous}"] = step["tool_name"]
-            elif step["step_type"] == "tool_result" and call_id:
-                self._resolved.add(call_id)
-                self._pending.pop(call_id, None)
-        self.steps.extend(new)
-        return new
-
-    def add_input(
-        self, messages: Iterable[dict[str, Any]], stamp: datetime | None, model: str | None = None
-    ) -> None:
-        """Add the messages of an LLM call's input that the trajectory does not have yet.
-
-        Raises:
-            ValueError: a message cannot be mapped (see :func:`~pipeline.formats._common.chat_steps`).
-        """
-        seen: Counter[tuple[Any, ...]] = Counter()
-        fresh = []
-        for message in messages:
-            key = _fingerprint(message)
-            seen[key] += 1
-            if seen[key] <= self._known[key]:
-                continue
-            role = message.get("role")
-            if role == "assistant" and self._answered:
-                continue
-            if role in ("tool", "function"):
-                call_id = message.get("tool_call_id")
-                call_id = None if call_id is None else str(call_id)
-                if call_id in self._resolved:
-                    continue
-                if not message.get("name") and call_id in self._pending:
-                    message = {**message, "name": self._pending[call_id]}
-            fresh.append(message)
-        self._append(fresh, model, stamp, stamp)
-
-    def add_output(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        model: str | None,
-        input_tokens: int | None,
-        output_tokens: int | None,
-        started: datetime | None,
-        ended: datetime | None,
-        error: str | None = None,
-    ) -> None:
-        """Add an LLM call's answer; its tokens go on its first step, an ``error`` marks that step
-        (or an empty assistant step when the call answered nothing).
-
-        Raises:
-            ValueError: a message cannot be mapped (see :func:`~pipeline.formats._common.chat_steps`).
-        """
-        new = self._append(messages, model, started, ended)
-        if not new and (error or input_tokens is not None or output_tokens is not None):
-            new = [
-                {
-                    "trajectory_id": self.trajectory_id,
-                    "role": "assistant",
-                    "step_type": "assistant",
-                    "model": model,
-                    "is_error": False,
-                    "started_at": started,
-                    "ended_at": ended,
-                }
-            ]
-            self.steps.extend(new)
-        if new:
-            if input_tokens is not None:
-                new[0]["input_tokens"] = input_tokens
-            if output_tokens is not None:
-                new[0]["output_tokens"] = output_tokens
-            if error:
-                new[0]["is_error"], new[0]["error_message"] = True, error
-        self._answered = True
-
-    def add_tool(
-        self,
-        name: str,
-        args: Any,
-        result: str | None,
-        *,
-        call_id: str | None = None,
-        is_error: bool = False,
-        error_message: str | None = None,
-        started: datetime | None = None,
-        ended: datetime | None = None,
-    ) -> None:
-        """Add a tool span: its ``tool_result`` step, after a ``tool_call`` step unless an LLM call
-        already announced it."""
-        key = call_id if call_id in self._pending else None
-        if key is None and call_id is None:
-            key = next((k for k, n in self._pending.items() if n == name), None)
-        if key is None:
-            self.steps.append(
-                {
-                    "trajectory_id": self.trajectory_id,
-                    "role": "assistant",
-                    "step_type": "tool_call",
-                    "tool_name": name,
-                    "tool_call_id": call_id,
-                    "tool_args": json_text(args),
-                    "is_error": False,
-                    "started_at": started,
-                    "ended_at": started,
-                }
-            )
-        else:
-            del self._pending[key]
-            call_id = call_id or (None if key.startswith("\0") else key)
-        if call_id:
-            self._resolved.add(call_id)
-        self.steps.append(
-            {
-                "trajectory_id": self.trajectory_id,
-                "role": "tool",
-                "step_type": "tool_result",
-                "tool_name": name,
-                "tool_call_id": call_id,
-                "tool_result_text": result,
-                "is_error": is_error,
-                "error_message": error_message if is_error else None,
-                "started_at": ended or started,
-                "ended_at": ended or started,
-            }
-        )
-
-    def finish(self) -> list[dict[str, Any]]:
-        """The steps, numbered 0.. in order."""
-        for index, step in enumerate(self.steps):
-            step["step_idx"] = index
-        return self.steps
-
-
-def first_line(text: Any) -> str | None:
-    """The first non-blank line of ``text`` (other values as JSON), at most 500 characters."""
-    for line in (text_of(text) or "").splitlines():
-        if line.strip():
-            return line.strip()[:500]
-    return None
-
-
-def number(value: Any) -> int | None:
-    """An integer count from a JSON number (booleans and other values give ``None``)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return int(value)
-    return None
 
 
 # --- Langfuse records ------------------------------------------------------------------------
@@ -618,86 +171,8 @@ def sniff(path: Path, head: bytes) -> bool:
     ``release``/``version``/``environment``/``tags``/``public``; no ``messages``), an
     observation (``traceId``, ``startTime`` and a Langfuse observation ``type``) or a score
     (``name``, ``value`` and a ``dataType`` or Langfuse ``source``); snake_case keys count too."""
-    record = first_record(head, "data")
+    record = first_page_record(head, "data")
     return isinstance(record, Mapping) and _kind(_camel(record), record) is not None
-
-
-def _tokens(observation: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    for key in ("usageDetails", "usage"):
-        usage = maybe_json(observation.get(key))
-        if isinstance(usage, Mapping):
-            given = [
-                next((number(usage[k]) for k in keys if number(usage.get(k)) is not None), None)
-                for keys in (
-                    ("input", "promptTokens", "prompt_tokens", "input_tokens"),
-                    ("output", "completionTokens", "completion_tokens", "output_tokens"),
-                )
-            ]
-            if given != [None, None]:
-                return given[0], given[1]
-    return number(observation.get("promptTokens")), number(observation.get("completionTokens"))
-
-
-def _cost(observation: Mapping[str, Any]) -> float | None:
-    details = maybe_json(observation.get("costDetails"))
-    if isinstance(details, Mapping) and isinstance(details.get("total"), int | float):
-        return float(details["total"])
-    for key in ("calculatedTotalCost", "totalCost"):
-        if isinstance(observation.get(key), int | float):
-            return float(observation[key])
-    return None
-
-
-def _tool_args(value: Any) -> Any:
-    """A tool observation's input; the ``@observe`` decorator's ``{"args": [], "kwargs": {...}}``
-    is unwrapped to its keyword arguments."""
-    value = python_or_json(value)
-    if isinstance(value, Mapping) and set(value) <= {"args", "kwargs"} and not value.get("args"):
-        return value.get("kwargs") or {}
-    return value
-
-
-def _generation(conversation: Conversation, observation: Mapping[str, Any]) -> str | None:
-    model = observation.get("model") or observation.get("providedModelName") or None
-    started = parse_time(observation.get("startTime"))
-    ended = parse_time(observation.get("endTime")) or started
-    given = maybe_json(observation.get("input"))
-    messages = chat_messages(given)
-    if messages is None and given not in (None, ""):
-        messages = [{"role": "user", "content": text_of(given)}]
-    conversation.add_input(messages or [], started)
-    input_tokens, output_tokens = _tokens(observation)
-    error = None
-    if str(observation.get("level") or "").upper() == "ERROR":
-        error = first_line(observation.get("statusMessage")) or "error"
-    conversation.add_output(
-        output_messages(observation.get("output")),
-        model=model,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        started=started,
-        ended=ended,
-        error=error,
-    )
-    return model
-
-
-def _tool(conversation: Conversation, observation: Mapping[str, Any]) -> None:
-    result = text_of(maybe_json(observation.get("output")))
-    is_error = str(observation.get("level") or "").upper() == "ERROR"
-    metadata = maybe_json(observation.get("metadata"))
-    call_id = metadata.get("tool_call_id") if isinstance(metadata, Mapping) else None
-    started = parse_time(observation.get("startTime"))
-    conversation.add_tool(
-        str(observation.get("name") or "tool"),
-        _tool_args(observation.get("input")),
-        result,
-        call_id=None if call_id is None else str(call_id),
-        is_error=is_error,
-        error_message=first_line(observation.get("statusMessage") or result) or "error",
-        started=started,
-        ended=parse_time(observation.get("endTime")) or started,
-    )
 
 
 def _score_row(
@@ -778,13 +253,13 @@ def _trajectory(
         before = len(conversation.steps)
         try:
             if kind == "GENERATION":
-                model = _generation(conversation, observation)
+                model = add_generation(conversation, observation)
                 if model:
                     models.append(model)
             elif kind in _TOOL_TYPES or (
                 kind == "SPAN" and conversation.pending(observation.get("name"))
             ):
-                _tool(conversation, observation)
+                add_tool_observation(conversation, observation)
             elif str(observation.get("level") or "").upper() == "ERROR":
                 errors.append(
                     {
@@ -818,7 +293,7 @@ def _trajectory(
     )
     metadata = maybe_json(context.get("metadata"))
     fields = metadata if isinstance(metadata, Mapping) else {}
-    costs = [c for c in (_cost(o) for o in observations) if c is not None]
+    costs = [c for c in (observation_cost(o) for o in observations) if c is not None]
     total_cost = context.get("totalCost")
     times = [
         t
@@ -921,7 +396,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[Record | Quarantined | Fe
     """
     waiting: dict[str, tuple[str, dict[str, Any]]] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
-    for item in iter_records(path, options, "data"):
+    for item in iter_page_records(path, options, "data"):
         if isinstance(item, Quarantined):
             yield item
             continue

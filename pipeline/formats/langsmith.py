@@ -24,18 +24,26 @@ Records (a ``/runs/query`` page ``{"runs": [...], "cursors": {...}}`` is unwrapp
   only when ``run_id`` is a root run (feedback on a child run of another file without
   ``trace_id`` ends as an orphan, quarantined by ingest).
 
-Steps: an ``llm`` run's ``inputs.messages`` (LangChain messages, serialized by ``dumpd`` and
-batched ``[[...]]``, or OpenAI chat messages; ``inputs.prompts`` for completion models) give the
-messages the trajectory does not have yet (see :class:`~pipeline.formats.langfuse.Conversation`),
-its ``outputs.generations[0][0].message`` (or an OpenAI ``choices[0].message``) the assistant step
+Steps (read by :mod:`pipeline.formats._langsmith_runs`): an ``llm`` run's ``inputs.messages``
+(LangChain messages, serialized by ``dumpd`` and batched ``[[...]]``, or OpenAI chat messages;
+``inputs.prompts`` for completion models) give the messages the trajectory does not have yet
+(see :class:`~pipeline.formats._messages.Conversation`), its
+``outputs.generations[0][0].message`` (or an OpenAI ``choices[0].message``) the assistant step
 and tool calls, with ``prompt_tokens``/``completion_tokens`` (else the message's
-``usage_metadata``) and the model of ``extra.invocation_params`` / ``extra.metadata.ls_model_name``;
-a ``tool`` (or ``retriever``) run gives a ``tool_result`` paired with the LLM's ``tool_call``
-(by the ``ToolMessage``'s ``tool_call_id``, else by name; a ``tool_call`` step is added when none
-announced it), ``inputs`` as arguments (LangChain's ``{"input": str}`` parsed), ``outputs.output``
-as result, and ``error`` (or ``status: "error"`` of the ToolMessage) as ``is_error``. Chains,
-prompts and parsers are structure. A trace without llm runs gets user and assistant steps from
-the root run's inputs and outputs.
+``usage_metadata``) and the model of ``extra.invocation_params`` /
+``extra.metadata.ls_model_name``; a ``tool`` (or ``retriever``) run gives a ``tool_result``
+paired with the LLM's ``tool_call`` (by the ``ToolMessage``'s ``tool_call_id``, else by name; a
+``tool_call`` step is added when none announced it), ``inputs`` as arguments (LangChain's
+``{"input": str}`` parsed), ``outputs.output`` as result, and ``error`` (or ``status: "error"``
+of the ToolMessage) as ``is_error``. Chains, prompts and parsers are structure. A trace without
+llm runs gets user and assistant steps from the root run's inputs and outputs.
+
+In a trace whose runs name more than one agent, each step's ``actor`` is the
+``extra.metadata.lc_agent_name`` of its run or of the nearest ancestor run that has one
+(LangChain's ``create_agent(name=...)``, langchain 1.x ``langchain/agents/factory.py``, sets it
+on the agent's graph, and runs inherit their parent's metadata); user messages have none. Runs
+carry no other documented agent identity (``langgraph_node`` names graph nodes such as ``agent``
+and ``tools``, not agents), so without ``lc_agent_name`` ``actor`` stays null.
 
 Outcome: every feedback (``score`` as ``value``, ``value`` as ``value_text``, ``feedback_source.
 type`` as ``source``) becomes a ``feedback`` row, trajectory-level when on the root run or on a
@@ -56,25 +64,19 @@ from pipeline.formats._common import (
     FeedbackRows,
     Quarantined,
     Record,
-    content_text,
     finish_trajectory,
     json_text,
     outcome_from_feedback,
     parse_time,
     truncate,
 )
-from pipeline.formats._io import ReadOptions
-from pipeline.formats.langfuse import (
+from pipeline.formats._io import ReadOptions, first_page_record, iter_page_records
+from pipeline.formats._langsmith_runs import add_llm_run, add_tool_run, run_agent, run_extra
+from pipeline.formats._messages import (
     Conversation,
-    chat_message,
     chat_messages,
     first_line,
-    first_record,
-    iter_records,
-    maybe_json,
-    number,
     output_messages,
-    python_or_json,
     text_of,
 )
 
@@ -105,7 +107,7 @@ def sniff(path: Path, head: bytes) -> bool:
     page) is a LangSmith run (``id`` and a ``run_type`` of llm/chain/tool/retriever/prompt/
     parser/embedding) or feedback (``key``, ``run_id`` or ``trace_id``, and ``score``, ``value``,
     ``feedback_source`` or ``correction``)."""
-    record = first_record(head, "runs")
+    record = first_page_record(head, "runs")
     return isinstance(record, Mapping) and (_is_run(record) or _is_feedback(record))
 
 
@@ -129,106 +131,6 @@ def _root_of_dotted_order(dotted_order: Any) -> str | None:
         return None
     root = dotted_order.split(".", 1)[0].split("Z", 1)[1]
     return root or None
-
-
-def _extra(run: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
-    extra = run.get("extra")
-    extra = extra if isinstance(extra, Mapping) else {}
-    metadata, params = extra.get("metadata"), extra.get("invocation_params")
-    return (
-        metadata if isinstance(metadata, Mapping) else {},
-        params if isinstance(params, Mapping) else {},
-    )
-
-
-def _model(run: Mapping[str, Any]) -> str | None:
-    metadata, params = _extra(run)
-    for value in (params.get("model"), params.get("model_name"), metadata.get("ls_model_name")):
-        if isinstance(value, str) and value:
-            return value
-    inputs = run.get("inputs")
-    if isinstance(inputs, Mapping) and isinstance(inputs.get("model"), str):
-        return str(inputs["model"])
-    outputs = run.get("outputs")
-    if isinstance(outputs, Mapping) and isinstance(outputs.get("model"), str):
-        return str(outputs["model"])
-    return None
-
-
-def _llm_output(outputs: Any) -> list[dict[str, Any]]:
-    """The answer of an llm run: ``generations[0][0].message`` (or its ``text``), else
-    :func:`~pipeline.formats.langfuse.output_messages` of ``output`` or of the outputs."""
-    if not isinstance(outputs, Mapping):
-        return output_messages(outputs)
-    generations = outputs.get("generations")
-    if isinstance(generations, list) and generations:
-        first = generations[0]
-        if isinstance(first, list):
-            first = first[0] if first else None
-        if isinstance(first, Mapping):
-            message = chat_message(first.get("message"))
-            if message is not None:
-                return [message]
-            return output_messages(first.get("text"))
-    if "output" in outputs:
-        return output_messages(outputs["output"])
-    return output_messages(outputs)
-
-
-def _llm(conversation: Conversation, run: Mapping[str, Any]) -> str | None:
-    inputs = run.get("inputs")
-    inputs = inputs if isinstance(inputs, Mapping) else {}
-    started = parse_time(run.get("start_time"))
-    ended = parse_time(run.get("end_time")) or started
-    messages = chat_messages(inputs.get("messages")) if "messages" in inputs else None
-    if messages is None:
-        prompts = inputs.get("prompts")
-        given = prompts[0] if isinstance(prompts, list) and prompts else inputs.get("input")
-        given = inputs if given is None and inputs else given
-        messages = [] if given is None else [{"role": "user", "content": text_of(given)}]
-    conversation.add_input(messages, started)
-    answer = _llm_output(run.get("outputs"))
-    model = _model(run)
-    error = first_line(run.get("error")) if run.get("error") else None
-    conversation.add_output(
-        answer,
-        model=model,
-        input_tokens=number(run.get("prompt_tokens")),
-        output_tokens=number(run.get("completion_tokens")),
-        started=started,
-        ended=ended,
-        error=error,
-    )
-    return model
-
-
-def _tool(conversation: Conversation, run: Mapping[str, Any]) -> None:
-    inputs = run.get("inputs")
-    args: Any = inputs
-    if isinstance(inputs, Mapping) and set(inputs) == {"input"}:
-        args = python_or_json(inputs["input"])
-    outputs = run.get("outputs")
-    output = outputs.get("output", outputs) if isinstance(outputs, Mapping) else outputs
-    message = chat_message(output)
-    call_id = None
-    if message is not None and message["role"] == "tool":
-        call_id = message.get("tool_call_id")
-        result = content_text(message.get("content"))
-    else:
-        result = text_of(maybe_json(output)) if output not in (None, {}) else None
-    error = run.get("error")
-    is_error = bool(error) or bool(message and message.get("error"))
-    started = parse_time(run.get("start_time"))
-    conversation.add_tool(
-        str(run.get("name") or "tool"),
-        args,
-        result,
-        call_id=None if call_id is None else str(call_id),
-        is_error=is_error,
-        error_message=first_line(error if isinstance(error, str) else result) or "error",
-        started=started,
-        ended=parse_time(run.get("end_time")) or started,
-    )
 
 
 def _order_key(runs: list[tuple[int, dict[str, Any]]]) -> Any:
@@ -325,9 +227,11 @@ def _trajectory(
         next((r for r in ordered if not r.get("parent_run_id")), {}),
     )
     conversation = Conversation(trace_id)
+    by_id = {str(r.get("id")): r for r in ordered}
     step_of: dict[str, int] = {}
     models: list[str] = []
     has_llm = any(str(r.get("run_type")).lower() == "llm" for r in ordered)
+    conversation.actor = run_agent(root, by_id)
     if not has_llm:
         given = root.get("inputs")
         messages = chat_messages(given)
@@ -338,13 +242,14 @@ def _trajectory(
     for run in ordered:
         run_type = str(run.get("run_type") or "").lower()
         before = len(conversation.steps)
+        conversation.actor = run_agent(run, by_id)
         try:
             if run_type == "llm":
-                model = _llm(conversation, run)
+                model = add_llm_run(conversation, run)
                 if model:
                     models.append(model)
             elif run_type in _TOOL_RUNS:
-                _tool(conversation, run)
+                add_tool_run(conversation, run)
         except (ValueError, TypeError) as exc:
             raise ValueError(
                 f"run {run.get('id')!r} ({run_type} {run.get('name')!r}) of trace {trace_id}: {exc}"
@@ -352,6 +257,7 @@ def _trajectory(
         if len(conversation.steps) > before:
             step_of.setdefault(str(run.get("id")), before)
     if not has_llm:
+        conversation.actor = run_agent(root, by_id)
         outputs = root.get("outputs")
         if isinstance(outputs, Mapping) and set(outputs) == {"output"}:
             outputs = outputs["output"]
@@ -379,7 +285,7 @@ def _trajectory(
     label, score, source = outcome_from_feedback(
         feedback, options.reward_threshold, options.outcome_feedback
     )
-    metadata, _ = _extra(root)
+    metadata, _ = run_extra(root)
     cost = _money(root.get("total_cost"))
     if cost is None:
         costs = [_money(r.get("total_cost")) for r in ordered if r.get("run_type") == "llm"]
@@ -471,7 +377,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[Record | Quarantined | Fe
     pending: list[tuple[str, list[dict[str, Any]]]] = []
     feedback_records: list[tuple[str, Mapping[str, Any]]] = []
     order = 0
-    for item in iter_records(path, options, "runs"):
+    for item in iter_page_records(path, options, "runs"):
         if isinstance(item, Quarantined):
             yield item
             continue

@@ -29,11 +29,11 @@ one ``bash`` ``tool_call`` per action -- v1 parses actions from the text with th
 v2 records them in ``extra.actions`` or as OpenAI ``tool_calls``. The harness's reply to that
 turn (the next user / tool / exit message) is a ``tool_result``: an observation
 ``<returncode>N</returncode><output>...</output>`` is an error when N != 0 (``error_message``:
-see :func:`error_line`, else ``returncode N``); a format error (not exactly one action), a
-timeout (the text of ``timeout_template`` before its first ``{{``) or another interrupt is an
-error whose message is its ``<error>`` text or first line, prefixed with v2's
-``extra.interrupt_type``; the final ``Submitted`` message (the submission printed by the last
-command) is not. A reply to several calls (a format error) keeps the tool name but no call id.
+see :func:`~pipeline.formats._common.error_line`, else ``returncode N``); a format error (not
+exactly one action), a timeout (the text of ``timeout_template`` before its first ``{{``) or
+another interrupt is an error whose message is its ``<error>`` text or first line, prefixed with
+v2's ``extra.interrupt_type``; the final ``Submitted`` message (the submission printed by the
+last command) is not. A reply to several calls (a format error) keeps the tool name but no call id.
 v1 call ids are made up as ``m<message>.<block>``; an ``exit`` message with no open turn (e.g.
 ``LimitsExceeded``) is no step, its status is the ``termination_reason``.
 
@@ -48,18 +48,17 @@ submission (the patch).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InputError
 from pipeline.formats._common import (
     Parsed,
     Quarantined,
     Record,
     content_text,
+    error_line,
     finish_trajectory,
     json_text,
     parse_time,
@@ -68,11 +67,10 @@ from pipeline.formats._common import (
 from pipeline.formats._io import (
     COMPRESSED_SUFFIXES,
     ReadOptions,
-    iter_json_records,
-    read_head,
+    json_documents,
 )
 
-__all__ = ["NAME", "error_line", "json_documents", "read", "sniff"]
+__all__ = ["NAME", "read", "sniff"]
 
 NAME = "mini-swe-agent"
 
@@ -87,10 +85,6 @@ _RETURNCODE = re.compile(
 )
 _OUTPUT = re.compile(r"<output(?:_head|_tail)?>\n?(.*?)</output(?:_head|_tail)?>", re.DOTALL)
 _ERROR_TAG = re.compile(r"<error>\s*(.*?)\s*</error>", re.DOTALL)
-_EXCEPTION_LINE = re.compile(
-    r"^(?:E\s+)?([A-Za-z_][\w.]*(?:Error|Exception)(?::.*)?)$", re.MULTILINE
-)
-_BANNER = re.compile(r"^[=\-_*#~+. ]*$|^={3,}.*={3,}$|^_{3,}.*_{3,}$")
 _SWE_BENCH_ID = re.compile(r"^(?P<owner>[\w.-]+)__(?P<repo>[\w.-]+)-\d+$")
 _DEFAULT_TIMEOUT_PREFIX = "The last command <command>"
 _TOOL = "bash"
@@ -108,56 +102,6 @@ def sniff(path: Path, head: bytes) -> bool:
         or _INFO_FIRST.match(head)
         or (b'"mini_version"' in head and b'"model_stats"' in head)
     )
-
-
-def json_documents(path: Path, options: ReadOptions) -> Iterator[tuple[str, Any] | Quarantined]:
-    """:func:`~pipeline.formats._io.iter_json_records`, except that a file holding one JSON
-    document that does not parse (truncated, invalid) comes as one :class:`Quarantined` record
-    instead of an error: for formats with one trajectory per file that is one bad record.
-
-    Raises:
-        InputError: unreadable, empty, too large or not UTF-8.
-    """
-    try:
-        yield from iter_json_records(path, options)
-    except InputError as exc:
-        if not isinstance(exc.__cause__, json.JSONDecodeError):
-            raise
-        raw = read_head(path, 2000).decode("utf-8", "replace")
-        yield Quarantined("document", str(exc), truncate(raw))
-
-
-def error_line(output: str) -> str | None:
-    """The line of a failed command's ``output`` that names the error, at most 500 characters:
-
-    1. the last exception line -- the first unindented line after a Python ``Traceback (most
-       recent call last):`` block, or a ``<name>Error: ...`` / ``<name>Exception: ...`` line
-       (pytest's ``E   `` prefix dropped);
-    2. else the last pytest summary line (``FAILED ...`` / ``ERROR ...``);
-    3. else the first line that is neither blank nor a ``=====`` / ``_____`` banner.
-
-    ``None`` when there is none.
-    """
-    exception = summary = first = None
-    in_traceback = False
-    for line in output.splitlines():
-        text = line.strip()
-        if line.startswith("Traceback (most recent call last)"):
-            in_traceback = True
-            continue
-        if in_traceback:
-            if line and not line[0].isspace():
-                exception, in_traceback = text, False
-            continue
-        match = _EXCEPTION_LINE.match(line)
-        if match:
-            exception = match.group(1).strip()
-        elif line.startswith(("FAILED ", "ERROR ")):
-            summary = text
-        elif first is None and text and not _BANNER.match(text):
-            first = text
-    found = exception or summary or first
-    return found[:500] if found else None
 
 
 def _instance_id(obj: Mapping[str, Any], path: Path, where: str) -> str:

@@ -27,7 +27,8 @@ gives), JSON Lines of ``{"data": [items]}`` batches, a JSON array of items, or o
 ``{"data": [items]}`` document. Every item is one source record. A span written twice (on
 start and on end) is kept once, the later copy winning. A trace's items must be in one file.
 
-Mapping (spans ordered by ``started_at``, ties by file order):
+Mapping (spans ordered by ``started_at``, ties by file order; the steps are built by
+:class:`~pipeline.formats._openai_agents_spans.AgentsStepBuilder`):
 
 - ``function`` span: a ``tool_call`` step (``tool_name`` = ``name``, ``tool_args`` = ``input``)
   unless a generation already emitted that call, then a ``tool_result`` step (``output``).
@@ -49,7 +50,10 @@ Mapping (spans ordered by ``started_at``, ties by file order):
   ``tool_name`` = the guardrail's name and ``is_error`` true (a tripwire aborts the run with
   an exception); untriggered guardrails give no step. ``n_tool_errors`` counts only tool
   results.
-- ``agent`` spans: ``agent_name`` is the first agent's name; ``metadata.agents`` lists all.
+- ``agent`` spans: ``agent_name`` is the first agent's name; ``metadata.agents`` lists all. In
+  a trace with more than one agent, each step's ``actor`` is the ``name`` of the nearest
+  ``agent`` span above the span that produced it (following ``parent_id``; a handoff belongs to
+  the agent handing off); user messages have none, and single-agent traces leave it null.
 - Trace: ``group_id`` -> ``session_id``; ``workflow_name`` -> ``dataset`` (unless
   ``metadata.dataset``) and ``metadata.workflow_name``; ``metadata`` keys are copied into
   ``metadata`` (``user_id``, ``task_id``, ``domain`` also to their columns).
@@ -65,11 +69,8 @@ Mapping (spans ordered by ``started_at``, ties by file order):
 from __future__ import annotations
 
 import io
-import re
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,16 +81,15 @@ from pipeline.formats._common import (
     Parsed,
     Quarantined,
     Record,
-    chat_steps,
-    content_text,
     finish_trajectory,
     json_text,
+    metadata_feedback,
     outcome_from_feedback,
     parse_time,
     truncate,
 )
-from pipeline.formats._io import ReadOptions, iter_json_records
-from pipeline.formats.openai_responses import first_record, item_steps, metadata_feedback
+from pipeline.formats._io import ReadOptions, first_record, iter_json_records
+from pipeline.formats._openai_agents_spans import AgentsStepBuilder, span_error, usage_tokens
 
 __all__ = ["NAME", "read", "sniff"]
 
@@ -193,195 +193,7 @@ def _group(path: Path, options: ReadOptions) -> Iterator[Quarantined | dict[str,
     yield traces
 
 
-# --- steps --------------------------------------------------------------------------------------
-
-
-def _tokens(usage: Any) -> tuple[int | None, int | None]:
-    if not isinstance(usage, Mapping):
-        return None, None
-    values = [usage.get("input_tokens"), usage.get("output_tokens")]
-    return tuple(  # type: ignore[return-value]
-        int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values
-    )
-
-
-def _handoff_tool_name(agent: str) -> str:
-    """The default handoff tool name of the SDK: ``transfer_to_`` + the agent name in
-    function style (``transform_string_function_style``)."""
-    return "transfer_to_" + re.sub(r"[^a-zA-Z0-9_]", "_", re.sub(r"\s", "_", agent)).lower()
-
-
-def _error_text(error: Any) -> str | None:
-    if not error:
-        return None
-    if not isinstance(error, Mapping):
-        return str(error)
-    message = str(error.get("message") or "error")
-    data = error.get("data")
-    detail = data.get("error") if isinstance(data, Mapping) else None
-    return f"{message}: {detail}" if detail else message
-
-
-class _Builder:
-    """Steps of one trace, built span by span in start order."""
-
-    def __init__(self, trajectory_id: str) -> None:
-        self.trajectory_id = trajectory_id
-        self.steps: list[dict[str, Any]] = []
-        self.pending: list[dict[str, Any]] = []  # tool_call steps not yet matched to a span
-        self.seen: Counter[tuple[Any, Any]] = Counter()
-        self.messages_taken = False
-        self.model: str | None = None
-        self.tokens: list[tuple[int | None, int | None]] = []
-
-    def add(self, start: datetime | None, end: datetime | None, **columns: Any) -> None:
-        self.steps.append(
-            {"trajectory_id": self.trajectory_id, "is_error": False}
-            | columns
-            | {"started_at": start, "ended_at": end}
-        )
-
-    def _new_messages(self, messages: list[Any]) -> list[Any]:
-        """The input messages not already in the trajectory (see the module docstring)."""
-        local: Counter[tuple[Any, Any]] = Counter()
-        new = []
-        for message in messages:
-            if not isinstance(message, Mapping):
-                raise ValueError("an input message is not an object")
-            key = (message.get("role"), content_text(message.get("content")))
-            local[key] += 1
-            if not self.messages_taken or (
-                key[0] in ("system", "developer", "user") and local[key] > self.seen[key]
-            ):
-                new.append(message)
-        for key, count in local.items():
-            self.seen[key] = max(self.seen[key], count)
-        self.messages_taken = self.messages_taken or bool(messages)
-        return new
-
-    def _message_steps(self, messages: list[Any], model: str | None) -> list[dict[str, Any]]:
-        """Steps of chat messages and Responses items / ``Response`` objects, in order."""
-        steps: list[dict[str, Any]] = []
-        chat: list[Any] = []
-
-        def flush() -> None:
-            steps.extend(chat_steps(self.trajectory_id, chat, model=model))
-            chat.clear()
-
-        for message in messages:
-            if isinstance(message, Mapping) and message.get("object") == "response":
-                flush()
-                steps.extend(
-                    item_steps(self.trajectory_id, message.get("output") or [], model=model)
-                )
-            elif isinstance(message, Mapping) and "type" in message and "role" not in message:
-                flush()
-                steps.extend(item_steps(self.trajectory_id, [message], model=model))
-            else:
-                chat.append(message)
-        flush()
-        for step in steps:
-            step.pop("step_idx", None)
-        return steps
-
-    def model_call(
-        self,
-        span: Mapping[str, Any],
-        inputs: Any,
-        outputs: Any,
-        model: Any,
-        usage: Any,
-    ) -> None:
-        """A generation (or a response span with ``_input``/``_response``)."""
-        start, end = parse_time(span.get("started_at")), parse_time(span.get("ended_at"))
-        model = None if model is None else str(model)
-        self.model = self.model or model
-        if isinstance(inputs, str):
-            inputs = [{"role": "user", "content": inputs}]
-        for name, value in (("input", inputs), ("output", outputs)):
-            if value is not None and not isinstance(value, list):
-                raise ValueError(f"{name} is not a list")
-        for step in self._message_steps(self._new_messages(inputs or []), None):
-            self.add(start, start, **step)
-        produced = self._message_steps(outputs or [], model)
-        tokens = _tokens(usage)
-        self.tokens.append(tokens)
-        if produced:
-            produced[0]["input_tokens"], produced[0]["output_tokens"] = tokens
-        for step in produced:
-            self.add(start, end, **step)
-            if step["step_type"] == "tool_call":
-                self.pending.append(self.steps[-1])
-
-    def _claim(self, name: str | None) -> dict[str, Any] | None:
-        for number, step in enumerate(self.pending):
-            if step.get("tool_name") == name:
-                return self.pending.pop(number)
-        return None
-
-    def function(self, span: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-        start, end = parse_time(span.get("started_at")), parse_time(span.get("ended_at"))
-        name = data.get("name")
-        name = None if name is None else str(name)
-        call = self._claim(name)
-        call_id = call.get("tool_call_id") if call else None
-        call_id = call_id or (None if span.get("id") is None else str(span["id"]))
-        if call is None:
-            self.add(
-                start,
-                start,
-                role="assistant",
-                step_type="tool_call",
-                tool_name=name,
-                tool_call_id=call_id,
-                tool_args=json_text(data.get("input")),
-            )
-        output = data.get("output")
-        error = _error_text(span.get("error"))
-        self.add(
-            start,
-            end,
-            role="tool",
-            step_type="tool_result",
-            tool_name=name,
-            tool_call_id=call_id,
-            tool_result_text=None if output is None else str(output),
-            is_error=error is not None,
-            error_message=error,
-        )
-
-    def handoff(self, span: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-        start, end = parse_time(span.get("started_at")), parse_time(span.get("ended_at"))
-        source, target = data.get("from_agent"), data.get("to_agent")
-        call = self._claim(_handoff_tool_name(str(target))) if target else None
-        error = _error_text(span.get("error"))
-        self.add(
-            start,
-            end,
-            role="assistant",
-            step_type="handoff",
-            content_text=f"handoff from {source} to {target}",
-            tool_name=None if target is None else str(target),
-            tool_call_id=call.get("tool_call_id") if call else None,
-            is_error=error is not None,
-            error_message=error,
-        )
-
-    def guardrail(self, span: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-        if not data.get("triggered"):
-            return
-        start, end = parse_time(span.get("started_at")), parse_time(span.get("ended_at"))
-        name = str(data.get("name"))
-        self.add(
-            start,
-            end,
-            role="system",
-            step_type="guardrail",
-            content_text=f"guardrail {name} triggered",
-            tool_name=name,
-            is_error=True,
-            error_message=f"guardrail tripwire triggered: {name}",
-        )
+# --- trajectories -------------------------------------------------------------------------------
 
 
 def _sort_key(entry: tuple[int, Mapping[str, Any]]) -> tuple[bool, float, int]:
@@ -410,15 +222,32 @@ def _spans(trace_id: str, trace: _Trace) -> list[Mapping[str, Any]]:
     return [span for _, span in sorted(ordered, key=_sort_key)]
 
 
+def _agent_of(span: Mapping[str, Any], by_id: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The name of the nearest ``agent`` span above ``span`` (following ``parent_id``), or
+    ``None`` when there is none in the trace (or it has no name)."""
+    seen: set[str] = set()
+    parent = span.get("parent_id")
+    while parent is not None and str(parent) in by_id and str(parent) not in seen:
+        seen.add(str(parent))
+        current = by_id[str(parent)]
+        data = current["span_data"]
+        if data["type"] == "agent":
+            return str(data["name"]) if data.get("name") else None
+        parent = current.get("parent_id")
+    return None
+
+
 def _record(trace_id: str, trace: _Trace, options: ReadOptions) -> Record:
     spans = _spans(trace_id, trace)
-    builder = _Builder(trace_id)
+    by_id = {str(span["id"]): span for span in spans if span.get("id")}
+    builder = AgentsStepBuilder(trace_id)
     agents: list[str] = []
     errors: list[dict[str, Any]] = []
     termination: str | None = None
     for number, span in enumerate(spans):
         data = span["span_data"]
         kind = data["type"]
+        builder.actor = _agent_of(span, by_id)
         try:
             if kind == "agent" and data.get("name"):
                 if str(data["name"]) not in agents:
@@ -443,7 +272,7 @@ def _record(trace_id: str, trace: _Trace, options: ReadOptions) -> Record:
                         data.get("usage") or response.get("usage"),
                     )
                 else:
-                    builder.tokens.append(_tokens(data.get("usage")))
+                    builder.tokens.append(usage_tokens(data.get("usage")))
             elif kind == "function":
                 builder.function(span, data)
             elif kind == "handoff":
@@ -454,14 +283,12 @@ def _record(trace_id: str, trace: _Trace, options: ReadOptions) -> Record:
             raise ValueError(
                 f"span {number} ({span.get('id')}) of trace {trace_id}: {exc}"
             ) from exc
-        error = _error_text(span.get("error"))
+        error = span_error(span.get("error"))
         if error:
             errors.append({"span_id": span.get("id"), "type": kind, "message": error})
             if termination is None and kind not in ("function", "handoff", "guardrail"):
                 termination = error
-    steps = builder.steps
-    for idx, step in enumerate(steps):
-        step["step_idx"] = idx
+    steps = builder.finish()
     head = trace.trace or {}
     metadata = head.get("metadata") or {}
     if not isinstance(metadata, Mapping):

@@ -35,10 +35,11 @@ Phoenix annotations (``{"span_id" | "trace_id", "name", "annotator_kind": "HUMAN
 ``/v1/span_annotations`` and ``/v1/trace_annotations``; ``result.label``-style flattened columns
 too) may sit in the span file or in a file of their own; there, each becomes a ``feedback`` row
 keyed by its trace id (a span annotation without ``trace_id`` cannot be placed and is
-quarantined).
+quarantined). Phoenix exports and annotations are decoded by :mod:`pipeline.formats._phoenix`,
+OTLP by :mod:`pipeline.formats._otlp`.
 
 One trajectory per trace. LLM spans give the messages (history rule of
-:class:`~pipeline.formats._spans.StepBuilder`), TOOL spans a ``tool_call`` (arguments from
+:class:`~pipeline.formats._span_steps.StepBuilder`), TOOL spans a ``tool_call`` (arguments from
 ``input.value``, else ``tool_call.function.arguments``, else ``tool.parameters``) and its
 ``tool_result`` (``output.value``); a RETRIEVER span outside a tool is a tool named after the
 span. The root span's ``input.value`` / ``output.value`` fill in a missing task or final answer.
@@ -51,15 +52,10 @@ a root span, else on the annotated span's first step; the outcome comes from the
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import ijson
 
 from pipeline.errors import InputError
 from pipeline.formats._common import (
@@ -72,68 +68,43 @@ from pipeline.formats._common import (
     finish_trajectory,
     json_text,
     outcome_from_feedback,
-    parse_time,
     truncate,
 )
-from pipeline.formats._io import ReadOptions, iter_json_records, peek_first_json_line
-from pipeline.formats._spans import (
-    Event,
-    Message,
+from pipeline.formats._io import ReadOptions, iter_json_records
+from pipeline.formats._otlp import (
     Span,
-    StepBuilder,
     decode_request,
     error_text,
     evaluation_results,
     group_by_trace,
     indexed,
     is_otlp_request,
-    message,
     to_int,
     walk,
 )
+from pipeline.formats._phoenix import (
+    SPAN_KIND,
+    Annotation,
+    annotation,
+    annotation_row,
+    first_export_record,
+    flatten,
+    is_annotation,
+    is_phoenix_span,
+    page_items,
+    phoenix_span,
+)
+from pipeline.formats._span_steps import Message, StepBuilder, message
 
 NAME = "openinference"
 
-_KIND = "openinference.span.kind"
-# Attributes whose value is one whole (JSON) object, never spread into dotted keys.
-_OPAQUE = frozenset(
-    {
-        "metadata",
-        "input.value",
-        "output.value",
-        "tool.parameters",
-        "tool.json_schema",
-        "llm.invocation_parameters",
-        "llm.prompt_template.variables",
-        "embedding.invocation_parameters",
-    }
-)
-_OPAQUE_SUFFIXES = (".metadata", "tool_call.function.arguments", "function_call_arguments_json")
 _MODEL_KEYS = ("llm.model_name", "llm.response.model_name", "llm.request.model_name")
-_STATUS = {"STATUS_CODE_ERROR": "ERROR", "STATUS_CODE_OK": "OK", "STATUS_CODE_UNSET": "UNSET"}
 _FEEDBACK_LISTS = (
     ("annotations", "annotation", False),
     ("evaluations", "evaluation", False),
     ("trace.annotations", "annotation", True),
     ("trace.evaluations", "evaluation", True),
 )
-
-
-def _first_record(head: bytes) -> Any:
-    """The first record of ``head``: its first JSON line, else the first item of a JSON array or
-    of a ``{"data": [...]}`` page (read with ``ijson``, so a cut-off head still gives it)."""
-    record = peek_first_json_line(head)
-    if record is None:
-        prefix = "item" if head.lstrip()[:1] == b"[" else "data.item"
-        try:
-            record = next(ijson.items(io.BytesIO(head), prefix, use_float=True), None)
-        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
-            return None
-    if isinstance(record, list):
-        record = record[0] if record else None
-    if isinstance(record, Mapping) and isinstance(record.get("data"), list) and record["data"]:
-        record = record["data"][0]
-    return record
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -145,180 +116,17 @@ def sniff(path: Path, head: bytes) -> bool:
         return False
     if b'"resourceSpans"' in head or b'"resource_spans"' in head:
         return b"openinference.span.kind" in head
-    record = _first_record(head)
-    if _is_span(record):
+    record = first_export_record(head)
+    if is_phoenix_span(record):
         attributes = record.get("attributes")
         return (
             "span_kind" in record
-            or f"attributes.{_KIND}" in record
-            or (isinstance(attributes, Mapping) and _KIND in flatten(attributes))
+            or f"attributes.{SPAN_KIND}" in record
+            or (isinstance(attributes, Mapping) and SPAN_KIND in flatten(attributes))
         )
-    return _is_annotation(record) and any(
+    return is_annotation(record) and any(
         k in record for k in ("span_id", "trace_id", "context.span_id")
     )
-
-
-# --- records ------------------------------------------------------------------------------------
-
-
-def _opaque(key: str) -> bool:
-    return key in _OPAQUE or key.endswith(_OPAQUE_SUFFIXES)
-
-
-def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Attributes as one level of dotted keys, whatever the nesting they came in: nested objects
-    and lists of objects are spread (``llm.input_messages.0.message.role``), lists of plain values
-    and the whole-object attributes (``metadata``, ``input.value``, tool arguments...) are kept.
-    Message lists recorded as JSON text are parsed first; null values are dropped."""
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        full = f"{prefix}.{key}" if prefix else str(key)
-        if full in ("llm.input_messages", "llm.output_messages") and isinstance(item, str):
-            with contextlib.suppress(ValueError):
-                item = json.loads(item)
-        if _opaque(full) or item is None:
-            if item is not None:
-                out[full] = item
-        elif isinstance(item, Mapping):
-            out.update(flatten(item, full))
-        elif isinstance(item, list) and item and all(isinstance(i, Mapping) for i in item):
-            for number, entry in enumerate(item):
-                out.update(flatten(entry, f"{full}.{number}"))
-        else:
-            out[full] = item
-    return out
-
-
-def _is_span(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and (
-        isinstance(obj.get("context"), Mapping) or "context.span_id" in obj
-    )
-
-
-def _is_annotation(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and (
-        "annotator_kind" in obj
-        or isinstance(obj.get("result"), Mapping)
-        or "result.score" in obj
-        or "result.label" in obj
-    )
-
-
-def _phoenix_span(obj: Mapping[str, Any], where: str, index: int) -> Span:
-    nested = obj.get("context")
-    context: Mapping[str, Any] = nested if isinstance(nested, Mapping) else {}
-    trace_id = context.get("trace_id") or obj.get("context.trace_id")
-    span_id = context.get("span_id") or obj.get("context.span_id")
-    if not trace_id:
-        raise ValueError("span has no context.trace_id")
-    if not span_id:
-        raise ValueError("span has no context.span_id")
-    raw_attributes = obj.get("attributes") or {}
-    if isinstance(raw_attributes, str):
-        raw_attributes = json.loads(raw_attributes)
-    if not isinstance(raw_attributes, Mapping):
-        raise ValueError("'attributes' is not an object")
-    attributes = dict(raw_attributes)
-    attributes.update({k[11:]: v for k, v in obj.items() if k.startswith("attributes.")})
-    flat = flatten(attributes)
-    if obj.get("span_kind") and _KIND not in flat:
-        flat[_KIND] = obj["span_kind"]
-    events = []
-    for number, event in enumerate(obj.get("events") or []):
-        if not isinstance(event, Mapping):
-            raise ValueError(f"event {number} is not an object")
-        event_attributes = event.get("attributes") or {}
-        if isinstance(event_attributes, str):
-            event_attributes = json.loads(event_attributes)
-        if not isinstance(event_attributes, Mapping):
-            raise ValueError(f"event {number}: 'attributes' is not an object")
-        events.append(
-            Event(
-                str(event.get("name") or ""),
-                parse_time(event.get("timestamp")),
-                flatten(event_attributes),
-            )
-        )
-    status = str(obj.get("status_code") or "UNSET").upper()
-    parent = obj.get("parent_id")
-    return Span(
-        trace_id=str(trace_id),
-        span_id=str(span_id),
-        parent_id=None if parent in (None, "", "None") else str(parent),
-        name=str(obj.get("name") or ""),
-        started_at=parse_time(obj.get("start_time")),
-        ended_at=parse_time(obj.get("end_time")),
-        attributes=flat,
-        events=events,
-        status=_STATUS.get(status, status),
-        status_message=obj.get("status_message") or None,
-        index=index,
-        where=where,
-        raw=obj,
-    )
-
-
-@dataclass
-class _Annotation:
-    """A Phoenix span or trace annotation."""
-
-    where: str
-    name: str
-    trace_id: str | None
-    span_id: str | None
-    score: float | None
-    label: str | None
-    explanation: str | None
-    annotator_kind: str | None
-    raw: Any
-
-
-def _annotation(obj: Mapping[str, Any], where: str) -> _Annotation:
-    nested = obj.get("result")
-    result: Mapping[str, Any] = nested if isinstance(nested, Mapping) else {}
-
-    def get(key: str) -> Any:
-        value = result.get(key)
-        return obj.get(f"result.{key}", obj.get(key)) if value is None else value
-
-    name = obj.get("name") or obj.get("annotation_name")
-    if not name:
-        raise ValueError("annotation has no 'name'")
-    trace_id = obj.get("trace_id") or obj.get("context.trace_id")
-    span_id = obj.get("span_id") or obj.get("context.span_id")
-    if not trace_id and not span_id:
-        raise ValueError(f"annotation {name!r} has neither 'span_id' nor 'trace_id'")
-    score = get("score")
-    if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
-        raise ValueError(f"annotation {name!r}: score is not a number: {score!r}")
-    label, explanation = get("label"), get("explanation")
-    if score is None and label is None and explanation is None:
-        raise ValueError(f"annotation {name!r} has no score, label or explanation")
-    return _Annotation(
-        where,
-        str(name),
-        None if not trace_id else str(trace_id),
-        None if not span_id else str(span_id),
-        None if score is None else float(score),
-        None if label is None else str(label),
-        explanation,
-        obj.get("annotator_kind"),
-        obj,
-    )
-
-
-def _annotation_row(trajectory_id: str, item: _Annotation, step_idx: int | None) -> dict:
-    row = feedback_row(
-        trajectory_id,
-        item.name,
-        item.score if item.score is not None else item.label,
-        source=item.annotator_kind or "phoenix",
-        comment=item.explanation,
-        step_idx=step_idx,
-    )
-    if item.score is not None and item.label is not None:
-        row["value_text"] = item.label
-    return row
 
 
 # --- messages and steps -------------------------------------------------------------------------
@@ -423,7 +231,7 @@ def _tool(span: Span) -> tuple[str | None, str | None, Any, Any]:
     if arguments is None:
         arguments = attrs.get("tool_call.function.arguments", attrs.get("tool.parameters"))
     result = attrs.get("output.value")
-    if result is None and attrs.get(_KIND) == "RETRIEVER":
+    if result is None and attrs.get(SPAN_KIND) == "RETRIEVER":
         documents = [d.get("document.content") for d in indexed(attrs, "retrieval.documents")]
         result = "\n\n".join(str(d) for d in documents if d) or None
     name = attrs.get("tool.name") or span.name or None
@@ -483,12 +291,12 @@ def _span_feedback(trace_id: str, span: Span, step_idx: int | None) -> list[dict
 
 
 def _record(
-    trace_id: str, spans: list[Span], annotations: list[_Annotation], options: ReadOptions
+    trace_id: str, spans: list[Span], annotations: list[Annotation], options: ReadOptions
 ) -> Record:
     builder = StepBuilder(trace_id)
     order = walk(spans)
     entered = [span for phase, span in order if phase == "enter"]
-    kinds = {s.span_id: str(s.attributes.get(_KIND) or "").upper() for s in entered}
+    kinds = {s.span_id: str(s.attributes.get(SPAN_KIND) or "").upper() for s in entered}
     if not any(kind in ("LLM", "TOOL") for kind in kinds.values()):
         raise ValueError("no LLM or TOOL span (openinference.span.kind)")
     tools: dict[str, tuple[str, Any]] = {}
@@ -547,7 +355,7 @@ def _record(
 
     by_id = {s.span_id: s for s in entered}
     feedback = [row for s in entered for row in _span_feedback(trace_id, s, step_of(s.span_id))]
-    feedback += [_annotation_row(trace_id, a, step_of(a.span_id)) for a in annotations]
+    feedback += [annotation_row(trace_id, a, step_of(a.span_id)) for a in annotations]
     label, score, source = outcome_from_feedback(
         feedback, options.reward_threshold, options.outcome_feedback
     )
@@ -607,15 +415,6 @@ def _record(
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _items(where: str, obj: Any) -> Iterator[tuple[str, Any]]:
-    """A record, or the items of a Phoenix REST page ``{"data": [...]}``."""
-    if isinstance(obj, Mapping) and isinstance(obj.get("data"), list) and not is_otlp_request(obj):
-        for number, item in enumerate(obj["data"]):
-            yield f"{where} data[{number}]", item
-    else:
-        yield where, obj
-
-
 def read(path: Path, options: ReadOptions) -> Iterator[Parsed | FeedbackRows]:
     """Yield one :class:`Record` per trace of ``path`` (``records`` = its spans and
     annotations), :class:`FeedbackRows` for each annotation whose trace is not in the file, and a
@@ -626,14 +425,14 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed | FeedbackRows]:
             nor a Phoenix annotation.
     """
     spans: list[Span] = []
-    annotations: list[_Annotation] = []
+    annotations: list[Annotation] = []
     first = True
     for item in iter_json_records(path, options):
         if isinstance(item, Quarantined):
             yield item
             continue
-        for where, obj in _items(*item):
-            known = is_otlp_request(obj) or _is_span(obj) or _is_annotation(obj)
+        for where, obj in page_items(*item):
+            known = is_otlp_request(obj) or is_phoenix_span(obj) or is_annotation(obj)
             if not known and first:
                 raise InputError(
                     f"{path}: {where} is neither an OpenInference span (OTLP or Phoenix) nor a "
@@ -648,10 +447,10 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed | FeedbackRows]:
                         else:
                             decoded.index = len(spans)
                             spans.append(decoded)
-                elif _is_span(obj):
-                    spans.append(_phoenix_span(obj, where, len(spans)))
-                elif _is_annotation(obj):
-                    annotations.append(_annotation(obj, where))
+                elif is_phoenix_span(obj):
+                    spans.append(phoenix_span(obj, where, len(spans)))
+                elif is_annotation(obj):
+                    annotations.append(annotation(obj, where))
                 else:
                     yield Quarantined(
                         where,
@@ -663,13 +462,13 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed | FeedbackRows]:
                 yield Quarantined(where, f"{where}: {exc}", truncate(obj))
     traces = group_by_trace(spans)
     trace_of = {s.span_id: s.trace_id for s in spans}
-    attached: dict[str, list[_Annotation]] = {}
+    attached: dict[str, list[Annotation]] = {}
     for note in annotations:
         trace_id = note.trace_id or trace_of.get(note.span_id or "")
         if trace_id in traces:
             attached.setdefault(trace_id, []).append(note)
         elif trace_id:
-            yield FeedbackRows([_annotation_row(trace_id, note, None)], note.where)
+            yield FeedbackRows([annotation_row(trace_id, note, None)], note.where)
         else:
             yield Quarantined(
                 note.where,

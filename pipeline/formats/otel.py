@@ -2,7 +2,7 @@
 
 Container (https://opentelemetry.io/docs/specs/otel/protocol/file-exporter/, OTLP 1.x JSON
 encoding): JSON Lines, one ``ExportTraceServiceRequest`` per line (``{"resourceSpans": [...]}``,
-see :mod:`pipeline.formats._spans`); a single such JSON document, or a JSON array of them, is
+see :mod:`pipeline.formats._otlp`); a single such JSON document, or a JSON array of them, is
 read too. Spans follow the GenAI semantic conventions
 (https://github.com/open-telemetry/semantic-conventions/tree/main/docs/gen-ai, v1.37+ with the
 v1.36-and-earlier forms still emitted by instrumentations):
@@ -33,10 +33,10 @@ v1.36-and-earlier forms still emitted by instrumentations):
 
 One trajectory per trace (``trajectory_id`` = the trace id; a trace may span several lines).
 Steps follow the span tree (start time, parents first) with the history rule of
-:class:`~pipeline.formats._spans.StepBuilder`: the first LLM call contributes its system and user
-inputs, every LLM call its output messages (text, then one ``tool_call`` per requested call),
-each ``execute_tool`` span the ``tool_result`` of the call it answers; messages an LLM call
-resends are not repeated. The outermost agent span's instructions, input and output fill in a
+:class:`~pipeline.formats._span_steps.StepBuilder`: the first LLM call contributes its system
+and user inputs, every LLM call its output messages (text, then one ``tool_call`` per requested
+call), each ``execute_tool`` span the ``tool_result`` of the call it answers; messages an LLM
+call resends are not repeated. The outermost agent span's instructions, input and output fill in a
 missing system prompt, task or final answer. In a trace with several agents, each step's
 ``actor`` is the ``gen_ai.agent.name`` of its enclosing ``invoke_agent`` span. Evaluation
 events are feedback (trajectory-level on a root span, else on the span's first step); the
@@ -64,21 +64,19 @@ from pipeline.formats._common import (
     truncate,
 )
 from pipeline.formats._io import ReadOptions, iter_json_records
-from pipeline.formats._spans import (
-    Message,
+from pipeline.formats._otlp import (
     Span,
-    StepBuilder,
     decode_request,
     error_text,
     evaluation_results,
     group_by_trace,
     indexed,
     is_otlp_request,
-    message,
     parse_json_value,
     to_int,
     walk,
 )
+from pipeline.formats._span_steps import Message, StepBuilder, message
 
 NAME = "otel"
 

@@ -40,8 +40,7 @@ from typing import Any
 
 from pipeline.errors import InputError
 from pipeline.formats._common import FeedbackRows, Quarantined, feedback_row, truncate
-from pipeline.formats._io import ReadOptions, peek_first_json_line
-from pipeline.formats.mini_swe_agent import json_documents
+from pipeline.formats._io import ReadOptions, json_documents, peek_first_json_line
 
 __all__ = ["NAME", "read", "sniff"]
 

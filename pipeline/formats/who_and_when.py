@@ -53,14 +53,14 @@ from pipeline.formats._common import (
     Quarantined,
     Record,
     content_text,
+    error_line,
     feedback_row,
     finish_trajectory,
     json_text,
     outcome_from_feedback,
     truncate,
 )
-from pipeline.formats._io import ReadOptions
-from pipeline.formats.mini_swe_agent import error_line, json_documents
+from pipeline.formats._io import ReadOptions, json_documents
 
 __all__ = ["NAME", "read", "sniff"]
 

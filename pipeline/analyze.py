@@ -164,8 +164,10 @@ def _units(traces: Traces, config: AnalyzerConfig) -> tuple[pl.DataFrame, dict[s
         .join(keys, on="trajectory_id", how="left")
         .select(
             "trajectory_id",
-            pl.col("domain")
-            .map_elements(_namespace, return_dtype=pl.String, skip_nulls=False)
+            # as _namespace, column-wise
+            pl.when(pl.col("domain").fill_null("") == "")
+            .then(pl.lit("global"))
+            .otherwise(pl.lit("domain:") + pl.col("domain"))
             .alias("namespace"),
             "task_key",
             "aligned",
@@ -227,6 +229,73 @@ def _stratified(
     return cmh(tables[informative]), n_informative, "cmh"
 
 
+def _feature_counts(group: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
+    """Per feature present in the namespace ``group`` (units sorted by trajectory id), in
+    feature id order: ``kind``, ``subject``, ``detail`` (of its first trajectory by id),
+    ``n_with`` and ``s_with`` (trajectories showing it, and the successes among them), ``rows``
+    (their positions in ``group``) and, per stratum where it shows (``strata``: the codes of
+    ``np.unique(group["stratum"])``, ascending), ``strata_n`` and ``strata_s``. One group-by
+    instead of a pass over every trajectory per feature. ``features`` as
+    :func:`pipeline.features.derive_features` returns it (one row per trajectory and feature,
+    sorted by feature id and trajectory id)."""
+    strata = group["stratum"].to_numpy()
+    _, inverse = np.unique(strata, return_inverse=True)
+    index = pl.DataFrame(
+        {
+            "trajectory_id": group["trajectory_id"],
+            "row": np.arange(group.height, dtype=np.int64),
+            "code": inverse.astype(np.int64),
+            "y": group["success"].cast(pl.Int64),
+        }
+    )
+    # derive_features gives one row per (trajectory, feature), sorted by feature and trajectory
+    hits = features.select("feature_id", "trajectory_id", "kind", "subject", "detail").join(
+        index, on="trajectory_id", how="inner", maintain_order="left"
+    )
+    per_stratum = (
+        hits.group_by("feature_id", "code")
+        .agg(pl.len().alias("n"), pl.col("y").sum().alias("s"))
+        .sort("feature_id", "code")
+        .group_by("feature_id", maintain_order=True)
+        .agg(
+            pl.col("code").alias("strata"),
+            pl.col("n").alias("strata_n"),
+            pl.col("s").alias("strata_s"),
+        )
+    )
+    totals = hits.group_by("feature_id", maintain_order=True).agg(
+        pl.col("kind").first(),
+        pl.col("subject").first(),
+        pl.col("detail").first(),
+        pl.len().alias("n_with"),
+        pl.col("y").sum().alias("s_with"),
+        pl.col("row").alias("rows"),
+    )
+    return totals.join(per_stratum, on="feature_id", how="left").sort("feature_id")
+
+
+def _cmh_from_counts(
+    codes: np.ndarray,
+    n_with: np.ndarray,
+    s_with: np.ndarray,
+    stratum_n: np.ndarray,
+    stratum_s: np.ndarray,
+) -> tuple[Effect, int]:
+    """CMH over the informative strata among ``codes`` (ascending stratum codes where the
+    feature shows, with its runs ``n_with`` and successes ``s_with`` there), given every
+    stratum's runs ``stratum_n`` and successes ``stratum_s``: the same tables, in the same
+    order, as :func:`_stratified` builds from per-trajectory arrays. Strata where the feature
+    never shows are never informative."""
+    n, s = stratum_n[codes], stratum_s[codes]
+    a = s_with
+    b = n_with - s_with
+    c = s - s_with
+    d = (n - s) - b
+    tables = np.stack([np.stack([a, b], axis=1), np.stack([c, d], axis=1)], axis=1).astype(float)
+    informative = (n_with > 0) & (n - n_with > 0) & (s > 0) & (n - s > 0)
+    return cmh(tables[informative]), int(informative.sum())
+
+
 def _runs_needed(effect: Effect, n: int, fdr: float, n_tests: int) -> int | None:
     """Labelled runs needed for an effect of this size to pass a Bonferroni-like bar at ``fdr``
     with 80% power, scaling today's standard error by 1/sqrt(n) (a planning estimate; None when
@@ -263,34 +332,49 @@ class Analyzer:
         rows: list[dict[str, object]] = []
         untested = 0
         for (namespace,), group in units.group_by(["namespace"], maintain_order=True):
-            ids = group["trajectory_id"]
-            y = group["success"].to_numpy().astype(int)
-            strata = group["stratum"].to_numpy()
-            agents = group["agent"].to_numpy()
             if strategies[namespace].startswith("not tested"):
                 continue
             use_clogit = "adjusted for agent" in strategies[namespace]
             by_task = strategies[namespace].startswith("task")
-            present = features.filter(pl.col("trajectory_id").is_in(ids.implode()))
-            for (feature_id,), hits in present.group_by(["feature_id"], maintain_order=True):
-                x = ids.is_in(hits["trajectory_id"].implode()).to_numpy().astype(int)
-                n_with = int(x.sum())
-                n_without = len(x) - n_with
+            counts = _feature_counts(group, features)
+            y = group["success"].to_numpy().astype(int)
+            strata = group["stratum"].to_numpy()
+            agents = group["agent"].to_numpy()
+            codes, inverse = np.unique(strata, return_inverse=True)
+            stratum_n = np.bincount(inverse, minlength=len(codes))
+            stratum_s = np.bincount(inverse, weights=y, minlength=len(codes)).astype(int)
+            one_stratum = len(codes) == 1
+            for feature in counts.iter_rows(named=True):
+                feature_id = feature["feature_id"]
+                n_with = int(feature["n_with"])
+                n_without = len(y) - n_with
                 if min(n_with, n_without) < cfg.min_support:
                     untested += 1
                     continue
-                s_with = int((x & y).sum())
-                s_without = int(((1 - x) & y).sum())
+                s_with = int(feature["s_with"])
+                s_without = int(y.sum()) - s_with
                 naive = fisher(s_with, n_with - s_with, s_without, n_without - s_without)
-                effect, n_strata, method = _stratified(x, y, strata, agents, use_clogit)
-                if not by_task and len(set(strata)) == 1:
+                if use_clogit:
+                    x = np.zeros(len(y), dtype=int)
+                    x[np.asarray(feature["rows"], dtype=np.int64)] = 1
+                    effect, n_strata, method = _stratified(x, y, strata, agents, use_clogit)
+                else:
+                    effect, n_strata = _cmh_from_counts(
+                        np.asarray(feature["strata"], dtype=np.int64),
+                        np.asarray(feature["strata_n"], dtype=np.int64),
+                        np.asarray(feature["strata_s"], dtype=np.int64),
+                        stratum_n,
+                        stratum_s,
+                    )
+                    method = "cmh"
+                if not by_task and one_stratum:
                     # one agent and no repeated tasks: the namespace is the one stratum, and
                     # Fisher's exact test is the within-stratum test
                     effect, method = naive, "fisher"
                 elif by_task and n_strata < cfg.min_strata:
                     effect = Effect(math.nan, math.nan, math.nan, 1.0)
                 rate_with, rate_without = s_with / n_with, s_without / n_without
-                first = hits.row(0, named=True)
+                first = feature
                 rows.append(
                     {
                         "namespace": namespace,

@@ -18,6 +18,7 @@ import polars as pl
 
 from pipeline import __version__
 from pipeline.analyze import Analysis, Analyzer, AnalyzerConfig
+from pipeline.cli_llm import LLM_OPTIONS, llm_config
 from pipeline.clikit import (
     BASE_PROMPT_OPTION,
     CONTEXT,
@@ -40,11 +41,27 @@ from pipeline.skillbook import Skillbook
 
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="coach")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """coach: learn evidence-backed skills from agent traces and render better system prompts.
+
+    Options can also be set in coach.toml or [tool.coach] in pyproject.toml.
 
     Example: coach learn traces/
     """
+    ctx.default_map = _settings_defaults()
+
+
+def _settings_defaults() -> dict[str, Any] | None:
+    """click's default_map from the settings file of the current directory (pipeline.settings)."""
+    from pipeline.errors import ConfigError
+    from pipeline.settings import default_map, find_settings, load_settings
+
+    try:
+        path = find_settings(Path.cwd())
+        return default_map(main, load_settings(path), path) if path else None
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 _ingest_options = [
@@ -103,6 +120,23 @@ def _check_strict(strict: bool, traces: Traces) -> None:
         )
 
 
+def _parse_section_modes(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    from pipeline.skillbook import MODES, SECTIONS
+
+    out = []
+    for value in values:
+        section, _, mode = value.partition("=")
+        if section not in SECTIONS or mode not in MODES:
+            raise click.BadParameter(
+                f"{value!r}: use SECTION=MODE with SECTION one of {', '.join(SECTIONS)} and MODE "
+                f"one of {', '.join(MODES)}"
+            )
+        out.append((section, mode))
+    return tuple(out)
+
+
 _learning_options = [
     SKILLBOOK_OPTION,
     OUT_OPTION,
@@ -112,6 +146,22 @@ _learning_options = [
         default="auto",
         show_default=True,
         help="auto: significant skills become active; propose: every new skill waits for approval.",
+    ),
+    click.option(
+        "--section-mode",
+        "section_modes",
+        multiple=True,
+        callback=_parse_section_modes,
+        metavar="SECTION=MODE",
+        help="Learning mode of one section (procedures, pitfalls, tool-usage, escalation, "
+        "feedback, improvements): auto, propose or off; repeatable. improvements is never auto.",
+    ),
+    click.option(
+        "--half-life-days",
+        type=click.FloatRange(0, min_open=True),
+        default=30.0,
+        show_default=True,
+        help="Recency weighting of evidence across runs: its weight halves every this many days.",
     ),
     click.option(
         "--min-support",
@@ -129,6 +179,7 @@ _learning_options = [
     ),
     TEMPLATES_OPTION,
     BASE_PROMPT_OPTION,
+    *LLM_OPTIONS,
 ]
 
 
@@ -159,6 +210,9 @@ def _config(paths: tuple[str, ...], **kw: Any) -> Config:
         analyzer=AnalyzerConfig(min_support=kw["min_support"], fdr=kw["fdr"]),
         template_dir=kw["template_dir"],
         base_prompt_file=kw["base_prompt_file"],
+        llm=llm_config(kw),
+        section_modes=kw.get("section_modes", ()),
+        half_life_days=kw.get("half_life_days", 30.0),
         **_ingest_fields(kw),
     )
 
@@ -214,6 +268,16 @@ def _learn_text(summary: dict[str, Any], result: Any) -> str:
             f"{row['rate_with']:.0%} with vs "
             f"{row['rate_without']:.0%} without (naive q={row['naive_q_value']:.4f}), but "
             f"within task q={row['q_value']:.2f}"
+        )
+    usage = summary.get("llm", {}).get("usage")
+    if usage:
+        llm = summary["llm"]
+        lines.append(
+            f"llm: {llm['patterns']} patterns and {llm['clusters']} failure clusters sent, "
+            f"{llm['refined']} reworded; {usage['calls']} calls, {usage['cache_hits']} cache "
+            f"hits, {usage['input_tokens'] + usage['output_tokens']} tokens, about USD "
+            f"{usage['cost_usd']:.4f}"
+            + (f"; budget reached: {usage['budget_reached']}" if usage["budget_reached"] else "")
         )
     lines.append("prompts: " + ", ".join(summary["prompts"]))
     return "\n".join(lines)
@@ -491,3 +555,14 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 # Subcommands defined in their own modules (pipeline/cli_*.py) are registered here.
+from pipeline.cli_eval import evaluate_command  # noqa: E402
+
+main.add_command(evaluate_command)
+from pipeline.cli_report import diff_command, report_command  # noqa: E402
+
+main.add_command(diff_command)
+main.add_command(report_command)
+from pipeline.cli_skills import skillbook_group, skills_group  # noqa: E402
+
+main.add_command(skills_group)
+main.add_command(skillbook_group)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipeline.analyze import AnalyzerConfig
 from pipeline.errors import ConfigError
+from pipeline.llm import LLMConfig
 
 __all__ = ["Config", "timestamp"]
 
@@ -43,7 +44,10 @@ class Config:
     ``skillbook_dir``: holds skillbook.json and SKILLBOOK.md.
     ``out_dir``: rendered prompts. ``mode``: ``auto`` or ``propose``. ``template_dir`` and
     ``base_prompt_file``: optional overrides for rendering. ``max_prompt_chars``: size budget of
-    the skills part of each prompt (characters).
+    the skills part of each prompt (characters). ``llm``: optional LLM distillation
+    (:class:`pipeline.llm.LLMConfig`; off unless ``llm.enabled``). ``section_modes``: per
+    section learning mode overriding ``mode``, as ((section, ``auto`` | ``propose`` | ``off``),
+    ...). ``half_life_days``: recency weighting of evidence across runs (days).
     """
 
     paths: tuple[str, ...] = ("traces",)
@@ -60,10 +64,20 @@ class Config:
     template_dir: Path | None = None
     base_prompt_file: Path | None = None
     max_prompt_chars: int = 4000
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    section_modes: tuple[tuple[str, str], ...] = ()
+    half_life_days: float = 30.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("auto", "propose"):
             raise ConfigError(f"mode must be auto or propose, not {self.mode!r}")
+        for section, mode in self.section_modes:
+            if mode not in ("auto", "propose", "off"):
+                raise ConfigError(
+                    f"--section-mode {section}={mode}: the mode must be auto, propose or off"
+                )
+        if not self.half_life_days > 0:
+            raise ConfigError(f"--half-life-days must be positive, not {self.half_life_days}")
         if not 0 < self.analyzer.fdr < 1:
             raise ConfigError(f"--fdr must be between 0 and 1, not {self.analyzer.fdr}")
         if self.analyzer.min_support < 1:

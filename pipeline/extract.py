@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -26,6 +26,7 @@ __all__ = [
     "SkillExtractor",
     "TEMPLATES",
     "evidence_from_row",
+    "feedback_namespaces",
     "skill_id",
     "tested_evidence",
 ]
@@ -98,7 +99,9 @@ class ExtractorConfig:
 class Candidate:
     """A candidate skill. ``significant`` is True when its q-value passed the FDR level (it may
     become active); otherwise it can only be proposed. ``evidence`` is a JSON-ready dict of the
-    Analyzer's figures (see :meth:`SkillExtractor.run`)."""
+    Analyzer's figures (see :meth:`SkillExtractor.run`). ``source``: provenance merged into the
+    skill's ``source`` (empty for template wording; ``{"method": "llm", "llm":
+    {"model", "prompt_sha256", ...}}`` for LLM wording, see :mod:`pipeline.distill`)."""
 
     id: str
     pattern_id: str
@@ -107,6 +110,7 @@ class Candidate:
     instruction: str
     significant: bool
     evidence: dict[str, Any]
+    source: dict[str, Any] = field(default_factory=dict)
 
 
 def _number(value: Any) -> float | None:
@@ -160,15 +164,47 @@ def tested_evidence(analysis: Analysis) -> list[tuple[str, str, dict[str, Any]]]
     ]
 
 
+def feedback_namespaces(trajectories: pl.DataFrame) -> frozenset[str]:
+    """Namespaces (``domain:<name>``, or ``global`` without a domain) where more than half of
+    the labelled trajectories take their outcome from an explicit feedback score
+    (``outcome_source`` ``feedback:<name>``, see :func:`pipeline.formats._common.outcome_from_feedback`).
+    ``trajectories``: columns ``domain``, ``outcome_label``, ``outcome_source``."""
+    if trajectories.height == 0 or "outcome_source" not in trajectories.columns:
+        return frozenset()
+    labelled = trajectories.filter(pl.col("outcome_label").is_in(["success", "failure"]))
+    shares = (
+        labelled.with_columns(
+            pl.when(pl.col("domain").is_not_null() & (pl.col("domain") != ""))
+            .then(pl.lit("domain:") + pl.col("domain"))
+            .otherwise(pl.lit("global"))
+            .alias("namespace"),
+            pl.col("outcome_source").fill_null("").str.starts_with("feedback:").alias("fb"),
+        )
+        .group_by("namespace")
+        .agg(pl.col("fb").mean().alias("share"))
+        .filter(pl.col("share") > 0.5)
+    )
+    return frozenset(shares["namespace"].to_list())
+
+
 class SkillExtractor:
     """``SkillExtractor(config).run(analysis) -> list[Candidate]``, sorted by id."""
 
     def __init__(self, config: ExtractorConfig | None = None) -> None:
         self.config = config or ExtractorConfig()
 
-    def run(self, analysis: Analysis) -> list[Candidate]:
+    def run(
+        self, analysis: Analysis, feedback_namespaces: frozenset[str] = frozenset()
+    ) -> list[Candidate]:
         """Candidates for every significant (and, if configured, suggestive) result whose kind
         and direction have a template.
+
+        Sections (the learning stores) follow the template: ``procedures`` (what successful
+        runs do), ``pitfalls`` (what failed runs do), ``tool-usage`` (tool errors and argument
+        values), ``escalation`` (confirmations and transfers). In ``feedback_namespaces``
+        (see :func:`feedback_namespaces`), where the outcomes are explicit feedback scores,
+        every candidate goes to the ``feedback`` section instead, with the template's section
+        kept as ``evidence["store"]``.
 
         Evidence keys: n_with, n_without, successes_with, successes_without, rate_with,
         rate_without (fractions), lift, odds_ratio, ci_low, ci_high (95%), p_value, q_value,
@@ -186,6 +222,9 @@ class SkillExtractor:
             if template is None:
                 continue
             section, text = template
+            store = section
+            if row["namespace"] in feedback_namespaces:
+                section = "feedback"
             subject = row["subject"] or ""
             tool, _, arg = subject.partition(".")
             instruction = text.format(
@@ -200,6 +239,8 @@ class SkillExtractor:
             evidence = evidence_from_row(row) | {
                 "examples": [{"trajectory_id": t, "step_idx": s} for t, s in examples],
             }
+            if section == "feedback":
+                evidence["store"] = store
             out.append(
                 Candidate(
                     id=skill_id(row["namespace"], row["feature_id"]),

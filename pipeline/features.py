@@ -219,6 +219,7 @@ def derive_features(con: duckdb.DuckDBPyConnection, config: FeatureConfig) -> pl
     union all select * from transfer
     union all select * from turns
     union all select * from termination
+    order by 2, 1
     """
     frame = con.sql(sql).pl()
     frame.columns = ["trajectory_id", "feature_id", "kind", "step_idx", "subject", "detail"]

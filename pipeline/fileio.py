@@ -1,71 +1,143 @@
-"""Safe writes of lasting artifacts: atomic replace, and a lock against concurrent runs."""
+"""Safe writes of lasting artifacts: atomic replace, and a lock against concurrent runs.
+
+Test hook: when the environment variable ``COACH_TEST_KILL_AT`` names a stage passed to
+:func:`kill_point`, the process sends itself SIGKILL there (no clean-up runs, as with a crash or
+``kill -9``). The stages are ``before-merge``, ``after-snapshot``, ``after-skillbook-json``,
+``before-manifest`` and ``atomic-write`` (inside :func:`atomic_write`, after the temporary file is
+written and synced, before it replaces the target). It exists only so that tests can check that a
+run killed at any of these points leaves the previous Skillbook and prompts intact.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.errors import LockError
 
-__all__ = ["atomic_write", "lock"]
+__all__ = ["KILL_POINTS", "atomic_write", "kill_point", "lock", "sweep_temporary"]
+
+KILL_POINTS = (
+    "before-merge",
+    "after-snapshot",
+    "after-skillbook-json",
+    "before-manifest",
+    "atomic-write",
+)
+_TMP_SUFFIX = ".tmp"
+_held: dict[Path, int] = {}
+
+
+def kill_point(stage: str) -> None:
+    """SIGKILL this process when ``COACH_TEST_KILL_AT`` equals ``stage`` (a test hook: see the
+    module docstring); otherwise do nothing."""
+    if os.environ.get("COACH_TEST_KILL_AT") == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never a part:
-    a temporary file in the same directory, fsync, then ``os.replace``. Creates parent dirs."""
+    a temporary file in the same directory, fsync, ``os.replace``, then fsync of the directory
+    (so the rename itself survives a power loss). Creates parent dirs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
+        kill_point("atomic-write")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def sweep_temporary(directory: Path, older_than_s: float = 0.0) -> list[Path]:
+    """Remove the temporary files that an interrupted :func:`atomic_write` left in ``directory``
+    (``.<name>.<random>.tmp``) and its subdirectories, older than ``older_than_s`` seconds.
+    Call it only while holding the lock of ``directory``. Returns the paths removed."""
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    cutoff = time.time() - older_than_s
+    for path in directory.rglob(f".*{_TMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.stat().st_mtime <= cutoff:
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager
 def lock(path: Path) -> Iterator[None]:
     """Hold ``path`` (a lock file holding the owner's pid) for the duration of the block.
 
-    A lock left by a process that no longer runs is taken over.
+    The file is created with its content in one step (a hard link of a complete temporary file),
+    so another process never reads an empty lock. A lock left by a process that no longer runs
+    (e.g. killed) is taken over. Re-entrant within one process: a nested ``lock`` of the same
+    path does nothing.
 
     Raises:
         LockError: another live process holds the lock.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                pid = int(path.read_text().strip() or "0")
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                raise LockError(
-                    f"{path}: another coach run (pid {pid}) is using this Skillbook; wait for it "
-                    "to finish"
-                ) from None
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(str(os.getpid()))
-        try:
-            yield
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+    path = path.absolute()
+    if _held.get(path) == os.getpid():
+        yield
         return
-    raise LockError(f"{path}: could not take the lock; remove the file if no coach run is active")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(str(os.getpid()))
+    try:
+        for _ in range(2):
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                try:
+                    pid = int(path.read_text().strip() or "0")
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and _alive(pid):
+                    raise LockError(
+                        f"{path}: another coach run (pid {pid}) holds this lock; wait "
+                        "for it to finish (or remove the lock file if that process is not coach)"
+                    ) from None
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            break
+        else:
+            raise LockError(
+                f"{path}: could not take the lock; remove the file if no coach run is active"
+            )
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    _held[path] = os.getpid()
+    try:
+        yield
+    finally:
+        _held.pop(path, None)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def _alive(pid: int) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError, UnknownFormatError
@@ -441,7 +442,19 @@ def _take_chunk(
     alone, so a repeated trajectory id cannot be renamed here: it is quarantined."""
     table = chunk.table
     report.records_read += table.num_rows
-    ids = table.column("trajectory_id").to_pylist()
+    column = table.column("trajectory_id")
+    if _all_ids_fresh(column, chunk.name, seen):
+        # the common case, checked column-wise: every id present, and for trajectories none
+        # repeated (within the chunk or from earlier input); no row to quarantine
+        if chunk.name == "trajectories":
+            seen.update(
+                (trajectory_id, (f"{path} row {row}", None))
+                for row, trajectory_id in enumerate(column.to_pylist())
+            )
+        out[chunk.name].append(table)
+        setattr(report, chunk.name, getattr(report, chunk.name) + table.num_rows)
+        return
+    ids = column.to_pylist()
     keep = []
     for row, trajectory_id in enumerate(ids):
         if not trajectory_id:
@@ -460,6 +473,20 @@ def _take_chunk(
     kept = table.take(pa.array(keep, type=pa.int64()))
     out[chunk.name].append(kept)
     setattr(report, chunk.name, getattr(report, chunk.name) + kept.num_rows)
+
+
+def _all_ids_fresh(
+    column: pa.ChunkedArray, name: str, seen: dict[str, tuple[str, str | None]]
+) -> bool:
+    """True when no id in ``column`` is null or empty and, for the trajectories table, none
+    repeats within the column or is in ``seen``."""
+    if column.null_count or pc.any(pc.equal(pc.utf8_length(column), 0)).as_py():
+        return False
+    if name != "trajectories":
+        return True
+    if pc.count_distinct(column).as_py() != len(column):
+        return False
+    return not seen or not any(trajectory_id in seen for trajectory_id in column.to_pylist())
 
 
 def file_sha256(path: Path) -> str:
@@ -598,6 +625,10 @@ def outcomes_from_feedback(
     :func:`~pipeline.formats._common.outcome_from_feedback`. Rows with a known outcome, or
     without usable feedback, are unchanged.
     """
+    if feedback.num_rows == 0 or not pc.any(
+        pc.equal(trajectories.column("outcome_label"), "unknown")
+    ).as_py():
+        return trajectories
     labels = trajectories.column("outcome_label").to_pylist()
     unknown = {
         t
@@ -671,7 +702,12 @@ def _drop_orphans(
     quarantine: list[dict[str, str]],
 ) -> pa.Table:
     """``table`` without the rows whose trajectory was not ingested; those are quarantined."""
-    ids = table.column("trajectory_id").to_pylist()
+    column = table.column("trajectory_id")
+    if column.null_count == 0 and pc.all(
+        pc.is_in(column, value_set=pa.array(list(known), type=pa.string()))
+    ).as_py():
+        return table
+    ids = column.to_pylist()
     keep = [i for i, t in enumerate(ids) if t in known]
     if len(keep) == len(ids):
         return table

@@ -14,13 +14,23 @@ import polars as pl
 
 from pipeline.analyze import Analysis, Analyzer
 from pipeline.config import Config, timestamp
-from pipeline.extract import Candidate, SkillExtractor, tested_evidence
-from pipeline.fileio import lock
+from pipeline.distill import refine
+from pipeline.extract import Candidate, SkillExtractor, feedback_namespaces, tested_evidence
+from pipeline.fileio import atomic_write, kill_point, lock, sweep_temporary
 from pipeline.ingest import Traces, ingest
 from pipeline.render import PromptGenerator, base_prompts
-from pipeline.skillbook import MergeResult, Skillbook
+from pipeline.skillbook import MergePolicy, MergeResult, Skillbook
+from pipeline.skillbook_history import append_run
 
-__all__ = ["LearnResult", "ingest_store", "learn", "merge_and_render", "render_prompts"]
+__all__ = [
+    "LearnResult",
+    "ingest_store",
+    "learn",
+    "merge_and_render",
+    "merge_policy",
+    "render_prompts",
+    "save_analysis",
+]
 
 
 @dataclass
@@ -34,11 +44,14 @@ class LearnResult:
     merge: MergeResult
     prompts: list[Path]
     timings: dict[str, float] = field(default_factory=dict)
+    llm: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """Keys: trajectories, quarantined, records_read, features_tested, features_untested,
         significant, candidates, skills (counts by status), skillbook_version, changes,
-        prompts (paths), llm_calls, stratification (per namespace), not_enough_evidence,
+        prompts (paths), llm_calls, llm (screened candidates; with --llm also model, endpoint,
+        usage: calls, cache hits, tokens, cost_usd, budget_reached; see
+        :func:`pipeline.distill.refine`), stratification (per namespace), not_enough_evidence,
         timings_s (seconds per stage)."""
         results = self.analysis.results
         status = results["status"] if results.height else pl.Series([], dtype=pl.String)
@@ -70,7 +83,8 @@ class LearnResult:
             "skillbook_version": self.skillbook.version,
             "changes": self.merge.as_dict(),
             "prompts": [str(p) for p in self.prompts],
-            "llm_calls": 0,
+            "llm_calls": self.llm.get("usage", {}).get("calls", 0),
+            "llm": self.llm,
             "stratification": dict(sorted(self.analysis.namespaces.items())),
             "not_enough_evidence": needed,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
@@ -110,17 +124,32 @@ def merge_and_render(
     """
     path = config.skillbook_dir / "skillbook.json"
     with lock(config.skillbook_dir / ".skillbook.lock"):
+        sweep_temporary(config.skillbook_dir)
+        sweep_temporary(config.out_dir)
         book = Skillbook.load(path)
+        kill_point("before-merge")
         result = book.merge(
             candidates,
-            mode=config.mode,
+            policy=merge_policy(config),
             now=timestamp(),
             tested=tested_evidence(analysis) if analysis is not None else (),
             run=run,
         )
         book.save(config.skillbook_dir)
         prompts = render_prompts(config, book, trajectories)
+        if book.last_entry is not None:
+            append_run(config.skillbook_dir, book.last_entry)
     return book, result, prompts
+
+
+def merge_policy(config: Config) -> MergePolicy:
+    """The :class:`~pipeline.skillbook.MergePolicy` of ``config`` (mode, section modes,
+    half-life)."""
+    return MergePolicy(
+        mode=config.mode,
+        section_modes=dict(config.section_modes),
+        half_life_days=config.half_life_days,
+    )
 
 
 def ingest_store(config: Config) -> Traces:
@@ -147,15 +176,23 @@ def ingest_store(config: Config) -> Traces:
 
 
 def learn(config: Config, progress: Callable[[str], None] | None = None) -> LearnResult:
-    """Run every stage on ``config.paths``.
+    """Run every stage on ``config.paths``, holding ``config.data_dir / ".learn.lock"`` so that
+    two runs (say, overlapping cron jobs) never write the same tables.
 
-    Writes the canonical tables to ``config.data_dir / "tables"``, the Skillbook to
-    ``config.skillbook_dir`` and prompts to ``config.out_dir``.
+    Writes the canonical tables to ``config.data_dir / "tables"``, the analysis to
+    ``config.data_dir / "analysis"`` (:func:`save_analysis`), the run summary to
+    ``config.data_dir / "last_run.json"``, the Skillbook to ``config.skillbook_dir`` and prompts
+    to ``config.out_dir``.
 
     Raises:
         InputError, UnknownFormatError, LockError, SkillbookError, TemplateError (see
         :mod:`pipeline.errors`).
     """
+    with lock(config.data_dir / ".learn.lock"):
+        return _learn(config, progress)
+
+
+def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResult:
     say = progress or (lambda _message: None)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -181,9 +218,16 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
     )
 
     start = time.perf_counter()
-    candidates = SkillExtractor().run(analysis)
+    candidates = SkillExtractor().run(
+        analysis, feedback_namespaces(pl.from_arrow(traces.trajectories))  # type: ignore[arg-type]
+    )
     timings["extract"] = time.perf_counter() - start
     say(f"extract: {len(candidates)} candidate skills ({timings['extract']:.1f}s)")
+
+    start = time.perf_counter()
+    candidates, llm = refine(config, traces, analysis, candidates, say)
+    if config.llm.enabled:
+        timings["llm"] = time.perf_counter() - start
 
     start = time.perf_counter()
     settings = {
@@ -191,6 +235,10 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
         "min_support": config.analyzer.min_support,
         "fdr": config.analyzer.fdr,
     }
+    if config.llm.enabled:
+        settings["llm"] = {"model": config.llm.model, "endpoint": config.llm.endpoint}
+    if config.section_modes:
+        settings["section_modes"] = dict(config.section_modes)
     run_id = hashlib.sha256(
         (traces.content_hash() + json.dumps(settings, sort_keys=True)).encode()
     ).hexdigest()[:16]
@@ -204,6 +252,8 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
             "quarantined": counts["quarantined"],
             "features_tested": analysis.results.height,
             "candidates": len(candidates),
+            "labelled": analysis.units.height,
+            "successes": int(analysis.units["success"].sum()) if analysis.units.height else 0,
         },
     }
     trajectories = pl.from_arrow(traces.trajectories)
@@ -214,4 +264,26 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
         f"merge: Skillbook v{book.version}, {sum(map(len, merged.as_dict().values()))} changes; "
         f"render: {len(prompts)} prompts ({timings['merge+render']:.1f}s)"
     )
-    return LearnResult(traces, analysis, candidates, book, merged, prompts, timings)
+    result = LearnResult(traces, analysis, candidates, book, merged, prompts, timings, llm)
+    save_analysis(analysis, config.data_dir / "analysis")
+    atomic_write(
+        config.data_dir / "last_run.json",
+        json.dumps(result.summary() | {"run_id": run_id, "at": timestamp()}, indent=2) + "\n",
+    )
+    return result
+
+
+def save_analysis(analysis: Analysis, directory: Path) -> None:
+    """Write ``analysis`` for later commands (``coach extract``, ``coach report``):
+    ``{results,features,units,clusters}.parquet``, ``config.json`` (min_support, fdr) and
+    ``meta.json`` (untested, namespaces), each atomically."""
+    import io
+
+    for name in ("results", "features", "units", "clusters"):
+        buffer = io.BytesIO()
+        getattr(analysis, name).write_parquet(buffer)
+        atomic_write(directory / f"{name}.parquet", buffer.getvalue())
+    cfg = {"min_support": analysis.config.min_support, "fdr": analysis.config.fdr}
+    atomic_write(directory / "config.json", json.dumps(cfg))
+    meta = {"untested": analysis.untested, "namespaces": analysis.namespaces}
+    atomic_write(directory / "meta.json", json.dumps(meta, indent=2) + "\n")

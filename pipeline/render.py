@@ -24,17 +24,31 @@ from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from pipeline.errors import TemplateError
-from pipeline.fileio import atomic_write
+from pipeline.fileio import atomic_write, kill_point
+from pipeline.redact import redact
 from pipeline.skillbook import Skill, Skillbook, section_key
 
-__all__ = ["PromptGenerator", "RenderedPrompt", "prompt_filename"]
+__all__ = [
+    "PRECEDENCE",
+    "PromptGenerator",
+    "RenderedPrompt",
+    "compose",
+    "namespace_rank",
+    "prompt_filename",
+]
 
 SECTION_TITLES = {
     "procedures": "Procedures that work",
     "escalation": "Confirmations and escalation",
     "tool-usage": "Tool usage",
     "pitfalls": "Pitfalls to avoid",
+    "feedback": "What feedback scores show",
 }
+# Namespace kinds from the most to the least specific: a skill of a more specific namespace
+# takes precedence over one of a less specific namespace for the same pattern.
+PRECEDENCE = ("user", "domain", "agent", "global")
+# Sections that are never rendered: improvements are proposals to change the base prompt itself.
+NOT_RENDERED = frozenset({"improvements"})
 DEFAULT_TEMPLATE = "system_prompt.md.j2"
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*{}\[\]<>#|])")
 
@@ -45,8 +59,9 @@ def prompt_filename(namespace: str) -> str:
 
 
 def _escape(text: str) -> str:
-    """Skill text made inert: one line, Markdown-special characters backslash-escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+    """Skill text made inert: personal data and secrets redacted (:mod:`pipeline.redact`), one
+    line, Markdown-special characters backslash-escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(redact(text).split()))
 
 
 @dataclass(frozen=True)
@@ -106,49 +121,86 @@ class PromptGenerator:
     def run(self, skillbook: Skillbook, base_prompts: dict[str, str]) -> list[RenderedPrompt]:
         """Render one prompt per namespace that has active skills or a base prompt.
 
-        ``global`` skills go into every namespace's prompt. Returns prompts sorted by namespace.
+        Each prompt composes its namespace with ``global`` (:func:`compose`): a ``user:<id>``
+        prompt holds that user's skills and the global ones, never another user's. Returns
+        prompts sorted by namespace.
 
         Raises:
             TemplateError: the template fails to render.
         """
-        active = [s for s in skillbook.skills.values() if s.status == "active"]
+        active = [
+            s
+            for s in skillbook.skills.values()
+            if s.status == "active" and s.section not in NOT_RENDERED
+        ]
         namespaces = sorted({s.namespace for s in active} | set(base_prompts))
-        out = []
-        for namespace in namespaces:
-            own = [s for s in active if s.namespace in (namespace, "global")]
-            chosen = self._select(own)
-            sections = []
-            for name in sorted(
-                {s.section for s in chosen},
-                key=section_key,
-            ):
-                sections.append(
-                    {
-                        "name": name,
-                        "title": SECTION_TITLES.get(name, name.replace("-", " ").capitalize()),
-                        "skills": [
-                            {
-                                "id": s.id,
-                                "instruction": _escape(s.instruction),
-                                "section": s.section,
-                                "evidence": dict(s.evidence),
-                            }
-                            for s in chosen
-                            if s.section == name
-                        ],
-                    }
-                )
-            context: dict[str, Any] = {
-                "base_prompt": base_prompts.get(namespace, "").rstrip(),
-                "namespace": namespace,
-                "sections": sections,
-            }
-            try:
-                text = self.template.render(**context)
-            except JinjaTemplateError as exc:
-                raise TemplateError(f"rendering the prompt for {namespace}: {exc}") from exc
-            out.append(RenderedPrompt(namespace, text.strip() + "\n", tuple(s.id for s in chosen)))
-        return out
+        return [
+            self._render(namespace, base_prompts.get(namespace, ""), compose(active, [namespace]))
+            for namespace in namespaces
+        ]
+
+    def run_for(
+        self,
+        skillbook: Skillbook,
+        base_prompt: str,
+        *,
+        domain: str | None = None,
+        agent: str | None = None,
+        user: str | None = None,
+    ) -> RenderedPrompt:
+        """One prompt for a concrete context (a user talking to an agent in a domain): the
+        active skills of ``user:<user>``, ``domain:<domain>``, ``agent:<agent>`` and ``global``
+        composed by :func:`compose`. The prompt's namespace is the most specific one given.
+
+        Raises:
+            TemplateError: the template fails to render.
+        """
+        chain = [
+            f"{kind}:{name}"
+            for kind, name in (("user", user), ("domain", domain), ("agent", agent))
+            if name
+        ]
+        active = [
+            s
+            for s in skillbook.skills.values()
+            if s.status == "active" and s.section not in NOT_RENDERED
+        ]
+        return self._render((chain or ["global"])[0], base_prompt, compose(active, chain))
+
+    def _render(self, namespace: str, base_prompt: str, own: list[Skill]) -> RenderedPrompt:
+        """Render one prompt of ``namespace`` from ``base_prompt`` and the skills ``own``."""
+        chosen = self._select(own)
+        sections = []
+        for name in sorted(
+            {s.section for s in chosen},
+            key=section_key,
+        ):
+            sections.append(
+                {
+                    "name": name,
+                    "title": SECTION_TITLES.get(name, name.replace("-", " ").capitalize()),
+                    "skills": [
+                        {
+                            "id": s.id,
+                            "instruction": _escape(s.instruction),
+                            "section": s.section,
+                            "evidence": dict(s.evidence),
+                        }
+                        for s in chosen
+                        if s.section == name
+                    ],
+                }
+            )
+        context: dict[str, Any] = {
+            "base_prompt": base_prompt.rstrip(),
+            "namespace": namespace,
+            "sections": sections,
+        }
+        try:
+            text = self.template.render(**context)
+        except JinjaTemplateError as exc:
+            raise TemplateError(f"rendering the prompt for {namespace}: {exc}") from exc
+        return RenderedPrompt(namespace, text.strip() + "\n", tuple(s.id for s in chosen))
 
     def write(self, prompts: list[RenderedPrompt], out_dir: Path, skillbook_version: int) -> Path:
         """Write each prompt and ``manifest.json`` atomically (unchanged files are not
@@ -165,11 +217,43 @@ class PromptGenerator:
             },
         }
         files = {out_dir / prompt_filename(p.namespace): p.text for p in prompts}
-        files[out_dir / "manifest.json"] = json.dumps(manifest, indent=2) + "\n"
         for path, text in files.items():
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 atomic_write(path, text)
-        return out_dir / "manifest.json"
+        kill_point("before-manifest")
+        path = out_dir / "manifest.json"
+        text = json.dumps(manifest, indent=2) + "\n"
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            atomic_write(path, text)
+        return path
+
+
+def namespace_rank(namespace: str) -> int:
+    """Position of a namespace's kind in :data:`PRECEDENCE` (0 = most specific: ``user``);
+    an unknown kind ranks with ``agent``."""
+    kind = namespace.split(":", 1)[0]
+    if kind in PRECEDENCE:
+        return PRECEDENCE.index(kind)
+    return PRECEDENCE.index("global") - 1 if namespace != "global" else PRECEDENCE.index("global")
+
+
+def compose(skills: list[Skill], namespaces: list[str]) -> list[Skill]:
+    """The skills that apply to a context made of ``namespaces`` (plus ``global``, always).
+
+    Only skills of exactly those namespaces are kept, so a ``user:`` skill reaches only that
+    user's prompts. Where several namespaces carry a skill for the same pattern (or the same
+    wording), the most specific one wins: user over domain over agent over global
+    (:data:`PRECEDENCE`). Returns the kept skills ordered by precedence, then id.
+    """
+    wanted = {*namespaces, "global"}
+    kept: dict[str, Skill] = {}
+    for skill in sorted(
+        (s for s in skills if s.namespace in wanted),
+        key=lambda s: (namespace_rank(s.namespace), s.id),
+    ):
+        key = skill.source.get("pattern_id") or " ".join(skill.instruction.casefold().split())
+        kept.setdefault(key, skill)
+    return list(kept.values())
 
 
 def base_prompts(trajectories: Any) -> dict[str, str]:

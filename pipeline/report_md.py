@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pipeline.skillbook import Skill, Skillbook
 
-__all__ = ["evidence_line", "skillbook_markdown"]
+__all__ = ["evidence_line", "history_line", "skillbook_markdown"]
 
 
 def _pct(value: Any) -> str:
@@ -24,7 +24,14 @@ def _num(value: Any, digits: int = 2) -> str:
 
 def evidence_line(evidence: dict[str, Any]) -> str:
     """One line of figures: support, success rates with and without, odds ratio with its 95%
-    interval, p and q, and the stratification."""
+    interval, p and q, and the stratification. A failure cluster (LLM-distilled, not a
+    contrast) gives its size, share of failures and signature instead."""
+    if evidence.get("kind") == "failure_cluster":
+        return (
+            f"failure cluster: {evidence.get('size')} of {evidence.get('failures_in_namespace')} "
+            f"failed runs ({_pct(evidence.get('share'))}), not a contrast; signature "
+            f"{evidence.get('signature')}"
+        )
     n_strata = evidence.get("n_strata")
     within = (
         "the domain, tasks do not repeat"
@@ -50,13 +57,46 @@ def _skill_block(skill: Skill) -> list[str]:
         f"  - {evidence_line(ev)}",
         f"  - stratified by {ev.get('stratification')}",
     ]
+    if skill.source.get("edited"):
+        lines.append(
+            f"  - wording edited by {skill.source.get('edited_by')} at "
+            f"{skill.source.get('edited_at')} (kept across runs)"
+        )
     if skill.flags:
         lines.append(f"  - flagged: {', '.join(skill.flags)}")
+    merged = skill.source.get("merged_from") or []
+    if merged:
+        lines.append("  - merged from: " + ", ".join(f"`{m['id']}`" for m in merged))
+    decisions = [h for h in skill.history if h.get("actor") != "coach"]
+    if decisions:
+        last = decisions[-1]
+        note = f": {last['note']}" if last.get("note") else ""
+        lines.append(
+            f"  - last decision: {last['action']} by {last['actor']} at {last['at']}{note}"
+        )
     examples = ev.get("examples") or []
     if examples:
         refs = ", ".join(f"`{e['trajectory_id']}`#{e['step_idx']}" for e in examples)
         lines.append(f"  - examples: {refs}")
     return lines
+
+
+def history_line(entry: dict[str, Any]) -> str:
+    """One line for a Skillbook history entry: version, time, what (a run with its id, or a
+    person's decision on a skill), who, the changes and the note."""
+    changes = entry.get("changes", {})
+    summary = ", ".join(f"{len(v)} {k}" for k, v in changes.items() if v) or "no change"
+    action = entry.get("action", "run")
+    what = f"run `{entry.get('run_id', '?')}`" if action == "run" else action
+    if entry.get("skill_id"):
+        what += f" `{entry['skill_id']}`"
+    if entry.get("restored") is not None:
+        what += f" of v{entry['restored']}"
+    note = f" · {entry['note']}" if entry.get("note") else ""
+    return (
+        f"v{entry['version']} · {entry.get('at')} · {what} by {entry.get('actor', 'coach')} · "
+        f"{summary}{note}"
+    )
 
 
 def skillbook_markdown(book: Skillbook) -> str:
@@ -103,11 +143,6 @@ def skillbook_markdown(book: Skillbook) -> str:
     if book.history:
         lines += ["## History", ""]
         for entry in book.history[-20:]:
-            changes = entry.get("changes", {})
-            summary = ", ".join(f"{len(v)} {k}" for k, v in changes.items() if v) or "no change"
-            lines.append(
-                f"- v{entry['version']} · {entry.get('at')} · run "
-                f"`{entry.get('run_id', '?')}` · {summary}"
-            )
+            lines.append(f"- {history_line(entry)}")
         lines.append("")
     return "\n".join(lines)

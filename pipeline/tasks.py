@@ -77,20 +77,26 @@ def task_keys(trajectories: pl.DataFrame, *, min_similarity: float = 60.0) -> pl
                     mapping[(other, cur["task_id"][int(i)])] = (
                         f"{reference}:{ref['task_id'][int(j)]}"
                     )
-    keys, aligned = [], []
-    for dataset, task_id in zip(
-        trajectories["dataset"].fill_null("").to_list(),
-        trajectories["task_id"].to_list(),
-        strict=True,
-    ):
-        if task_id is None:
-            keys.append(None)
-            aligned.append(False)
-            continue
-        key = mapping.get((dataset, task_id))
-        keys.append(key or f"{dataset}:{task_id}")
-        aligned.append(key is not None)
-    return pl.DataFrame(
-        {"trajectory_id": trajectories["trajectory_id"], "task_key": keys, "aligned": aligned},
-        schema={"trajectory_id": pl.String, "task_key": pl.String, "aligned": pl.Boolean},
+    aligned_keys = pl.DataFrame(
+        {
+            "dataset": [dataset for dataset, _ in mapping],
+            "task_id": [task_id for _, task_id in mapping],
+            "reference": list(mapping.values()),
+        },
+        schema={"dataset": pl.String, "task_id": pl.String, "reference": pl.String},
+    )
+    own = pl.col("dataset").fill_null("") + ":" + pl.col("task_id")
+    return (
+        trajectories.select(
+            "trajectory_id", pl.col("dataset").fill_null(""), pl.col("task_id").cast(pl.String)
+        )
+        .join(aligned_keys, on=["dataset", "task_id"], how="left", maintain_order="left")
+        .select(
+            pl.col("trajectory_id").cast(pl.String),
+            pl.when(pl.col("task_id").is_null())
+            .then(None)
+            .otherwise(pl.coalesce("reference", own))
+            .alias("task_key"),
+            (pl.col("task_id").is_not_null() & pl.col("reference").is_not_null()).alias("aligned"),
+        )
     )

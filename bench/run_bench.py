@@ -1,0 +1,293 @@
+"""Throughput benchmark of the deterministic ``learn`` (``make bench``).
+
+For each size: planted-rule trajectories (about 14 steps each, :func:`pipeline.synth.generate_planted`)
+are written as Chat JSONL in shards of 100,000; ``coach learn`` runs on them (JSONL input); the
+canonical tables that run stored are copied as the Parquet input and ``learn`` runs on those
+from a fresh store (Parquet input), then once more with no new traces (re-run). Every run is a
+child process, so its peak RSS is its own. Writes ``<out>.md`` and ``<out>.json``.
+
+Usage: python bench/run_bench.py [--sizes 10000,100000,1000000] [--work bench/data]
+       [--out bench/results] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import machine, machine_line  # noqa: E402
+
+SHARD = 100_000
+STAGES = ("ingest", "analyze", "extract", "merge+render")
+TARGET_SECONDS, TARGET_RSS_GIB, TARGET_GROWTH, TARGET_RERUN = 120.0, 4.0, 11.0, 0.05
+
+CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+start = time.perf_counter()
+from pipeline.config import Config
+from pipeline.learn import learn
+paths, data = sys.argv[1], Path(sys.argv[2])
+config = Config(paths=(paths,), data_dir=data / "store", skillbook_dir=data / "skillbook",
+                out_dir=data / "prompts")
+profile = len(sys.argv) > 3
+if profile:
+    from pyinstrument import Profiler
+    profiler = Profiler()
+    profiler.start()
+result = learn(config)
+if profile:
+    profiler.stop()
+    Path(sys.argv[3]).write_text(profiler.output_text(unicode=True, show_all=False))
+print(json.dumps({
+    "seconds": time.perf_counter() - start,
+    "timings": result.timings,
+    "trajectories": result.traces.counts["trajectories"],
+    "skills": result.skillbook.by_status(),
+    "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+}))
+"""
+
+
+def generate(size: int, directory: Path) -> Path:
+    """Write ``size`` planted trajectories as JSONL shards under ``directory/jsonl`` (kept
+    between runs: a ``done`` marker says the shards are complete)."""
+    from pipeline.synth import PlantedConfig, generate_planted
+
+    target = directory / "jsonl"
+    if (target / "done").exists():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    handle = None
+    for index, record in enumerate(generate_planted(PlantedConfig(n_trajectories=size, seed=1))):
+        if index % SHARD == 0:
+            if handle:
+                handle.close()
+            handle = (target / f"part-{index // SHARD:04d}.jsonl").open("w", encoding="utf-8")
+        assert handle is not None
+        handle.write(json.dumps(record) + "\n")
+    if handle:
+        handle.close()
+    (target / "done").write_text(str(size))
+    return target
+
+
+def run_learn(paths: Path, data: Path, profile: Path | None = None) -> dict[str, Any]:
+    """One ``learn`` in a child process; wall seconds (process start to end, imports included),
+    per-stage seconds, peak RSS."""
+    command = [sys.executable, "-c", CHILD, str(paths), str(data)]
+    if profile is not None:
+        command.append(str(profile))
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"learn on {paths} failed:\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["wall_seconds"] = wall
+    return result
+
+
+def bench_size(size: int, work: Path, profile: bool) -> list[dict[str, Any]]:
+    directory = work / str(size)
+    jsonl = generate(size, directory)
+    rows = []
+    for name in ("jsonl", "parquet", "rerun"):
+        data = directory / f"run-{'parquet' if name == 'rerun' else name}"
+        if name != "rerun":
+            shutil.rmtree(data, ignore_errors=True)
+        if name == "jsonl":
+            paths = jsonl
+        else:
+            paths = directory / "parquet"
+            if name == "parquet":
+                shutil.rmtree(paths, ignore_errors=True)
+                paths.mkdir()
+                for table in ("trajectories", "steps", "feedback"):
+                    shutil.copy(
+                        directory / "run-jsonl" / "store" / "tables" / f"{table}.parquet", paths
+                    )
+        prof = work / f"profile-{size}-{name}.txt" if profile else None
+        result = run_learn(paths, data, prof)
+        result |= {"size": size, "input": name}
+        rows.append(result)
+        print(
+            f"bench: {size:,} trajectories, {name}: {result['wall_seconds']:.1f}s, peak RSS "
+            f"{result['peak_rss_kib'] / (1 << 20):.2f} GiB, stages "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in result["timings"].items()),
+            file=sys.stderr,
+            flush=True,
+        )
+    return rows
+
+
+def llm_calls(size: int, work: Path) -> dict[str, Any]:
+    """LLM calls of ``coach learn --llm`` on the Parquet input of ``size`` trajectories, against
+    the scripted OpenAI-compatible loopback server of the tests (``tests/llm_server.py``), from
+    a fresh store and LLM cache."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from llm_server import start_server
+
+    directory = work / str(size)
+    data = directory / "run-llm"
+    shutil.rmtree(data, ignore_errors=True)
+    server = start_server()
+    try:
+        command = [
+            sys.executable, "-m", "pipeline", "learn", str(directory / "parquet"),
+            "--data-dir", str(data / "store"), "--skillbook", str(data / "skillbook"),
+            "--out", str(data / "prompts"), "--llm", "--base-url", server.base_url,
+            "--model", "any", "--json", "-q",
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    finally:
+        server.stop()
+    if done.returncode != 0:
+        raise SystemExit(f"learn --llm on {size} failed:\n{done.stderr[-4000:]}")
+    summary = json.loads(done.stdout)
+    calls = int(summary["llm_calls"])
+    return {"size": size, "llm_calls": calls, "per_1000": calls * 1000 / size}
+
+
+def report(
+    rows: list[dict[str, Any]],
+    info: dict[str, Any],
+    command: str,
+    llm: list[dict[str, Any]] | None = None,
+) -> str:
+    lines = [
+        "# Throughput of the deterministic learn",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {machine_line(info)}",
+        "",
+        "Input: planted-rule trajectories (`pipeline/synth.py: generate_planted`, seed 1), about",
+        "14 steps each. *jsonl*: Chat JSONL shards of 100,000; *parquet*: the canonical tables",
+        "(Parquet) that the JSONL run stored, learned into a fresh store; *rerun*: the same",
+        "command again with no new traces. Wall time is the whole child process (imports",
+        "included); stages as `learn` times them. Peak RSS of the child process.",
+        "",
+        "| trajectories | input | wall (s) | ingest (s) | analyze (s) | extract (s) | "
+        "merge+render (s) | trajectories/s | peak RSS (GiB) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        t = r["timings"]
+        lines.append(
+            f"| {r['size']:,} | {r['input']} | {r['wall_seconds']:.1f} | "
+            + " | ".join(f"{t.get(s, 0.0):.1f}" for s in STAGES)
+            + f" | {r['size'] / r['wall_seconds']:,.0f} | {r['peak_rss_kib'] / (1 << 20):.2f} |"
+        )
+    lines += ["", "Growth (time at 10x the trajectories / time):", ""]
+    by = {(r["size"], r["input"]): r for r in rows}
+    sizes = sorted({r["size"] for r in rows})
+    growth = []
+    for small, large in zip(sizes, sizes[1:], strict=False):
+        for name in ("jsonl", "parquet"):
+            if (small, name) in by and (large, name) in by:
+                ratio = by[(large, name)]["wall_seconds"] / by[(small, name)]["wall_seconds"]
+                scale = large / small
+                growth.append((name, small, large, ratio, scale))
+                lines.append(f"- {name}: {small:,} -> {large:,}: x{ratio:.1f} (size x{scale:g})")
+    lines += ["", "## Targets", ""]
+    largest = max(sizes)
+    big = by.get((largest, "parquet"))
+    if big is not None:
+        rss = big["peak_rss_kib"] / (1 << 20)
+        ok = big["wall_seconds"] < TARGET_SECONDS and rss < TARGET_RSS_GIB
+        lines.append(
+            f"- {largest:,} trajectories from Parquet: {big['wall_seconds']:.1f}s, peak RSS "
+            f"{rss:.2f} GiB ({'met' if ok else 'MISSED'}: under {TARGET_SECONDS:.0f}s and "
+            f"{TARGET_RSS_GIB:.0f} GiB)"
+        )
+    for name, small, large, ratio, scale in growth:
+        limit = TARGET_GROWTH * scale / 10
+        lines.append(
+            f"- growth {name} {small:,} -> {large:,}: x{ratio:.1f} "
+            f"({'met' if ratio <= limit else 'MISSED'}: at most x{limit:g})"
+        )
+    for size in sizes:
+        if (size, "rerun") in by and (size, "parquet") in by:
+            share = by[(size, "rerun")]["wall_seconds"] / by[(size, "parquet")]["wall_seconds"]
+            lines.append(
+                f"- re-run with no new traces, {size:,}: {share:.0%} of the first run "
+                f"({'met' if share <= TARGET_RERUN else 'MISSED'}: at most "
+                f"{TARGET_RERUN:.0%})"
+            )
+    lines += [
+        "",
+        "## LLM calls per 1,000 trajectories",
+        "",
+        "| mode | LLM calls per 1,000 trajectories |",
+        "|---|---:|",
+        "| deterministic `learn` (this benchmark) | 0 |",
+        "| one call per trajectory (baseline) | 1,000 |",
+    ]
+    for item in llm or []:
+        lines.append(
+            f"| `learn --llm`, {item['size']:,} trajectories (Parquet, scripted loopback server): "
+            f"{item['llm_calls']} calls | {item['per_1000']:.2f} |"
+        )
+    if not llm:
+        lines.append("| `learn --llm` | not measured in this run (`--llm-sizes`) |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--work", default="bench/data")
+    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--profile", action="store_true", help="pyinstrument text per run")
+    parser.add_argument(
+        "--llm-sizes", default="10000,100000", help="sizes to count --llm calls on ('' for none)"
+    )
+    parser.add_argument(
+        "--llm-only",
+        action="store_true",
+        help="keep the timings of <out>.json and only (re)measure the LLM calls",
+    )
+    args = parser.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    if args.llm_only:
+        previous = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+        rows, info, command = previous["runs"], previous["machine"], previous["command"]
+    else:
+        rows = []
+        for size in (int(s) for s in args.sizes.split(",")):
+            rows.extend(bench_size(size, work, args.profile))
+        info = machine()
+        command = "python bench/run_bench.py " + shlex.join(
+            argv if argv is not None else sys.argv[1:]
+        )
+    llm = [llm_calls(int(s), work) for s in args.llm_sizes.split(",") if s.strip()]
+    for item in llm:
+        print(f"bench: learn --llm on {item['size']:,}: {item['llm_calls']} calls", file=sys.stderr)
+    text = report(rows, info, command.strip(), llm)
+    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {"command": command.strip(), "machine": info, "runs": rows, "llm": llm}, indent=2
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

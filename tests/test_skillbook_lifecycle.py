@@ -414,3 +414,22 @@ def test_merge_of_several_files_is_idempotent_and_order_independent(
     assert one.to_dict() == two.to_dict()
     again = one.merge([c for b in batches for c in b], now="later")
     assert not again.changed and one.content() == two.content()
+
+
+def test_atomic_write_gives_ordinary_file_permissions(tmp_path: Path) -> None:
+    """Files coach writes (prompts, Skillbook, report) are readable like any new file, not 0600."""
+    import os
+    import stat
+
+    from pipeline.fileio import atomic_write
+
+    umask = os.umask(0o022)
+    try:
+        fresh = tmp_path / "prompt.md"
+        atomic_write(fresh, "x")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
+        fresh.chmod(0o640)
+        atomic_write(fresh, "y")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o640
+    finally:
+        os.umask(umask)

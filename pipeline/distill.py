@@ -25,27 +25,28 @@ An accepted reply replaces the wording (and section) only: the evidence stays th
 "rationale"}``. LLM-worded candidates are proposed (``significant`` set False) unless
 ``LLMConfig.auto``; failure-cluster skills are always proposed. A skill already active in the
 Skillbook keeps its wording unless ``auto``.
+
+The items and excerpts sent are built in :mod:`pipeline.distill_items`; the checks (:func:`screen`,
+:func:`markers`, the validation of replies) are in :mod:`pipeline.screen`. This module sends the
+requests and applies the accepted replies.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
+from pipeline.distill_items import SECTIONS, Item, cluster_items, pattern_items
 from pipeline.errors import TemplateError
-from pipeline.extract import Candidate, skill_id
+from pipeline.extract import Candidate
 from pipeline.llm import LLMClient, LLMConfig, Reply, Request
 from pipeline.redact import redact
+from pipeline.screen import check_reply, markers, parse_reply, screen
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     from pipeline.analyze import Analysis
     from pipeline.config import Config
@@ -62,7 +63,6 @@ __all__ = [
     "screen",
 ]
 
-SECTIONS = ("procedures", "escalation", "tool-usage", "pitfalls")
 SKILL_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -87,72 +87,6 @@ SYSTEM_PROMPT = (
     "pattern; no URLs, no code, no markdown. Answer with a JSON object only."
 )
 DEFAULT_TEMPLATE = "distill.md.j2"
-
-_URL = re.compile(r"(?i)\b(?:https?|ftp)://|\bwww\.|\b[\w-]+\.(?:com|net|org|io|ai|dev|xyz|ru)\b")
-_TEMPLATE_CODE = re.compile(r"\{\{|\{%|<\s*/?\s*(?:script|iframe|img|a)\b", re.I)
-_CODE = re.compile(r"`|[{}<>]|\$\(|=>|\(\)\s*;|^\s*(?:import|def|class|sudo|curl)\s|\brm\s+-", re.M)
-_INJECTION = re.compile(
-    r"""(?ix)
-    \b(?:ignore|disregard|forget|override|bypass)\b\W+(?:\w+\W+){0,3}?
-        (?:instructions?|rules?|prompts?|messages?|polic(?:y|ies)|guidelines?|everything)\b
-    | \b(?:new|updated|additional|hidden|secret)\s+(?:system\s+)?instructions?\b
-    | \bsystem\s+prompt\b
-    | \byou\s+are\s+now\b
-    | \b(?:add|insert|create|append)\s+(?:a\s+|an\s+|this\s+|the\s+following\s+)?(?:new\s+)?
-        (?:skill|rule|instruction)s?\b
-    | \b(?:developer|god|admin)\s+mode\b
-    | \bjailbreak
-    | \bdo\s+anything\s+now\b
-    """
-)
-
-
-def markers(text: str, *, strict: bool = False) -> list[str]:
-    """What makes ``text`` unfit for a skill: ``url``, ``template`` (Jinja or HTML tags),
-    ``injection`` (phrases that try to change the agent's instructions) and, when ``strict``
-    (LLM output), ``code`` (backticks, braces, angle brackets, shell or Python). Empty when
-    clean. Masked values in tool error signatures (``<n>``, ``<str>``) are not code."""
-    found = []
-    if _URL.search(text):
-        found.append("url")
-    if _TEMPLATE_CODE.search(text):
-        found.append("template")
-    if _INJECTION.search(text):
-        found.append("injection")
-    if strict and _CODE.search(re.sub(r"<(?:n|str|email|phone|card|secret)>", "", text)):
-        found.append("code")
-    return found
-
-
-def screen(candidates: list[Candidate]) -> tuple[list[Candidate], list[dict[str, Any]]]:
-    """Redact every candidate's instruction and demote (``significant`` False, so it can only
-    be proposed) those whose wording has :func:`markers`. Returns the candidates, in order, and
-    one ``{"id", "pattern_id", "markers"}`` per demoted candidate."""
-    out, demoted = [], []
-    for cand in candidates:
-        instruction = redact(cand.instruction)
-        found = markers(instruction)
-        if found:
-            demoted.append({"id": cand.id, "pattern_id": cand.pattern_id, "markers": found})
-            cand = replace(cand, significant=False, source=cand.source | {"screened": found})
-        out.append(
-            replace(cand, instruction=instruction) if instruction != cand.instruction else cand
-        )
-    return out, demoted
-
-
-@dataclass(frozen=True)
-class Item:
-    """One thing to distil: a candidate skill (``candidate`` set) or a failure cluster."""
-
-    key: str
-    namespace: str
-    pattern_id: str
-    kind: str
-    tools: tuple[str, ...]
-    context: dict[str, Any]
-    candidate: Candidate | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -182,299 +116,6 @@ def _load_template(config: LLMConfig) -> Any:
         return env.from_string(source)
     except JinjaTemplateError as exc:
         raise TemplateError(f"distillation template does not parse: {exc}") from exc
-
-
-def _data(text: str, limit: int = 240) -> str:
-    """Trace text made safe to embed as data: redacted, one line, angle brackets replaced (so it
-    cannot close the excerpt delimiters), at most ``limit`` characters."""
-    text = redact(" ".join(str(text).split()))
-    text = text.replace("<", "\u2039").replace(">", "\u203a")
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-def _step_line(row: dict[str, Any]) -> str | None:
-    kind = row["step_type"]
-    if kind == "system":
-        return None
-    if kind == "tool_call":
-        return f"call {row['tool_name']}({_data(row['tool_args'] or '', 160)})"
-    if kind == "tool_result":
-        text = row["error_message"] if row["is_error"] else row["tool_result_text"]
-        return f"{'error' if row['is_error'] else 'result'} {row['tool_name'] or ''}: {_data(text or '')}"
-    return (
-        f"{row['role'] or kind}: {_data(row['content_text'] or '')}"
-        if row["content_text"]
-        else None
-    )
-
-
-def _excerpts(
-    traces: Traces, picks: Sequence[tuple[str, int | None, str, str]], budget_chars: int
-) -> list[dict[str, Any]]:
-    """Excerpts of the picked trajectories ``(trajectory_id, step_idx or None, outcome,
-    behaviour)``: the steps from 4 before to 2 after ``step_idx`` (the last 8 steps when None),
-    at most ``budget_chars`` characters in all."""
-    if not picks:
-        return []
-    ids = sorted({p[0] for p in picks})
-    con = traces.connect()
-    cursor = con.execute(
-        "select trajectory_id, step_idx, step_type, role, content_text, tool_name, "
-        "cast(tool_args as varchar) as tool_args, tool_result_text, is_error, error_message "
-        "from steps where list_contains(?, trajectory_id) order by trajectory_id, step_idx",
-        [ids],
-    )
-    names = [d[0] for d in cursor.description]
-    by_trajectory: dict[str, list[dict[str, Any]]] = {}
-    for values in cursor.fetchall():
-        row = dict(zip(names, values, strict=True))
-        by_trajectory.setdefault(row["trajectory_id"], []).append(row)
-    out, used = [], 0
-    for n, (tid, step, outcome, behaviour) in enumerate(picks, start=1):
-        rows = by_trajectory.get(tid, [])
-        low, high = (step - 4, step + 2) if step is not None else (-1, -1)
-        rows = [r for r in rows if low <= r["step_idx"] <= high] if step is not None else rows[-8:]
-        lines = []
-        for row in rows:
-            line = _step_line(row)
-            if line is None:
-                continue
-            line = f"[{row['step_idx']}] {line}"
-            if used + len(line) > budget_chars:
-                break
-            lines.append(line)
-            used += len(line) + 1
-        if lines:
-            out.append(
-                {"id": n, "outcome": outcome, "behaviour": behaviour, "text": "\n".join(lines)}
-            )
-        if used >= budget_chars:
-            break
-    return out
-
-
-def _contrast(
-    analysis: Analysis, namespace: str, tids: list[str], success: bool, exclude: set[str]
-) -> list[str]:
-    """Trajectories of the same strata as ``tids`` with outcome ``success``, not in
-    ``exclude``: one per stratum, in the order of ``tids``."""
-    units = analysis.units.filter(pl.col("namespace") == namespace)
-    strata = dict(zip(units["trajectory_id"].to_list(), units["stratum"].to_list(), strict=True))
-    pool = units.filter(
-        (pl.col("success") == success) & ~pl.col("trajectory_id").is_in(list(exclude))
-    ).sort("trajectory_id")
-    out: list[str] = []
-    for tid in tids:
-        same = pool.filter(
-            (pl.col("stratum") == strata.get(tid)) & ~pl.col("trajectory_id").is_in(out)
-        )
-        if same.height:
-            out.append(same["trajectory_id"][0])
-    return out
-
-
-def _figures(evidence: dict[str, Any]) -> dict[str, Any]:
-    """The evidence for a prompt: counts as they are, rates as whole percentages, odds ratio and
-    interval to 2 decimals, p and q to 2 significant digits (strings; "n/a" when missing)."""
-
-    def fmt(value: Any, spec: str) -> str:
-        return "n/a" if value is None else format(value, spec)
-
-    return {
-        "n_with": evidence.get("n_with"),
-        "n_without": evidence.get("n_without"),
-        "rate_with": fmt(evidence.get("rate_with"), ".0%"),
-        "rate_without": fmt(evidence.get("rate_without"), ".0%"),
-        "odds_ratio": fmt(evidence.get("odds_ratio"), ".2f"),
-        "ci_low": fmt(evidence.get("ci_low"), ".2f"),
-        "ci_high": fmt(evidence.get("ci_high"), ".2f"),
-        "p_value": fmt(evidence.get("p_value"), ".2g"),
-        "q_value": fmt(evidence.get("q_value"), ".2g"),
-        "stratification": evidence.get("stratification"),
-    }
-
-
-_KIND_TEXT = {
-    "tool_called": "the agent called {subject}",
-    "tool_order": "the agent called {detail} before the write action {subject}",
-    "write_arg": "the agent called {subject} with the argument value {detail}",
-    "unconfirmed_write": "the agent called the write action {subject} when the last user "
-    "message was not an explicit yes",
-    "tool_error": "a call to {subject} failed with an error like the one shown",
-    "repeated_call": "the agent repeated an identical call to {subject}",
-    "transfer": "the agent transferred the user with {subject}",
-}
-
-
-def _pattern_items(
-    candidates: list[Candidate], analysis: Analysis, traces: Traces, config: LLMConfig
-) -> list[Item]:
-    results = {(r["namespace"], r["feature_id"]): r for r in analysis.results.iter_rows(named=True)}
-    items = []
-    for cand in candidates:
-        row = results.get((cand.namespace, cand.pattern_id))
-        if row is None:
-            continue
-        harmful = cand.evidence.get("direction") == "harmful"
-        shown = [
-            t
-            for t, _ in analysis.examples(
-                cand.namespace, cand.pattern_id, success=not harmful, limit=2
-            )
-        ]
-        steps = dict(
-            analysis.examples(cand.namespace, cand.pattern_id, success=not harmful, limit=2)
-        )
-        with_feature = set(
-            analysis.features.filter(pl.col("feature_id") == cand.pattern_id)["trajectory_id"]
-        )
-        other = _contrast(analysis, cand.namespace, shown, harmful, with_feature)
-        picks = [(t, steps[t], "success" if not harmful else "failure", "present") for t in shown]
-        picks += [(t, None, "success" if harmful else "failure", "absent") for t in other]
-        named = [row["subject"] or ""] + (
-            [row["detail"] or ""] if row["kind"] == "tool_order" else []
-        )
-        tools = tuple(t.split(".")[0] for t in named if t)
-        subject = _data(row["subject"] or "", 120)
-        detail = _data(row["detail"] or "", 200)
-        context = {
-            "item": "pattern",
-            "namespace": cand.namespace,
-            "pattern": {
-                "id": _data(cand.pattern_id, 200),
-                "kind": row["kind"],
-                "subject": subject,
-                "detail": detail,
-                "description": _KIND_TEXT.get(row["kind"], row["kind"]).format(
-                    subject=subject, detail=detail
-                ),
-                "direction": cand.evidence.get("direction"),
-            },
-            "evidence": _figures(cand.evidence),
-            "current": {"instruction": cand.instruction, "section": cand.section},
-            "excerpts": _excerpts(traces, picks, config.excerpt_tokens * 4),
-            "sections": list(SECTIONS),
-        }
-        items.append(
-            Item(cand.id, cand.namespace, cand.pattern_id, "pattern", tools, context, cand)
-        )
-    return items
-
-
-def _cluster_items(
-    analysis: Analysis, traces: Traces, config: LLMConfig, min_size: int
-) -> list[Item]:
-    items: list[Item] = []
-    clusters = analysis.clusters
-    if not clusters.height:
-        return items
-    taken: Counter[str] = Counter()
-    for row in clusters.sort(
-        ["namespace", "size", "signature"], descending=[False, True, False]
-    ).iter_rows(named=True):
-        namespace, signature = row["namespace"], row["signature"]
-        if row["size"] < min_size or taken[namespace] >= config.max_clusters or markers(signature):
-            continue
-        error = re.match(r"error=([\w.-]+): ", signature)
-        last = re.search(r"last_tool=([\w.-]+)", signature)
-        tools = tuple(
-            dict.fromkeys(m.group(1) for m in (error, last) if m and m.group(1) != "none")
-        )
-        if not tools:
-            continue
-        taken[namespace] += 1
-        failed = list(row["example_ids"])[:2]
-        other = _contrast(analysis, namespace, failed[:1], True, set(failed))
-        picks = [(t, None, "failure", "in the cluster") for t in failed]
-        picks += [(t, None, "success", "same task") for t in other]
-        pattern_id = "failure_cluster:" + hashlib.sha256(signature.encode()).hexdigest()[:12]
-        total = round(row["size"] / row["share"]) if row["share"] else row["size"]
-        evidence = {
-            "kind": "failure_cluster",
-            "signature": signature,
-            "size": int(row["size"]),
-            "share": round(float(row["share"]), 6),
-            "failures_in_namespace": int(total),
-            "stratification": "none: a failure cluster is not a contrast",
-            "examples": [{"trajectory_id": t, "step_idx": None} for t in list(row["example_ids"])],
-        }
-        context = {
-            "item": "cluster",
-            "namespace": namespace,
-            "cluster": {
-                "signature": _data(signature, 300),
-                "size": int(row["size"]),
-                "share": round(float(row["share"]), 4),
-                "failures": int(total),
-                "tools": list(tools),
-            },
-            "excerpts": _excerpts(traces, picks, config.excerpt_tokens * 4),
-            "sections": list(SECTIONS),
-        }
-        items.append(
-            Item(
-                skill_id(namespace, pattern_id),
-                namespace,
-                pattern_id,
-                "cluster",
-                tools,
-                context,
-                None,
-                evidence,
-            )  # fmt: skip
-        )
-    return items
-
-
-def _parse(text: str) -> tuple[dict[str, Any] | None, str]:
-    """The JSON object in a reply (a code fence around it is tolerated), or None and why."""
-    body = text.strip()
-    fence = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, re.S)
-    if fence:
-        body = fence.group(1)
-    try:
-        value = json.loads(body)
-    except json.JSONDecodeError as exc:
-        return None, f"not JSON ({exc.msg})"
-    if not isinstance(value, dict):
-        return None, "not a JSON object"
-    for key in ("instruction", "when", "rationale", "section"):
-        if not isinstance(value.get(key), str):
-            return None, f"field {key!r} missing or not a string"
-    instruction = " ".join(value["instruction"].split())
-    if not 15 <= len(instruction) <= 400:
-        return None, "instruction must be 15 to 400 characters"
-    return value, ""
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9_]+", text.lower())
-
-
-def _shares_run(text: str, source: str, n: int) -> bool:
-    words, corpus = _words(text), " " + " ".join(_words(source)) + " "
-    return any(f" {' '.join(words[i : i + n])} " in corpus for i in range(len(words) - n + 1))
-
-
-def _check(value: dict[str, Any], item: Item) -> str:
-    """Why an LLM skill is rejected (empty when it is accepted); see the module docstring."""
-    fields = {k: " ".join(value[k].split()) for k in ("instruction", "when", "rationale")}
-    for name, text in fields.items():
-        found = markers(text, strict=True)
-        if found:
-            return f"{name} carries {', '.join(found)}"
-    instruction = fields["instruction"].lower()
-    if not any(
-        t.lower() in instruction or t.lower().replace("_", " ") in instruction for t in item.tools
-    ):
-        return f"the instruction does not name the pattern's tool ({', '.join(item.tools)})"
-    excerpts = "\n".join(e["text"] for e in item.context["excerpts"])
-    suspicious = "\n".join(line for line in excerpts.splitlines() if markers(line))
-    if suspicious and _shares_run(fields["instruction"], suspicious, 3):
-        return "the instruction repeats text planted next to an injection in the traces"
-    if _shares_run(fields["instruction"], excerpts, 6):
-        return "the instruction copies trace text"
-    return ""
 
 
 def _retry(request: Request, reply: Reply, reason: str) -> Request:
@@ -521,7 +162,7 @@ def distill(
         for c in candidates
         if not c.source.get("screened") and (config.auto or c.id not in active)
     ]
-    items = _pattern_items(eligible, analysis, traces, config) + _cluster_items(
+    items: list[Item] = pattern_items(eligible, analysis, traces, config) + cluster_items(
         analysis, traces, config, min_cluster_size
     )
     from jinja2 import TemplateError as JinjaTemplateError
@@ -538,7 +179,8 @@ def distill(
         )
     replies = client.complete_many(requests)
     parsed: list[tuple[dict[str, Any] | None, str]] = [
-        _parse(r.text) if r.answered and r.text is not None else (None, r.status) for r in replies
+        parse_reply(r.text) if r.answered and r.text is not None else (None, r.status)
+        for r in replies
     ]
     retry_at = [i for i, (value, why) in enumerate(parsed) if value is None and replies[i].answered]
     if retry_at:
@@ -548,7 +190,7 @@ def distill(
         for i, reply in zip(retry_at, second, strict=True):
             replies[i] = reply
             parsed[i] = (
-                _parse(reply.text) if reply.answered and reply.text else (None, reply.status)
+                parse_reply(reply.text) if reply.answered and reply.text else (None, reply.status)
             )
 
     refined: dict[str, Candidate] = {}
@@ -562,7 +204,7 @@ def distill(
             "reply": reply.status,
         }
         if value is not None:
-            why = _check(value, item)
+            why = check_reply(value, item)
         if value is None or why:
             if value is not None:
                 kind, reason = "rejected", why

@@ -19,9 +19,10 @@ Benjamini–Hochberg q-values are taken over every feature tested in the run, na
 separately. A feature is ``significant`` when its stratified q is below ``fdr`` and the strata are
 tasks; ``suggestive`` when its stratified p is below 0.05 but q is not, or when q is below ``fdr``
 but tasks do not repeat (a contrast within a domain cannot rule out confounding by task, so it is
-proposed for a person to review and never activated automatically); ``confounded`` when only the naive contrast is
-significant (a diagnostic: the association lives between tasks, not within them); otherwise
-``not_significant``. Failed trajectories are grouped into clusters by shared signature.
+proposed for a person to review and never activated automatically); ``confounded`` when only
+the naive contrast is significant (a diagnostic: the association lives between tasks, not
+within them); otherwise ``not_significant``. Failed trajectories are grouped into clusters by
+shared signature.
 """
 
 from __future__ import annotations

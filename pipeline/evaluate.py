@@ -99,8 +99,8 @@ def split_traces(
     ids = frame["trajectory_id"].to_list()
     target = round(len(ids) * ratio)
     if how == "time":
-        order = frame.sort(["started_at", "trajectory_id"], nulls_last=True)
-        train = set(order["trajectory_id"].head(target).to_list())
+        by_time = frame.sort(["started_at", "trajectory_id"], nulls_last=True)
+        train = set(by_time["trajectory_id"].head(target).to_list())
     elif how == "random":
         shuffled = sorted(ids)
         random.Random(seed).shuffle(shuffled)

@@ -6,8 +6,10 @@ canonical tables that run stored are copied as the Parquet input and ``learn`` r
 from a fresh store (Parquet input), then once more with no new traces (re-run). Every run is a
 child process, so its peak RSS is its own. Writes ``<out>.md`` and ``<out>.json``.
 
-Usage: python bench/run_bench.py [--sizes 10000,100000,1000000] [--work bench/data]
-       [--out bench/results] [--profile]
+Usage: python bench/run_bench.py [--sizes 10000,100000,1000000] [--inputs jsonl,parquet,rerun]
+       [--work bench/data] [--out bench/results] [--profile]
+
+``--inputs parquet,rerun`` reuses the Parquet tables of an earlier JSONL run of that size.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from machine import machine, machine_line  # noqa: E402
 
 SHARD = 100_000
 STAGES = ("ingest", "analyze", "extract", "merge+render")
+INPUTS = ("jsonl", "parquet", "rerun")
 TARGET_SECONDS, TARGET_RSS_GIB, TARGET_GROWTH, TARGET_RERUN = 120.0, 4.0, 11.0, 0.05
 
 CHILD = r"""
@@ -98,11 +101,13 @@ def run_learn(paths: Path, data: Path, profile: Path | None = None) -> dict[str,
     return result
 
 
-def bench_size(size: int, work: Path, profile: bool) -> list[dict[str, Any]]:
+def bench_size(
+    size: int, work: Path, profile: bool, inputs: tuple[str, ...] = INPUTS
+) -> list[dict[str, Any]]:
     directory = work / str(size)
     jsonl = generate(size, directory)
     rows = []
-    for name in ("jsonl", "parquet", "rerun"):
+    for name in (n for n in INPUTS if n in inputs):
         data = directory / f"run-{'parquet' if name == 'rerun' else name}"
         if name != "rerun":
             shutil.rmtree(data, ignore_errors=True)
@@ -247,6 +252,11 @@ def report(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument(
+        "--inputs",
+        default=",".join(INPUTS),
+        help="inputs to run per size (parquet and rerun need an earlier jsonl run of the size)",
+    )
     parser.add_argument("--work", default="bench/data")
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--profile", action="store_true", help="pyinstrument text per run")
@@ -262,13 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
+    inputs = tuple(n.strip() for n in args.inputs.split(",") if n.strip())
+    if unknown := set(inputs) - set(INPUTS):
+        parser.error(f"unknown --inputs {sorted(unknown)}; choose from {', '.join(INPUTS)}")
     if args.llm_only:
         previous = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
         rows, info, command = previous["runs"], previous["machine"], previous["command"]
     else:
         rows = []
         for size in (int(s) for s in args.sizes.split(",")):
-            rows.extend(bench_size(size, work, args.profile))
+            rows.extend(bench_size(size, work, args.profile, inputs))
         info = machine()
         command = "python bench/run_bench.py " + shlex.join(
             argv if argv is not None else sys.argv[1:]

@@ -28,12 +28,14 @@ shared signature.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline.features import FeatureConfig, derive_features
+from pipeline.features import FeatureConfig, create_feature_table
 from pipeline.ingest import Traces
 from pipeline.stats import (
     Effect,
@@ -88,6 +90,11 @@ class AnalyzerConfig:
     ``fdr``: false discovery rate level for q-values. ``min_strata``: fewest informative strata
     (both outcomes and both feature values present) for a stratified test.
     ``align_tasks``: align task ids across datasets (:func:`pipeline.tasks.task_keys`).
+    ``examples_per_feature``: example pointers kept in :attr:`Analysis.features` per
+    (namespace, feature, outcome). ``memory_limit`` (DuckDB size text, ``None`` for DuckDB's
+    default of 80% of RAM) and ``threads`` (``None``: one per core): the DuckDB connection the
+    features are derived and counted in (:meth:`pipeline.ingest.Traces.connect`); past the
+    limit DuckDB spills to a temp directory.
     """
 
     min_support: int = 10
@@ -95,6 +102,9 @@ class AnalyzerConfig:
     min_strata: int = 3
     align_tasks: bool = True
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    examples_per_feature: int = 20
+    memory_limit: str | None = "512MB"
+    threads: int | None = None
 
 
 @dataclass
@@ -108,7 +118,13 @@ class Analysis:
       (text), ``n_strata`` (informative strata), ``runs_needed`` (approximate number of labelled
       runs for a non-significant effect of the size seen to reach significance; null where
       the interval is unbounded or the effect is significant already) and ``status``.
-    - ``features``: the long feature table of :func:`pipeline.features.derive_features`.
+    - ``features``: example pointers, not the whole feature table: for every (namespace,
+      feature, outcome) among the labelled trajectories, the first
+      ``config.examples_per_feature`` trajectories by id that show the feature, with the
+      columns of :func:`pipeline.features.derive_features` (trajectory_id, feature_id, kind,
+      step_idx int64, subject, detail), sorted by feature id and trajectory id. At most
+      2 x ``examples_per_feature`` rows per (namespace, feature), whatever the number of
+      trajectories; what :meth:`examples` reads and what ``features.parquet`` holds.
     - ``units``: one row per labelled trajectory: trajectory_id, namespace, stratum, agent,
       success (bool).
     - ``clusters``: failure clusters: namespace, signature, size, share (of the namespace's
@@ -116,6 +132,10 @@ class Analysis:
     - ``untested``: number of (namespace, feature) pairs below ``min_support``.
     - ``namespaces``: for each namespace with labelled runs, how its contrasts were stratified,
       or why it was not tested (every labelled run has the same outcome).
+    - ``store``: the Analyzer's DuckDB connection, holding the whole feature table as the temp
+      table ``features`` (columns as above, every labelled and unlabelled trajectory);
+      ``None`` for an analysis loaded from disk. :meth:`showing` and :meth:`examples` beyond
+      the kept pointers query it.
     """
 
     results: pl.DataFrame
@@ -125,23 +145,52 @@ class Analysis:
     untested: int = 0
     config: AnalyzerConfig = field(default_factory=AnalyzerConfig)
     namespaces: dict[str, str] = field(default_factory=dict)
+    store: duckdb.DuckDBPyConnection | None = field(default=None, repr=False, compare=False)
 
     def examples(
         self, namespace: str, feature_id: str, *, success: bool | None, limit: int = 5
     ) -> list[tuple[str, int | None]]:
         """Up to ``limit`` (trajectory_id, step_idx) pointers of trajectories in ``namespace``
         showing ``feature_id``, restricted to the given outcome unless ``success`` is None;
-        sorted by trajectory id."""
+        sorted by trajectory id. Read from :attr:`features`; a ``limit`` above
+        ``config.examples_per_feature`` is answered from :attr:`store` when there is one (else
+        at most ``examples_per_feature`` pointers per outcome are known)."""
         units = self.units.filter(pl.col("namespace") == namespace)
         if success is not None:
             units = units.filter(pl.col("success") == success)
+        if self.store is not None and limit > self.config.examples_per_feature:
+            shown = self.store.sql(
+                "select trajectory_id, step_idx from features where feature_id = ?",
+                params=[feature_id],
+            ).pl()
+        else:
+            shown = self.features.filter(pl.col("feature_id") == feature_id)
         rows = (
-            self.features.filter(pl.col("feature_id") == feature_id)
-            .join(units.select("trajectory_id"), on="trajectory_id")
+            shown.join(units.select("trajectory_id"), on="trajectory_id")
             .sort("trajectory_id")
             .head(limit)
         )
         return list(zip(rows["trajectory_id"].to_list(), rows["step_idx"].to_list(), strict=True))
+
+    def showing(self, feature_id: str, trajectory_ids: Iterable[str]) -> set[str]:
+        """Those of ``trajectory_ids`` that show ``feature_id``: exact from :attr:`store`;
+        for an analysis loaded from disk (no store), only the kept example pointers are known,
+        so trajectories beyond them are reported as not showing it."""
+        ids = list(dict.fromkeys(trajectory_ids))
+        if self.store is None:
+            hits = self.features.filter(
+                (pl.col("feature_id") == feature_id) & pl.col("trajectory_id").is_in(ids)
+            )
+            return set(hits["trajectory_id"].to_list())
+        store = self.store
+        store.register("wanted", pl.DataFrame({"trajectory_id": ids}, schema=_ID).to_arrow())
+        found = store.sql(
+            "select distinct f.trajectory_id from features f join wanted using (trajectory_id) "
+            "where f.feature_id = ?",
+            params=[feature_id],
+        ).fetchall()
+        store.unregister("wanted")
+        return {row[0] for row in found}
 
 
 def _namespace(domain: str | None) -> str:
@@ -150,7 +199,10 @@ def _namespace(domain: str | None) -> str:
 
 def _units(traces: Traces, config: AnalyzerConfig) -> tuple[pl.DataFrame, dict[str, str]]:
     """Labelled trajectories with namespace, stratum and agent; and each namespace's strategy."""
-    trajectories = pl.from_arrow(traces.trajectories)
+    # only the columns read here and by task_keys: polars copies what it converts
+    columns = ("trajectory_id", "dataset", "domain", "task_id", "agent_name", "model",
+               "user_id", "metadata", "outcome_label")  # fmt: skip
+    trajectories = pl.from_arrow(traces.trajectories.select(list(columns)))
     assert isinstance(trajectories, pl.DataFrame)
     if config.align_tasks:
         keys = task_keys(trajectories)
@@ -230,49 +282,96 @@ def _stratified(
     return cmh(tables[informative]), n_informative, "cmh"
 
 
-def _feature_counts(group: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
-    """Per feature present in the namespace ``group`` (units sorted by trajectory id), in
-    feature id order: ``kind``, ``subject``, ``detail`` (of its first trajectory by id),
-    ``n_with`` and ``s_with`` (trajectories showing it, and the successes among them), ``rows``
-    (their positions in ``group``) and, per stratum where it shows (``strata``: the codes of
-    ``np.unique(group["stratum"])``, ascending), ``strata_n`` and ``strata_s``. One group-by
-    instead of a pass over every trajectory per feature. ``features`` as
-    :func:`pipeline.features.derive_features` returns it (one row per trajectory and feature,
-    sorted by feature id and trajectory id)."""
-    strata = group["stratum"].to_numpy()
-    _, inverse = np.unique(strata, return_inverse=True)
-    index = pl.DataFrame(
-        {
-            "trajectory_id": group["trajectory_id"],
-            "row": np.arange(group.height, dtype=np.int64),
-            "code": inverse.astype(np.int64),
-            "y": group["success"].cast(pl.Int64),
-        }
-    )
-    # derive_features gives one row per (trajectory, feature), sorted by feature and trajectory
-    hits = features.select("feature_id", "trajectory_id", "kind", "subject", "detail").join(
-        index, on="trajectory_id", how="inner", maintain_order="left"
-    )
-    per_stratum = (
-        hits.group_by("feature_id", "code")
-        .agg(pl.len().alias("n"), pl.col("y").sum().alias("s"))
-        .sort("feature_id", "code")
-        .group_by("feature_id", maintain_order=True)
-        .agg(
-            pl.col("code").alias("strata"),
-            pl.col("n").alias("strata_n"),
-            pl.col("s").alias("strata_s"),
+_ID = {"trajectory_id": pl.String}
+
+# The kind, subject and detail of a feature as shown by its first trajectory (by id).
+_FIRST = (
+    ", ".join(f"arg_min_null(f.{c}, f.trajectory_id) as {c}" for c in ("kind", "subject", "detail"))
+    + ","
+)
+
+
+def _unit_index(units: pl.DataFrame) -> pl.DataFrame:
+    """Per labelled trajectory: trajectory_id, namespace, ``row`` (int64, its position among
+    the namespace's units sorted by trajectory id), ``code`` (int64, its stratum's index in
+    ``np.unique`` of the namespace's strata, ascending) and ``y`` (int64, 1 for success)."""
+    parts = [
+        pl.DataFrame(
+            {
+                "trajectory_id": group["trajectory_id"],
+                "namespace": group["namespace"],
+                "row": np.arange(group.height, dtype=np.int64),
+                "code": np.unique(group["stratum"].to_numpy(), return_inverse=True)[1].astype(
+                    np.int64
+                ),
+                "y": group["success"].cast(pl.Int64),
+            }
         )
-    )
-    totals = hits.group_by("feature_id", maintain_order=True).agg(
-        pl.col("kind").first(),
-        pl.col("subject").first(),
-        pl.col("detail").first(),
-        pl.len().alias("n_with"),
-        pl.col("y").sum().alias("s_with"),
-        pl.col("row").alias("rows"),
-    )
-    return totals.join(per_stratum, on="feature_id", how="left").sort("feature_id")
+        for _, group in units.group_by(["namespace"], maintain_order=True)
+    ]
+    schema = {"trajectory_id": pl.String, "namespace": pl.String, "row": pl.Int64,
+              "code": pl.Int64, "y": pl.Int64}  # fmt: skip
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
+
+def _strata_counts(
+    con: duckdb.DuckDBPyConnection, wanted: pl.DataFrame
+) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For each (namespace, feature_id) of ``wanted``: the ascending stratum codes where the
+    feature shows, with its trajectories and successes there (int64 arrays), counted by one
+    SQL ``GROUP BY`` over the ``features`` and ``unit_index`` tables of ``con``."""
+    keys = wanted.select("namespace", "feature_id").with_row_index("key")
+    if keys.height == 0:
+        return {}
+    con.register("wanted_features", keys.with_columns(pl.col("key").cast(pl.Int64)).to_arrow())
+    counts = con.sql("""
+        select w.key, u.code, count(*) as n, sum(u.y)::bigint as s
+        from features f join unit_index u using (trajectory_id)
+        join wanted_features w on w.namespace = u.namespace and w.feature_id = f.feature_id
+        group by w.key, u.code order by w.key, u.code
+    """).fetchnumpy()
+    con.unregister("wanted_features")
+    key = np.asarray(counts["key"], dtype=np.int64)
+    code, n, s = (np.asarray(counts[c], dtype=np.int64) for c in ("code", "n", "s"))
+    bounds = np.searchsorted(key, np.arange(keys.height + 1))
+    return {
+        (namespace, feature_id): (
+            code[bounds[i] : bounds[i + 1]],
+            n[bounds[i] : bounds[i + 1]],
+            s[bounds[i] : bounds[i + 1]],
+        )
+        for i, namespace, feature_id in keys.iter_rows()
+    }
+
+
+def _positions(con: duckdb.DuckDBPyConnection, namespace: str, feature_id: str) -> np.ndarray:
+    """Positions (``row`` of the unit index) of the namespace's trajectories showing the
+    feature (int64)."""
+    found = con.sql(
+        "select u.row from features f join unit_index u using (trajectory_id) "
+        "where u.namespace = ? and f.feature_id = ?",
+        params=[namespace, feature_id],
+    ).fetchnumpy()
+    return np.asarray(found["row"], dtype=np.int64)
+
+
+def _example_pointers(con: duckdb.DuckDBPyConnection, per_outcome: int) -> pl.DataFrame:
+    """:attr:`Analysis.features`: the first ``per_outcome`` trajectories (by id) showing each
+    feature, per (namespace, feature, outcome) of the labelled trajectories."""
+    frame = con.sql(f"""
+        select p.trajectory_id, p.feature_id, p.kind, p.step_idx, p.subject, p.detail
+        from (
+            select unnest(arg_min(
+                struct_pack(trajectory_id := f.trajectory_id, feature_id := f.feature_id,
+                            kind := f.kind, step_idx := f.step_idx, subject := f.subject,
+                            detail := f.detail),
+                f.trajectory_id, {int(per_outcome)})) as p
+            from features f join unit_index u using (trajectory_id)
+            group by u.namespace, f.feature_id, u.y
+        )
+        order by p.feature_id, p.trajectory_id
+    """).pl()
+    return frame.with_columns(pl.col("step_idx").cast(pl.Int64), pl.col("detail").cast(pl.String))
 
 
 def _cmh_from_counts(
@@ -325,19 +424,46 @@ class Analyzer:
         self.config = config or AnalyzerConfig()
 
     def run(self, traces: Traces) -> Analysis:
-        """Analyse ``traces`` (see :class:`Analysis` for the result's shape)."""
+        """Analyse ``traces`` (see :class:`Analysis` for the result's shape).
+
+        The long feature table stays in DuckDB (:func:`pipeline.features.create_feature_table`);
+        what comes back to Python is one row per (namespace, feature), the per-stratum 2x2
+        counts of the tested features in namespaces stratified by CMH (integers), the
+        per-feature trajectory positions in namespaces stratified by conditional logistic
+        regression, and the example pointers.
+        """
         cfg = self.config
-        con = traces.connect()
-        features = derive_features(con, cfg.features)
+        con = traces.connect(memory_limit=cfg.memory_limit, threads=cfg.threads)
+        create_feature_table(con, cfg.features)
         units, strategies = _units(traces, cfg)
+        index = _unit_index(units)
+        con.register("unit_index", index.to_arrow())
+        totals = con.sql(f"""
+            select u.namespace, f.feature_id, {_FIRST} count(*) as n_with, sum(u.y) as s_with
+            from features f join unit_index u using (trajectory_id)
+            group by u.namespace, f.feature_id order by u.namespace, f.feature_id
+        """).pl()
+        # per-stratum counts for the features the CMH path will test
+        by_cmh = [
+            n
+            for n, how in strategies.items()
+            if not how.startswith("not tested") and "adjusted for agent" not in how
+        ]
+        sizes = index.group_by("namespace").agg(pl.len().alias("units"))
+        wanted = totals.join(sizes, on="namespace").filter(
+            pl.col("namespace").is_in(by_cmh)
+            & (pl.min_horizontal("n_with", pl.col("units") - pl.col("n_with")) >= cfg.min_support)
+        )
+        strata_counts = _strata_counts(con, wanted)
         rows: list[dict[str, object]] = []
         untested = 0
+        by_namespace = {n: g for (n,), g in totals.group_by(["namespace"], maintain_order=True)}
         for (namespace,), group in units.group_by(["namespace"], maintain_order=True):
             if strategies[namespace].startswith("not tested"):
                 continue
             use_clogit = "adjusted for agent" in strategies[namespace]
             by_task = strategies[namespace].startswith("task")
-            counts = _feature_counts(group, features)
+            counts = by_namespace.get(namespace, totals.clear())
             y = group["success"].to_numpy().astype(int)
             strata = group["stratum"].to_numpy()
             agents = group["agent"].to_numpy()
@@ -357,15 +483,11 @@ class Analyzer:
                 naive = fisher(s_with, n_with - s_with, s_without, n_without - s_without)
                 if use_clogit:
                     x = np.zeros(len(y), dtype=int)
-                    x[np.asarray(feature["rows"], dtype=np.int64)] = 1
+                    x[_positions(con, namespace, feature_id)] = 1
                     effect, n_strata, method = _stratified(x, y, strata, agents, use_clogit)
                 else:
                     effect, n_strata = _cmh_from_counts(
-                        np.asarray(feature["strata"], dtype=np.int64),
-                        np.asarray(feature["strata_n"], dtype=np.int64),
-                        np.asarray(feature["strata_s"], dtype=np.int64),
-                        stratum_n,
-                        stratum_s,
+                        *strata_counts[(namespace, feature_id)], stratum_n, stratum_s
                     )
                     method = "cmh"
                 if not by_task and one_stratum:
@@ -417,7 +539,8 @@ class Analyzer:
                 )
         results = self._finish(rows)
         clusters = _failure_clusters(con, units)
-        return Analysis(results, features, units, clusters, untested, cfg, strategies)
+        pointers = _example_pointers(con, cfg.examples_per_feature)
+        return Analysis(results, pointers, units, clusters, untested, cfg, strategies, con)
 
     def _finish(self, rows: list[dict[str, object]]) -> pl.DataFrame:
         cfg = self.config

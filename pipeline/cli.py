@@ -222,6 +222,8 @@ def _learn_text(summary: dict[str, Any], result: Any) -> str:
         f"trajectories: {summary['trajectories']} ingested of {summary['records_read']} records "
         f"read, {summary['quarantined']} quarantined",
     ]
+    if summary.get("unchanged"):
+        lines.insert(0, "unchanged since the last run (no new traces, same settings): its figures")
     for namespace, how in summary["stratification"].items():
         if how.startswith("not tested"):
             lines.append(f"{namespace}: {how}")

@@ -117,15 +117,26 @@ def _excerpts(
 
 
 def _contrast(
-    analysis: Analysis, namespace: str, tids: list[str], success: bool, exclude: set[str]
+    analysis: Analysis,
+    namespace: str,
+    tids: list[str],
+    success: bool,
+    exclude: set[str] | None = None,
+    without: str | None = None,
 ) -> list[str]:
     """Trajectories of the same strata as ``tids`` with outcome ``success``, not in
-    ``exclude``: one per stratum, in the order of ``tids``."""
+    ``exclude`` and not showing the feature ``without``: one per stratum, in the order of
+    ``tids``."""
     units = analysis.units.filter(pl.col("namespace") == namespace)
     strata = dict(zip(units["trajectory_id"].to_list(), units["stratum"].to_list(), strict=True))
     pool = units.filter(
-        (pl.col("success") == success) & ~pl.col("trajectory_id").is_in(list(exclude))
-    ).sort("trajectory_id")
+        (pl.col("success") == success)
+        & pl.col("stratum").is_in([strata[t] for t in tids if t in strata])
+    )
+    skip = set(exclude or ())
+    if without is not None:
+        skip |= analysis.showing(without, pool["trajectory_id"].to_list())
+    pool = pool.filter(~pl.col("trajectory_id").is_in(list(skip))).sort("trajectory_id")
     out: list[str] = []
     for tid in tids:
         same = pool.filter(
@@ -192,10 +203,7 @@ def pattern_items(
         steps = dict(
             analysis.examples(cand.namespace, cand.pattern_id, success=not harmful, limit=2)
         )
-        with_feature = set(
-            analysis.features.filter(pl.col("feature_id") == cand.pattern_id)["trajectory_id"]
-        )
-        other = _contrast(analysis, cand.namespace, shown, harmful, with_feature)
+        other = _contrast(analysis, cand.namespace, shown, harmful, without=cand.pattern_id)
         picks = [(t, steps[t], "success" if not harmful else "failure", "present") for t in shown]
         picks += [(t, None, "success" if harmful else "failure", "absent") for t in other]
         named = [row["subject"] or ""] + (

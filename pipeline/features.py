@@ -38,7 +38,9 @@ import polars as pl
 __all__ = [
     "DIAGNOSTIC_KINDS",
     "FeatureConfig",
+    "create_feature_table",
     "derive_features",
+    "feature_sql",
     "error_signature",
 ]
 
@@ -97,15 +99,11 @@ def _signature_sql(column: str) -> str:
     return f"left(lower(trim({expr})), 120)"
 
 
-def derive_features(con: duckdb.DuckDBPyConnection, config: FeatureConfig) -> pl.DataFrame:
-    """Derive behaviour features from the ``steps`` and ``trajectories`` views of ``con``.
-
-    Returns:
-        polars DataFrame, one row per (trajectory, feature): ``trajectory_id`` (str),
-        ``feature_id`` (str), ``kind`` (str), ``step_idx`` (int64, the first step showing the
-        feature; null for whole-run features), ``subject`` (str: the tool, argument or reason
-        the feature is about), ``detail`` (str: the argument value, error signature, prior tool).
-    """
+def feature_sql(con: duckdb.DuckDBPyConnection, config: FeatureConfig) -> str:
+    """The SQL ``select`` of the feature rows (unordered) over the ``steps`` and ``trajectories``
+    views of ``con``; creates the temp view ``calls`` (tool calls with write/transfer flags) that
+    it reads. Columns, in order: trajectory_id, feature_id, kind, step_idx (bigint or null),
+    subject, detail (see :func:`derive_features`)."""
     write = config.write_tool_pattern.replace("'", "''")
     transfer = config.transfer_tool_pattern.replace("'", "''")
     confirm = config.confirmation_pattern.replace("'", "''")
@@ -219,10 +217,44 @@ def derive_features(con: duckdb.DuckDBPyConnection, config: FeatureConfig) -> pl
     union all select * from transfer
     union all select * from turns
     union all select * from termination
-    order by 2, 1
     """
-    frame = con.sql(sql).pl()
-    frame.columns = ["trajectory_id", "feature_id", "kind", "step_idx", "subject", "detail"]
+    return f"""
+    select column0 as trajectory_id, column1 as feature_id, column2 as kind,
+           column3::bigint as step_idx, column4 as subject, column5::varchar as detail
+    from ({sql}) as rows(column0, column1, column2, column3, column4, column5)
+    """
+
+
+def derive_features(con: duckdb.DuckDBPyConnection, config: FeatureConfig) -> pl.DataFrame:
+    """Derive behaviour features from the ``steps`` and ``trajectories`` views of ``con``.
+
+    The whole table comes back to Python: for large stores use :func:`create_feature_table`
+    and query it in DuckDB instead (as :class:`pipeline.analyze.Analyzer` does).
+
+    Returns:
+        polars DataFrame, one row per (trajectory, feature), sorted by feature id and trajectory
+        id: ``trajectory_id`` (str), ``feature_id`` (str), ``kind`` (str), ``step_idx`` (int64,
+        the first step showing the feature; null for whole-run features), ``subject`` (str: the
+        tool, argument or reason the feature is about), ``detail`` (str: the argument value,
+        error signature, prior tool).
+    """
+    frame = con.sql(feature_sql(con, config) + " order by feature_id, trajectory_id").pl()
     return frame.with_columns(
         pl.col("step_idx").cast(pl.Int64), pl.col("detail").cast(pl.String)
     ).sort(["feature_id", "trajectory_id"])
+
+
+def create_feature_table(
+    con: duckdb.DuckDBPyConnection, config: FeatureConfig, name: str = "features"
+) -> int:
+    """Materialise the feature rows of :func:`derive_features` (same columns, DuckDB types
+    varchar and bigint) as the temp table ``name`` of ``con``, sorted by feature id then
+    trajectory id, without bringing them to Python. DuckDB keeps it within the connection's
+    ``memory_limit``, spilling to its ``temp_directory``. Returns the number of rows."""
+    con.execute(
+        f"create or replace temp table {name} as "
+        + feature_sql(con, config)
+        + " order by feature_id, trajectory_id"
+    )
+    ((count,),) = con.execute(f"select count(*) from {name}").fetchall()
+    return int(count)

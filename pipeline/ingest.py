@@ -9,7 +9,10 @@ quarantine (records that could not be ingested, with file, position, reason and 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -37,6 +40,7 @@ from pipeline.formats._io import (
     data_suffix,
     read_head,
 )
+from pipeline.formats.canonical import read_table
 from pipeline.schema import TABLES, to_table
 
 __all__ = ["FileReport", "Traces", "discover", "ingest", "sniff_format"]
@@ -45,6 +49,8 @@ DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet")
 # Bookkeeping files that :meth:`Traces.save` writes beside the tables; never trace input.
 BOOKKEEPING = frozenset({"ingest.json", "quarantine.jsonl"})
 _HEAD_BYTES = 1 << 20
+# Numbers the DuckDB connections of this process (each spills to its own directory).
+_CONNECTIONS = itertools.count()
 
 
 @dataclass
@@ -58,7 +64,10 @@ class FileReport:
     ``<id>~<first 8 hex of record_sha256>`` with a warning. ``status``: ``read`` (read this
     run), ``unchanged`` (same SHA-256 as a file already in the store, skipped), ``kept`` (in the
     store from an earlier run, not among this run's inputs); the counts of a skipped file are
-    those of the run that read it. ``sha256``: of the file's bytes as stored (compressed).
+    those of the run that read it. ``sha256``: of the file's bytes as stored (compressed);
+    ``size`` (bytes) and ``mtime_ns`` (modification time, ns since the epoch) as last seen: a
+    file whose path, size and modification time are unchanged is not hashed again (the rule
+    make and rsync use).
     """
 
     path: str
@@ -73,6 +82,8 @@ class FileReport:
     feedback: int = 0
     sha256: str = ""
     status: str = "read"
+    size: int = -1
+    mtime_ns: int = -1
 
 
 @dataclass
@@ -125,10 +136,26 @@ class Traces:
             digest.update(json.dumps(self.trajectories.column(name).to_pylist()).encode())
         return digest.hexdigest()
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
+    def connect(
+        self, *, memory_limit: str | None = None, threads: int | None = None
+    ) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the three tables registered as views of the
-        same names."""
-        con = duckdb.connect()
+        same names (zero-copy scans of the Arrow tables).
+
+        ``memory_limit`` (DuckDB size text such as ``"1GB"``; default: DuckDB's, 80% of RAM)
+        bounds DuckDB's own buffers; beyond it, operators and temp tables spill to a private
+        directory under the system temp directory, removed when the connection closes.
+        ``threads``: DuckDB worker threads (default: one per core)."""
+        settings: dict[str, str | int] = {}
+        if memory_limit is not None:
+            settings["memory_limit"] = memory_limit
+        if threads is not None:
+            settings["threads"] = threads
+        settings["temp_directory"] = str(
+            Path(tempfile.gettempdir()) / f"coach-duckdb-{os.getpid()}-{next(_CONNECTIONS)}"
+        )
+        con = duckdb.connect(config=settings)
+        con.execute("set enable_progress_bar = false")
         for name in TABLES:
             con.register(name, getattr(self, name))
         return con
@@ -178,7 +205,7 @@ class Traces:
         for name, schema in TABLES.items():
             path = directory / f"{name}.parquet"
             try:
-                table = pq.read_table(path)
+                table = read_table(path)
                 for missing in (f for f in schema if f.name not in table.column_names):
                     table = table.append_column(missing, pa.nulls(table.num_rows, missing.type))
                 tables[name] = table.select(schema.names).cast(schema)
@@ -553,6 +580,7 @@ def ingest(
     reports: list[FileReport] = []
     parts: list[tuple[FileReport, str, pa.Table]] = []
     stored_by_hash: dict[str, FileReport] = {}
+    stored_by_path: dict[str, FileReport] = {}
     if previous is not None:
         run.quarantine.extend(previous.quarantine)
         run.warnings.extend(previous.warnings)
@@ -565,18 +593,29 @@ def ingest(
         for report in previous.files:
             report = FileReport(**asdict(report) | {"status": "kept"})
             stored_by_hash.setdefault(report.sha256, report)
+            stored_by_path.setdefault(report.path, report)
             reports.append(report)
     for path in files:
+        stat = path.stat()
+        prior = stored_by_path.get(str(path))
+        if prior is not None and (prior.size, prior.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            prior.status = "unchanged"
+            continue
         digest = file_sha256(path)
         if digest in stored_by_hash:
-            stored_by_hash[digest].status = "unchanged"
+            stored = stored_by_hash[digest]
+            stored.status = "unchanged"
+            if stored.path == str(path):
+                stored.size, stored.mtime_ns = stat.st_size, stat.st_mtime_ns
             continue
         try:
             adapter = by_name(format) if format else by_name(sniff_format(path))
         except KeyError as exc:
             names = ", ".join(a.NAME for a in ADAPTERS)
             raise InputError(f"unknown format {format!r}; choose one of {names}") from exc
-        report = FileReport(str(path), adapter.NAME, sha256=digest)
+        report = FileReport(
+            str(path), adapter.NAME, sha256=digest, size=stat.st_size, mtime_ns=stat.st_mtime_ns
+        )
         stored_by_hash[digest] = report
         options = ReadOptions(
             source_uri=str(path),

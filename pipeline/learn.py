@@ -45,6 +45,8 @@ class LearnResult:
     prompts: list[Path]
     timings: dict[str, float] = field(default_factory=dict)
     llm: dict[str, Any] = field(default_factory=dict)
+    unchanged: bool = False
+    skillbook_run_id: str = ""
 
     def summary(self) -> dict[str, Any]:
         """Keys: trajectories, quarantined, records_read, features_tested, features_untested,
@@ -52,7 +54,8 @@ class LearnResult:
         prompts (paths), llm_calls, llm (screened candidates; with --llm also model, endpoint,
         usage: calls, cache hits, tokens, cost_usd, budget_reached; see
         :func:`pipeline.distill.refine`), stratification (per namespace), not_enough_evidence,
-        timings_s (seconds per stage)."""
+        timings_s (seconds per stage), unchanged (True when nothing had changed since the last
+        run and no stage ran, see :func:`learn`)."""
         results = self.analysis.results
         status = results["status"] if results.height else pl.Series([], dtype=pl.String)
         needed = (
@@ -88,6 +91,7 @@ class LearnResult:
             "stratification": dict(sorted(self.analysis.namespaces.items())),
             "not_enough_evidence": needed,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "unchanged": self.unchanged,
         }
 
 
@@ -189,7 +193,132 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
         :mod:`pipeline.errors`).
     """
     with lock(config.data_dir / ".learn.lock"):
-        return _learn(config, progress)
+        start = time.perf_counter()
+        last = _last_run(config)
+        fingerprint = run_fingerprint(config)
+        if fingerprint is not None and last.get("fingerprint") == fingerprint:
+            result = _unchanged_result(config, last)
+            if result is not None:
+                result.timings["check"] = time.perf_counter() - start
+                if progress is not None:
+                    progress(
+                        "no new traces and no change of settings, Skillbook, templates or "
+                        f"prompts since the last run ({last.get('at')}): nothing to do"
+                    )
+                return result
+        result = _learn(config, progress)
+        summary = result.summary() | {"run_id": result.skillbook_run_id, "at": timestamp()}
+        summary["fingerprint"] = run_fingerprint(config)
+        atomic_write(config.data_dir / "last_run.json", json.dumps(summary, indent=2) + "\n")
+        return result
+
+
+def _last_run(config: Config) -> dict[str, Any]:
+    try:
+        data = json.loads((config.data_dir / "last_run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def run_fingerprint(config: Config) -> str | None:
+    """SHA-256 (hex) of everything a ``learn`` run depends on, or ``None`` when an input file is
+    new or changed since the stored tables were written (or there are no stored tables).
+
+    Covers: every :class:`Config` field; each input file's path, size and modification time,
+    all of which must match the store's ``ingest.json`` (the make/rsync rule); the bytes of
+    ``skillbook.json``, the prompts' ``manifest.json``, the template directory's files and the
+    base prompt file. Equal fingerprints mean a new run would read nothing new and produce the
+    same Skillbook and prompts.
+
+    Raises:
+        InputError: a path is missing or a glob matches nothing (as :func:`ingest` would).
+    """
+    from dataclasses import asdict
+
+    from pipeline.ingest import discover
+
+    try:
+        stored = json.loads(
+            (config.data_dir / "tables" / "ingest.json").read_text(encoding="utf-8")
+        )
+    except (OSError, ValueError):
+        return None
+    known = {f.get("path"): f for f in stored.get("files", []) if isinstance(f, dict)}
+    files = []
+    for path in discover(list(config.paths)):
+        stat = path.stat()
+        report = known.get(str(path))
+        if report is None or (report.get("size"), report.get("mtime_ns")) != (
+            stat.st_size,
+            stat.st_mtime_ns,
+        ):
+            return None
+        files.append((str(path), stat.st_size, stat.st_mtime_ns))
+    digest = hashlib.sha256()
+    digest.update(json.dumps([asdict(config), files], sort_keys=True, default=str).encode())
+    extra = [config.skillbook_dir / "skillbook.json", config.out_dir / "manifest.json"]
+    if config.template_dir is not None and config.template_dir.is_dir():
+        extra.extend(sorted(p for p in config.template_dir.rglob("*") if p.is_file()))
+    if config.base_prompt_file is not None:
+        extra.append(config.base_prompt_file)
+    for path in extra:
+        digest.update(str(path).encode() + b"\0")
+        try:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError:
+            digest.update(b"missing")
+    return digest.hexdigest()
+
+
+def _unchanged_result(config: Config, last: dict[str, Any]) -> LearnResult | None:
+    """The result of a run that had nothing to do, from what the last run stored: the Skillbook,
+    the saved analysis (without its long feature table) and the store's file reports. ``None``
+    if any of it cannot be read, in which case the run goes ahead."""
+    from dataclasses import fields
+
+    from pipeline.ingest import FileReport
+    from pipeline.schema import empty_table
+
+    analysis_dir = config.data_dir / "analysis"
+    try:
+        stored = json.loads(
+            (config.data_dir / "tables" / "ingest.json").read_text(encoding="utf-8")
+        )
+        frames = {
+            name: pl.read_parquet(analysis_dir / f"{name}.parquet")
+            for name in ("results", "units", "clusters")
+        }
+        frames["features"] = pl.read_parquet(analysis_dir / "features.parquet", n_rows=0)
+        meta = json.loads((analysis_dir / "meta.json").read_text(encoding="utf-8"))
+        book = Skillbook.load(config.skillbook_dir / "skillbook.json")
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return None
+    names = {f.name for f in fields(FileReport)}
+    reports = [
+        FileReport(**{k: v for k, v in f.items() if k in names} | {"status": "unchanged"})
+        for f in stored.get("files", [])
+    ]
+    traces = Traces(
+        empty_table("trajectories"),
+        empty_table("steps"),
+        empty_table("feedback"),
+        [],
+        reports,
+        list(stored.get("warnings", [])),
+        dict(stored.get("settings", {})),
+    )
+    analysis = Analysis(
+        frames["results"],
+        frames["features"],
+        frames["units"],
+        frames["clusters"],
+        int(meta.get("untested", 0)),
+        config.analyzer,
+        dict(meta.get("namespaces", {})),
+    )
+    prompts = [Path(p) for p in last.get("prompts", [])]
+    return LearnResult(traces, analysis, [], book, MergeResult(), prompts, {}, {}, unchanged=True)
 
 
 def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResult:
@@ -219,7 +348,8 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
 
     start = time.perf_counter()
     candidates = SkillExtractor().run(
-        analysis, feedback_namespaces(pl.from_arrow(traces.trajectories))  # type: ignore[arg-type]
+        analysis,
+        feedback_namespaces(pl.from_arrow(traces.trajectories)),  # type: ignore[arg-type]
     )
     timings["extract"] = time.perf_counter() - start
     say(f"extract: {len(candidates)} candidate skills ({timings['extract']:.1f}s)")
@@ -265,11 +395,8 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
         f"render: {len(prompts)} prompts ({timings['merge+render']:.1f}s)"
     )
     result = LearnResult(traces, analysis, candidates, book, merged, prompts, timings, llm)
+    result.skillbook_run_id = run_id
     save_analysis(analysis, config.data_dir / "analysis")
-    atomic_write(
-        config.data_dir / "last_run.json",
-        json.dumps(result.summary() | {"run_id": run_id, "at": timestamp()}, indent=2) + "\n",
-    )
     return result
 
 

@@ -130,11 +130,10 @@ def empty_table(name: str) -> pa.Table:
 
 
 def to_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
-    """Build the canonical table ``name`` from row dicts; missing keys become nulls.
+    """Build the canonical table ``name`` from row dicts; missing keys become nulls and keys
+    outside the schema are ignored.
 
     Raises:
         pyarrow.ArrowInvalid / pyarrow.ArrowTypeError: a value does not fit its column's type.
     """
-    schema = TABLES[name]
-    columns = {f.name: [row.get(f.name) for row in rows] for f in schema}
-    return pa.Table.from_pydict(columns, schema=schema)
+    return pa.Table.from_pylist(rows, schema=TABLES[name])

@@ -2,72 +2,58 @@
 
 from __future__ import annotations
 
-import gzip
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fixture_files import fixture_file, fixture_header
+from fixture_files import (
+    BRIEF_WITH_USAGE,
+    assert_accounted,
+    assert_every_file_accounted,
+    assert_header_cites,
+    briefs,
+    fixture_file,
+    gzipped,
+    ingest_fixtures,
+    reports_by_name,
+    sniffs,
+    sorted_feedback,
+    steps_of,
+    trajectories_by_id,
+)
 
 from pipeline.formats import langfuse, langsmith
-from pipeline.formats._io import read_head
 from pipeline.ingest import Traces, ingest
 
 TRACES = "langfuse_traces.jsonl"
 OBSERVATIONS = "langfuse_observations.jsonl"
 SCORES = "langfuse_scores.json"
-STEP_COLUMNS = (
-    "step_idx",
-    "step_type",
-    "content_text",
-    "tool_name",
-    "tool_call_id",
-    "tool_args",
-    "tool_result_text",
-    "is_error",
-    "error_message",
-    "model",
-    "input_tokens",
-    "output_tokens",
-)
+FEEDBACK = ("trajectory_id", "step_idx", "name", "value", "value_text", "source")
 
 
 def _steps(traces: Traces, trajectory_id: str) -> list[tuple[Any, ...]]:
-    rows = [s for s in traces.steps.to_pylist() if s["trajectory_id"] == trajectory_id]
-    return [tuple(s[c] for c in STEP_COLUMNS) for s in sorted(rows, key=lambda s: s["step_idx"])]
-
-
-def _trajectory(traces: Traces, trajectory_id: str) -> dict[str, Any]:
-    return next(t for t in traces.trajectories.to_pylist() if t["trajectory_id"] == trajectory_id)
+    return briefs(steps_of(traces, trajectory_id), BRIEF_WITH_USAGE)
 
 
 def _feedback(traces: Traces) -> list[tuple[Any, ...]]:
-    rows = [
-        (f["trajectory_id"], f["step_idx"], f["name"], f["value"], f["value_text"], f["source"])
-        for f in traces.feedback.to_pylist()
-    ]
-    return sorted(rows, key=lambda row: (row[0], row[2]))
+    return briefs(sorted_feedback(traces), FEEDBACK)
 
 
 @pytest.fixture
 def traces_file(tmp_path: Path) -> Traces:
-    return ingest([fixture_file(TRACES, tmp_path)])
+    return ingest_fixtures(tmp_path, TRACES)
 
 
 def test_fixture_headers_name_the_specification() -> None:
-    assert "https://api.reference.langfuse.com" in fixture_header(TRACES)
-    assert "TraceWithFullDetails" in fixture_header(TRACES)
-    assert "blob-storage-export-fields" in fixture_header(OBSERVATIONS)
-    assert "/api/public/v2/scores" in fixture_header(SCORES)
+    assert_header_cites(TRACES, "https://api.reference.langfuse.com", "TraceWithFullDetails")
+    assert_header_cites(OBSERVATIONS, "blob-storage-export-fields")
+    assert_header_cites(SCORES, "/api/public/v2/scores")
 
 
 def test_full_detail_traces_are_sniffed_and_accounted(traces_file: Traces) -> None:
-    (report,) = traces_file.files
-    assert report.format == "langfuse"
-    assert (report.records_read, report.ingested, report.quarantined) == (4, 2, 2)
-    assert report.records_read == report.ingested + report.quarantined
+    assert_accounted(traces_file, "langfuse", read=4, ingested=2, quarantined=2)
+    assert_every_file_accounted(traces_file)
     assert sorted(traces_file.trajectories.column("trajectory_id").to_pylist()) == [
         "tr-order-2",
         "tr-weather-1",
@@ -112,28 +98,8 @@ def test_generations_and_tool_observations_become_steps(traces_file: Traces) -> 
 
 
 def test_trace_fields_and_outcome_from_scores(traces_file: Traces) -> None:
-    weather = _trajectory(traces_file, "tr-weather-1")
-    assert {
-        k: weather[k]
-        for k in (
-            "source_format",
-            "agent_name",
-            "model",
-            "session_id",
-            "user_id",
-            "task_id",
-            "outcome_label",
-            "outcome_score",
-            "outcome_source",
-            "n_steps",
-            "n_tool_calls",
-            "n_tool_errors",
-            "input_tokens",
-            "output_tokens",
-            "task_input",
-            "final_output",
-        )
-    } == {
+    weather = trajectories_by_id(traces_file)["tr-weather-1"]
+    expected = {
         "source_format": "langfuse",
         "agent_name": "weather-agent",
         "model": "gpt-4o-mini",
@@ -151,12 +117,13 @@ def test_trace_fields_and_outcome_from_scores(traces_file: Traces) -> None:
         "task_input": "What's the weather in Paris?",
         "final_output": "It is 18°C and sunny in Paris.",
     }
+    assert {k: weather[k] for k in expected} == expected
     assert weather["cost_usd"] == pytest.approx(0.0000426)
     assert weather["started_at"] == datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
     assert weather["ended_at"] == datetime(2025, 3, 4, 10, 0, 2, 400000, tzinfo=UTC)
     assert '"tags":["prod","weather"]' in weather["metadata"]
     assert '"environment":"production"' in weather["metadata"]
-    order = _trajectory(traces_file, "tr-order-2")
+    order = trajectories_by_id(traces_file)["tr-order-2"]
     assert (order["outcome_label"], order["outcome_score"], order["outcome_source"]) == (
         "failure",
         0.0,
@@ -172,8 +139,8 @@ def test_trace_fields_and_outcome_from_scores(traces_file: Traces) -> None:
 
 
 def test_observations_export_joins_scores_from_another_file(tmp_path: Path) -> None:
-    traces = ingest([fixture_file(OBSERVATIONS, tmp_path), fixture_file(SCORES, tmp_path)])
-    reports = {Path(f.path).name: f for f in traces.files}
+    traces = ingest_fixtures(tmp_path, OBSERVATIONS, SCORES)
+    reports = reports_by_name(traces)
     observations, scores = reports[OBSERVATIONS], reports[SCORES]
     assert (observations.format, scores.format) == ("langfuse", "langfuse")
     assert (observations.records_read, observations.ingested, observations.quarantined) == (5, 4, 1)
@@ -200,7 +167,7 @@ def test_observations_export_joins_scores_from_another_file(tmp_path: Path) -> N
         + (None,) * 4
         + (False, None, model, 130, 11),
     ]
-    refund = _trajectory(traces, "tr-refund-3")
+    refund = trajectories_by_id(traces)["tr-refund-3"]
     assert (refund["agent_name"], refund["user_id"], refund["session_id"]) == (
         "refund-agent",
         "user-9",
@@ -220,18 +187,8 @@ def test_observations_export_joins_scores_from_another_file(tmp_path: Path) -> N
 
 
 def test_gzip_compressed_fixture_reads_the_same(tmp_path: Path, traces_file: Traces) -> None:
-    plain = fixture_file(TRACES, tmp_path / "plain")
-    packed = tmp_path / "langfuse_traces.jsonl.gz"
-    with plain.open("rb") as source, gzip.open(packed, "wb") as target:
-        shutil.copyfileobj(source, target)
-    traces = ingest([packed])
-    (report,) = traces.files
-    assert (report.format, report.records_read, report.ingested, report.quarantined) == (
-        "langfuse",
-        4,
-        2,
-        2,
-    )
+    traces = ingest([gzipped(fixture_file(TRACES, tmp_path / "plain"))])
+    assert_accounted(traces, "langfuse", read=4, ingested=2, quarantined=2)
     assert traces.steps.to_pylist() == traces_file.steps.to_pylist()
     assert _feedback(traces) == _feedback(traces_file)
 
@@ -239,12 +196,12 @@ def test_gzip_compressed_fixture_reads_the_same(tmp_path: Path, traces_file: Tra
 def test_sniff_is_specific(tmp_path: Path) -> None:
     for name in (TRACES, OBSERVATIONS, SCORES):
         path = fixture_file(name, tmp_path)
-        assert langfuse.sniff(path, read_head(path, 1 << 20))
-        assert not langsmith.sniff(path, read_head(path, 1 << 20))
+        assert sniffs(langfuse, path)
+        assert not sniffs(langsmith, path)
     chat = tmp_path / "chat.jsonl"
     chat.write_text(
         '{"id": "c1", "timestamp": "2025-01-01T00:00:00Z", "session_id": "s", "tags": [], '
         '"messages": [{"role": "user", "content": "hi"}]}\n',
         encoding="utf-8",
     )
-    assert not langfuse.sniff(chat, read_head(chat, 1 << 20))
+    assert not sniffs(langfuse, chat)

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fixture_files import fixture_file, fixture_header
+from fixture_files import (
+    BRIEF_WITH_USAGE,
+    assert_accounted,
+    assert_every_file_accounted,
+    assert_header_cites,
+    briefs,
+    fixture_file,
+    gzipped,
+    ingest_fixtures,
+    read_json_lines,
+    reports_by_name,
+    sniffs,
+    sorted_feedback,
+    steps_of,
+    trajectories_by_id,
+    write_json_lines,
+)
 
 from pipeline.formats import langfuse, langsmith
-from pipeline.formats._io import read_head
 from pipeline.ingest import Traces, ingest
 
 RUNS = "langsmith_runs.jsonl"
@@ -23,62 +36,36 @@ ORDER = "0195f1a0-2222-7000-8000-000000000001"
 LOOKUP_RUN = "0195f1a0-2222-7000-8000-000000000003"
 CAPITAL = "0195f1a0-3333-7000-8000-000000000001"
 BROKEN = "0195f1a0-4444-7000-8000-000000000001"
-STEP_COLUMNS = (
-    "step_idx",
-    "step_type",
-    "content_text",
-    "tool_name",
-    "tool_call_id",
-    "tool_args",
-    "tool_result_text",
-    "is_error",
-    "error_message",
-    "model",
-    "input_tokens",
-    "output_tokens",
-)
 NO_TOOL = (None,) * 4
 
 
 def _steps(traces: Traces, trajectory_id: str) -> list[tuple[Any, ...]]:
-    rows = [s for s in traces.steps.to_pylist() if s["trajectory_id"] == trajectory_id]
-    return [tuple(s[c] for c in STEP_COLUMNS) for s in sorted(rows, key=lambda s: s["step_idx"])]
-
-
-def _trajectory(traces: Traces, trajectory_id: str) -> dict[str, Any]:
-    return next(t for t in traces.trajectories.to_pylist() if t["trajectory_id"] == trajectory_id)
+    return briefs(steps_of(traces, trajectory_id), BRIEF_WITH_USAGE)
 
 
 def _feedback(traces: Traces) -> list[tuple[Any, ...]]:
-    rows = [
-        (f["trajectory_id"], f["step_idx"], f["name"], f["value"], f["source"])
-        for f in traces.feedback.to_pylist()
-    ]
-    return sorted(rows, key=lambda row: (row[0], row[2]))
+    return briefs(sorted_feedback(traces), ("trajectory_id", "step_idx", "name", "value", "source"))
 
 
 @pytest.fixture
 def both(tmp_path: Path) -> Traces:
-    return ingest([fixture_file(RUNS, tmp_path), fixture_file(FEEDBACK, tmp_path)])
+    return ingest_fixtures(tmp_path, RUNS, FEEDBACK)
 
 
 def test_fixture_headers_name_the_specification() -> None:
     for name in (RUNS, FEEDBACK):
-        header = fixture_header(name)
-        assert "langsmith-sdk" in header
-        assert "python/langsmith/schemas.py" in header
-    assert "langchain_core/tracers/langchain.py" in fixture_header(RUNS)
+        assert_header_cites(name, "langsmith-sdk", "python/langsmith/schemas.py")
+    assert_header_cites(RUNS, "langchain_core/tracers/langchain.py")
 
 
 def test_records_are_sniffed_and_accounted(both: Traces) -> None:
-    reports = {Path(f.path).name: f for f in both.files}
+    reports = reports_by_name(both)
     runs, feedback = reports[RUNS], reports[FEEDBACK]
     assert (runs.format, feedback.format) == ("langsmith", "langsmith")
     # 14 run lines: 7 + 4 + 1 runs of three good traces, a run without id, a broken trace
     assert (runs.records_read, runs.ingested, runs.quarantined) == (14, 12, 2)
     assert (feedback.records_read, feedback.ingested, feedback.quarantined) == (4, 3, 1)
-    for report in (runs, feedback):
-        assert report.records_read == report.ingested + report.quarantined
+    assert_every_file_accounted(both)
     assert sorted(both.trajectories.column("trajectory_id").to_pylist()) == [
         WEATHER,
         ORDER,
@@ -107,26 +94,8 @@ def test_nested_langgraph_trace_in_dotted_order(both: Traces) -> None:
         + (False, None, None, None, None),
         (4, "assistant", "It is 18°C and sunny in Paris.") + NO_TOOL + (False, None, model, 95, 12),
     ]
-    weather = _trajectory(both, WEATHER)
-    assert {
-        k: weather[k]
-        for k in (
-            "source_format",
-            "agent_name",
-            "model",
-            "session_id",
-            "user_id",
-            "task_id",
-            "outcome_label",
-            "outcome_score",
-            "outcome_source",
-            "n_tool_calls",
-            "n_tool_errors",
-            "input_tokens",
-            "output_tokens",
-            "final_output",
-        )
-    } == {
+    weather = trajectories_by_id(both)[WEATHER]
+    expected = {
         "source_format": "langsmith",
         "agent_name": "LangGraph",
         "model": "gpt-4o-mini",
@@ -142,6 +111,7 @@ def test_nested_langgraph_trace_in_dotted_order(both: Traces) -> None:
         "output_tokens": 30,
         "final_output": "It is 18°C and sunny in Paris.",
     }
+    assert {k: weather[k] for k in expected} == expected
     assert weather["cost_usd"] == pytest.approx(0.0000426)
     assert weather["started_at"] == datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
     assert json.loads(weather["metadata"])["project_id"] == "5f0a2b1c-7d3e-4a9f-9c1b-2e4d6f8a0b1c"
@@ -163,7 +133,7 @@ def test_tool_error_and_outcome_from_separate_feedback(both: Traces) -> None:
         + NO_TOOL
         + (False, None, model, 110, 16),
     ]
-    order = _trajectory(both, ORDER)
+    order = trajectories_by_id(both)[ORDER]
     assert (order["outcome_label"], order["outcome_score"], order["outcome_source"]) == (
         "failure",
         0.0,
@@ -174,7 +144,7 @@ def test_tool_error_and_outcome_from_separate_feedback(both: Traces) -> None:
         "user-17",
         1,
     )
-    capital = _trajectory(both, CAPITAL)
+    capital = trajectories_by_id(both)[CAPITAL]
     assert _steps(both, CAPITAL) == [
         (0, "system", "Answer in one word.") + NO_TOOL + (False, None, None, None, None),
         (1, "user", "Capital of France?") + NO_TOOL + (False, None, None, None, None),
@@ -204,39 +174,25 @@ def test_tool_error_and_outcome_from_separate_feedback(both: Traces) -> None:
 def test_feedback_on_a_child_run_in_the_same_file_maps_to_its_trace_and_step(
     tmp_path: Path,
 ) -> None:
-    lines = fixture_file(RUNS, tmp_path).read_text(encoding="utf-8").splitlines()
-    runs = [json.loads(line) for line in lines]
+    runs = read_json_lines(fixture_file(RUNS, tmp_path))
     order = [r for r in runs if r.get("trace_id") == ORDER]
     feedback = {"id": "fb-9", "key": "tool_use", "score": 0, "run_id": LOOKUP_RUN}
-    path = tmp_path / "order_runs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in [feedback, *order]), encoding="utf-8")
-    traces = ingest([path])
+    traces = ingest([write_json_lines(tmp_path / "order_runs.jsonl", [feedback, *order])])
     assert _feedback(traces) == [(ORDER, 3, "tool_use", 0.0, None)]
-    (report,) = traces.files
-    assert (report.records_read, report.ingested, report.quarantined) == (5, 5, 0)
+    assert_accounted(traces, "langsmith", read=5, ingested=5, quarantined=0)
 
 
 def test_gzip_compressed_fixture_reads_the_same(tmp_path: Path, both: Traces) -> None:
-    plain = fixture_file(RUNS, tmp_path / "plain")
-    packed = tmp_path / "langsmith_runs.jsonl.gz"
-    with plain.open("rb") as source, gzip.open(packed, "wb") as target:
-        shutil.copyfileobj(source, target)
-    traces = ingest([packed])
-    (report,) = traces.files
-    assert (report.format, report.records_read, report.ingested, report.quarantined) == (
-        "langsmith",
-        14,
-        12,
-        2,
-    )
+    traces = ingest([gzipped(fixture_file(RUNS, tmp_path / "plain"))])
+    assert_accounted(traces, "langsmith", read=14, ingested=12, quarantined=2)
     assert traces.steps.to_pylist() == both.steps.to_pylist()
 
 
 def test_sniff_is_specific(tmp_path: Path) -> None:
     for name in (RUNS, FEEDBACK):
         path = fixture_file(name, tmp_path)
-        assert langsmith.sniff(path, read_head(path, 1 << 20))
-        assert not langfuse.sniff(path, read_head(path, 1 << 20))
+        assert sniffs(langsmith, path)
+        assert not sniffs(langfuse, path)
 
 
 def _run(
@@ -279,8 +235,7 @@ def test_actor_from_lc_agent_name_in_a_multi_agent_trace(tmp_path: Path, both: T
         | {"inputs": {"messages": [[researcher, human, asked, moved]]}}
         | {"outputs": {"generations": [[{"text": "", "message": answer}]]}},
     ]
-    path = tmp_path / "supervisor_runs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in runs), encoding="utf-8")
+    path = write_json_lines(tmp_path / "supervisor_runs.jsonl", runs)
     steps = sorted(ingest([path]).steps.to_pylist(), key=lambda s: s["step_idx"])
     assert [(s["step_type"], s["actor"]) for s in steps] == [
         ("system", "supervisor"),

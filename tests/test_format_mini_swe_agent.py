@@ -17,19 +17,30 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
-from fixture_files import FORMATS, fixture_file, fixture_header
+from fixture_files import (
+    assert_every_file_accounted,
+    assert_header_cites,
+    feedback_of,
+    file_counts,
+    fixture_file,
+    gzipped,
+    ingest_fixtures,
+    ingest_shared,
+    other_fixtures,
+    reports_by_name,
+    sniffs,
+    steps_of,
+    trajectories_by_id,
+)
 
 from pipeline.formats import mini_swe_agent, swe_bench_results
 from pipeline.formats._common import error_line
-from pipeline.formats._io import read_head
 from pipeline.ingest import Traces, ingest, sniff_format
 
-SHARED_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 DJANGO = "mini_swe_agent_django.traj.json"
 ASTROPY = "mini_swe_agent_astropy.traj.json"
 FLASK = "mini_swe_agent_v2_flask.traj.json"
@@ -40,24 +51,10 @@ TRAJECTORIES = (DJANGO, ASTROPY, FLASK)
 SUBMIT = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT && git add -A && git diff --cached"
 
 
-def _ingest(tmp_path: Path, *names: str) -> Traces:
-    return ingest([fixture_file(name, tmp_path) for name in names])
-
-
-def _trajectories(traces: Traces) -> dict[str, dict]:
-    return {row["trajectory_id"]: row for row in traces.trajectories.to_pylist()}
-
-
-def _steps(traces: Traces, trajectory_id: str) -> list[dict]:
-    rows = [s for s in traces.steps.to_pylist() if s["trajectory_id"] == trajectory_id]
-    return sorted(rows, key=lambda s: s["step_idx"])
-
-
 def _feedback(traces: Traces, trajectory_id: str) -> list[tuple]:
     return [
         (f["name"], f["value"], f["value_text"], f["source"], f["comment"])
-        for f in traces.feedback.to_pylist()
-        if f["trajectory_id"] == trajectory_id
+        for f in feedback_of(traces, trajectory_id)
     ]
 
 
@@ -70,7 +67,7 @@ def _calls(steps: list[dict]) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def joined(tmp_path_factory: pytest.TempPathFactory) -> Traces:
-    return _ingest(tmp_path_factory.mktemp("mini"), *TRAJECTORIES, SUMMARY)
+    return ingest_fixtures(tmp_path_factory.mktemp("mini"), *TRAJECTORIES, SUMMARY)
 
 
 # --- headers and sniffing ------------------------------------------------------------------------
@@ -78,16 +75,14 @@ def joined(tmp_path_factory: pytest.TempPathFactory) -> Traces:
 
 @pytest.mark.parametrize("name", TRAJECTORIES)
 def test_trajectory_fixture_header_names_the_spec(name: str) -> None:
-    header = fixture_header(name)
-    assert "https://github.com/SWE-agent/mini-swe-agent" in header
-    assert "trajectory_format" in header and "mini_version" in header
+    assert_header_cites(
+        name, "https://github.com/SWE-agent/mini-swe-agent", "trajectory_format", "mini_version"
+    )
 
 
 @pytest.mark.parametrize("name", (SUMMARY, RUN_REPORT, GRADING))
 def test_results_fixture_header_names_the_spec(name: str) -> None:
-    header = fixture_header(name)
-    assert "https://github.com/SWE-bench/SWE-bench" in header
-    assert "SWE-bench 4.x" in header
+    assert_header_cites(name, "https://github.com/SWE-bench/SWE-bench", "SWE-bench 4.x")
 
 
 @pytest.mark.parametrize(
@@ -100,25 +95,18 @@ def test_sniff(tmp_path: Path, name: str, format_name: str) -> None:
 
 
 def test_sniff_claims_no_other_fixture(tmp_path: Path) -> None:
-    mine = ("mini_swe_agent", "swe_bench_results")
-    others = [p for p in (FORMATS.parent).glob("*") if p.is_file()]
-    others += [
-        fixture_file(p.name, tmp_path)
-        for p in FORMATS.glob("*")
-        if p.is_file() and not p.name.startswith(mine)
-    ]
+    others = other_fixtures(tmp_path, "mini_swe_agent", "swe_bench_results")
     assert others
     for path in others:
-        head = read_head(path, 1 << 20)
-        assert not mini_swe_agent.sniff(path, head), path.name
-        assert not swe_bench_results.sniff(path, head), path.name
+        assert not sniffs(mini_swe_agent, path), path.name
+        assert not sniffs(swe_bench_results, path), path.name
 
 
 # --- v1 trajectory ----------------------------------------------------------------------------
 
 
 def test_v1_steps(joined: Traces) -> None:
-    steps = _steps(joined, "django__django-11099")
+    steps = steps_of(joined, "django__django-11099")
     assert [s["step_idx"] for s in steps] == list(range(21))
     bash = "bash"
     assert _calls(steps) == [
@@ -177,7 +165,7 @@ def test_v1_steps(joined: Traces) -> None:
 
 
 def test_v1_trajectory(joined: Traces) -> None:
-    row = _trajectories(joined)["django__django-11099"]
+    row = trajectories_by_id(joined)["django__django-11099"]
     assert row["source_format"] == "mini-swe-agent"
     assert row["dataset"] == "swe-bench"
     assert row["domain"] == "django/django"
@@ -201,7 +189,7 @@ def test_v1_trajectory(joined: Traces) -> None:
 
 
 def test_elided_output_is_an_ok_observation(joined: Traces) -> None:
-    steps = _steps(joined, "astropy__astropy-12907")
+    steps = steps_of(joined, "astropy__astropy-12907")
     assert [s["step_type"] for s in steps] == [
         "system",
         "user",
@@ -220,7 +208,7 @@ def test_elided_output_is_an_ok_observation(joined: Traces) -> None:
 
 
 def test_v2_tool_calls_and_exit(joined: Traces) -> None:
-    steps = _steps(joined, "pallets__flask-5014")
+    steps = steps_of(joined, "pallets__flask-5014")
     assert _calls(steps) == [
         ("system", None, None, None, False),
         ("user", None, None, None, False),
@@ -255,7 +243,7 @@ def test_v2_tool_calls_and_exit(joined: Traces) -> None:
     # the last turn has no text: its tokens go to the tool call
     assert (steps[10]["input_tokens"], steps[10]["output_tokens"]) == (2500, 40)
     assert steps[4]["started_at"].isoformat() == "2025-11-20T00:53:21.250000+00:00"
-    row = _trajectories(joined)["pallets__flask-5014"]
+    row = trajectories_by_id(joined)["pallets__flask-5014"]
     assert row["model"] == "anthropic/claude-sonnet-4-5-20250929"
     assert row["termination_reason"] == "Submitted"
     assert row["cost_usd"] == pytest.approx(0.0315)
@@ -266,7 +254,7 @@ def test_v2_tool_calls_and_exit(joined: Traces) -> None:
 
 
 def test_outcome_comes_from_the_results_summary(joined: Traces) -> None:
-    rows = _trajectories(joined)
+    rows = trajectories_by_id(joined)
     assert {
         t: (r["outcome_label"], r["outcome_score"], r["outcome_source"]) for t, r in rows.items()
     } == {
@@ -283,18 +271,17 @@ def test_outcome_comes_from_the_results_summary(joined: Traces) -> None:
         ("patch_applied", 1.0, None, "swe-bench", None),
     ]
     assert joined.quarantine == []
-    by_file = {Path(f.path).name: f for f in joined.files}
+    by_file = reports_by_name(joined)
     assert by_file[SUMMARY].format == "swe-bench-results"
     assert (by_file[SUMMARY].records_read, by_file[SUMMARY].ingested) == (2, 2)
     for name in TRAJECTORIES:
         assert (by_file[name].records_read, by_file[name].ingested) == (1, 1)
-    for report in joined.files:
-        assert report.records_read == report.ingested + report.quarantined
+    assert_every_file_accounted(joined)
 
 
 def test_run_report(tmp_path: Path) -> None:
-    traces = _ingest(tmp_path, *TRAJECTORIES, RUN_REPORT)
-    rows = _trajectories(traces)
+    traces = ingest_fixtures(tmp_path, *TRAJECTORIES, RUN_REPORT)
+    rows = trajectories_by_id(traces)
     assert {t: r["outcome_label"] for t, r in rows.items()} == {
         "django__django-11099": "success",
         "astropy__astropy-12907": "failure",
@@ -312,15 +299,14 @@ def test_run_report(tmp_path: Path) -> None:
         None,
     )
     # psf__requests-2317 (empty patch) has no trajectory here; incomplete ids are not records
-    report = next(f for f in traces.files if Path(f.path).name == RUN_REPORT)
-    assert (report.records_read, report.ingested, report.quarantined) == (4, 3, 1)
+    assert file_counts(traces)[RUN_REPORT] == (4, 3, 1)
     (row,) = traces.quarantine
     assert row["where"] == "empty_patch_ids[0]"
     assert row["reason"] == "feedback for trajectory 'psf__requests-2317', which no input holds"
 
 
 def test_grading_report(tmp_path: Path) -> None:
-    traces = _ingest(tmp_path, DJANGO, ASTROPY, GRADING)
+    traces = ingest_fixtures(tmp_path, DJANGO, ASTROPY, GRADING)
     assert _feedback(traces, "django__django-11099") == [
         ("resolved", 1.0, None, "swe-bench", None),
         ("patch_applied", 1.0, None, "swe-bench", None),
@@ -416,27 +402,18 @@ def test_malformed_records_are_quarantined(tmp_path: Path) -> None:
         "django__django-11099": "success",
         "astropy__astropy-12907": "unknown",
     }
-    counts = {Path(f.path).name: (f.records_read, f.ingested, f.quarantined) for f in traces.files}
+    counts = file_counts(traces)
     assert counts["results.json"] == (4, 1, 3)
     assert counts["django__django-99999.traj.json"] == (1, 0, 1)
     assert counts["robot.traj.json"] == (1, 0, 1)
-    for report in traces.files:
-        assert report.records_read == report.ingested + report.quarantined
+    assert_every_file_accounted(traces)
 
 
 def test_gzip(tmp_path: Path, joined: Traces) -> None:
-    paths = []
-    for name in (DJANGO, SUMMARY):
-        plain = fixture_file(name, tmp_path)
-        packed = plain.with_name(plain.name + ".gz")
-        with plain.open("rb") as src, gzip.open(packed, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        plain.unlink()
-        paths.append(packed)
-    traces = ingest(paths)
+    traces = ingest([gzipped(fixture_file(name, tmp_path)) for name in (DJANGO, SUMMARY)])
     assert [f.format for f in traces.files] == ["mini-swe-agent", "swe-bench-results"]
-    assert _steps(traces, "django__django-11099") == _steps(joined, "django__django-11099")
-    assert _trajectories(traces)["django__django-11099"]["outcome_label"] == "success"
+    assert steps_of(traces, "django__django-11099") == steps_of(joined, "django__django-11099")
+    assert trajectories_by_id(traces)["django__django-11099"]["outcome_label"] == "success"
 
 
 def test_instance_id_from_the_file_name(tmp_path: Path) -> None:
@@ -483,10 +460,7 @@ def test_error_line(output: str, line: str | None) -> None:
 
 
 def test_real_swe_bench_traces() -> None:
-    folder = SHARED_TRACES / "swe-bench"
-    if not folder.is_dir():
-        pytest.skip(f"shared traces not found at {folder}")
-    traces = ingest([folder])
+    traces = ingest_shared("swe-bench")
     assert traces.quarantine == []
     assert traces.counts["quarantined"] == 0
     assert traces.trajectories.num_rows == 305
@@ -501,5 +475,4 @@ def test_real_swe_bench_traces() -> None:
     formats = {Path(f.path).name: f.format for f in traces.files}
     assert formats["results.json"] == "swe-bench-results"
     assert sum(f == "mini-swe-agent" for f in formats.values()) == 305
-    for report in traces.files:
-        assert report.records_read == report.ingested + report.quarantined
+    assert_every_file_accounted(traces)

@@ -12,12 +12,24 @@ batch processor exports them (a trace when it starts, a span when it ends):
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import pytest
-from fixture_files import fixture_file, fixture_header
+from fixture_files import (
+    append_lines,
+    assert_accounted,
+    assert_header_cites,
+    assert_reads_the_same,
+    briefs,
+    fixture_file,
+    fixture_pair,
+    gzipped,
+    read_json_lines,
+    steps_of,
+    trajectories_by_id,
+    write_json_lines,
+)
 
 from pipeline.ingest import Traces, ingest, sniff_format
 
@@ -28,67 +40,30 @@ T3 = "trace_b1e2c3d4f5a647b8990a0b0c0d0e0f10"
 SYS_TRIAGE = "You are the triage agent of Acme support. Hand refunds to the Refund Agent."
 REFUND_ARGS = '{"amount":42.0,"order_id":"1234"}'
 SYS_REFUND = "You are the Refund Agent. Check the order, then issue the refund."
+# A step as these tests compare it: the tool-call columns.
+TOOL_BRIEF = ("step_idx", "role", "step_type", "tool_name", "tool_call_id", "tool_args", "is_error")
 
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return fixture_file(NAME, tmp_path)
-
-
-@pytest.fixture
-def traces(path: Path) -> Traces:
-    return ingest([path])
-
-
-def _items(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def _trajectories(traces: Traces) -> dict[str, dict]:
-    return {row["trajectory_id"]: row for row in traces.trajectories.to_pylist()}
-
-
-def _steps(traces: Traces, trajectory_id: str) -> list[dict]:
-    rows = [s for s in traces.steps.to_pylist() if s["trajectory_id"] == trajectory_id]
-    return sorted(rows, key=lambda s: s["step_idx"])
-
-
-def _brief(step: dict) -> tuple:
-    return (
-        step["step_idx"],
-        step["role"],
-        step["step_type"],
-        step["tool_name"],
-        step["tool_call_id"],
-        step["tool_args"],
-        step["is_error"],
-    )
-
-
-def _accounted(traces: Traces, read: int, quarantined: int = 0) -> None:
-    (report,) = traces.files
-    assert report.format == "openai-agents"
-    assert report.records_read == read
-    assert report.records_read == report.ingested + report.deduplicated + report.quarantined
-    assert report.quarantined == quarantined
+path, traces = fixture_pair(NAME)
 
 
 def test_fixture_header_names_the_spec() -> None:
-    header = fixture_header(NAME)
-    assert "openai/openai-agents-python v0.17.3" in header
-    assert "https://github.com/openai/openai-agents-python" in header
-    assert "span_data.py" in header
+    assert_header_cites(
+        NAME,
+        "openai/openai-agents-python v0.17.3",
+        "https://github.com/openai/openai-agents-python",
+        "span_data.py",
+    )
 
 
 def test_sniffed_and_every_item_accounted_for(path: Path, traces: Traces) -> None:
     assert sniff_format(path) == "openai-agents"
-    _accounted(traces, read=20)
+    assert_accounted(traces, "openai-agents", read=20)
     assert traces.trajectories.column("trajectory_id").to_pylist() == [T1, T2, T3]
 
 
 def test_handoff_trace_steps(traces: Traces) -> None:
-    steps = _steps(traces, T1)
-    assert [_brief(s) for s in steps] == [
+    steps = steps_of(traces, T1)
+    assert briefs(steps, TOOL_BRIEF) == [
         (0, "system", "system", None, None, None, False),
         (1, "user", "user", None, None, None, False),
         (
@@ -131,7 +106,7 @@ def test_actor_is_the_enclosing_agent_in_a_multi_agent_trace(traces: Traces) -> 
     # each step names the agent span above it (the handoff belongs to the agent handing off);
     # user messages have no actor
     triage, refund = "Triage Agent", "Refund Agent"
-    assert [s["actor"] for s in _steps(traces, T1)] == [
+    assert [s["actor"] for s in steps_of(traces, T1)] == [
         triage,
         None,
         triage,
@@ -144,11 +119,11 @@ def test_actor_is_the_enclosing_agent_in_a_multi_agent_trace(traces: Traces) -> 
         refund,
     ]
     # single-agent traces leave it empty
-    assert {s["actor"] for trace in (T2, T3) for s in _steps(traces, trace)} == {None}
+    assert {s["actor"] for trace in (T2, T3) for s in steps_of(traces, trace)} == {None}
 
 
 def test_handoff_trace_row_and_outcome(traces: Traces) -> None:
-    row = _trajectories(traces)[T1]
+    row = trajectories_by_id(traces)[T1]
     assert row["source_format"] == "openai-agents"
     assert row["agent_name"] == "Triage Agent"
     assert row["model"] == "gpt-4o-mini"
@@ -175,15 +150,15 @@ def test_handoff_trace_row_and_outcome(traces: Traces) -> None:
 
 
 def test_tool_error_trace(traces: Traces) -> None:
-    steps = _steps(traces, T2)
+    steps = steps_of(traces, T2)
     span_id = "span_f2000000000000000000000001"
-    assert [_brief(s) for s in steps] == [
+    assert briefs(steps, TOOL_BRIEF) == [
         (0, "assistant", "tool_call", "lookup_order", span_id, '{"order_id":"9999"}', False),
         (1, "tool", "tool_result", "lookup_order", span_id, None, True),
     ]
     assert steps[1]["error_message"] == "Error running tool (non-fatal): order 9999 not found"
     assert steps[1]["tool_result_text"].startswith("An error occurred while running the tool")
-    row = _trajectories(traces)[T2]
+    row = trajectories_by_id(traces)[T2]
     assert (row["n_tool_calls"], row["n_tool_errors"]) == (1, 1)
     # response spans carry no messages, only usage
     assert (row["input_tokens"], row["output_tokens"]) == (240, 45)
@@ -198,7 +173,7 @@ def test_tool_error_trace(traces: Traces) -> None:
 
 
 def test_triggered_guardrail_trace(traces: Traces) -> None:
-    steps = _steps(traces, T3)
+    steps = steps_of(traces, T3)
     assert [(s["step_type"], s["is_error"]) for s in steps] == [
         ("system", False),
         ("user", False),
@@ -206,7 +181,7 @@ def test_triggered_guardrail_trace(traces: Traces) -> None:
     ]
     assert steps[2]["tool_name"] == "homework_check"
     assert steps[2]["error_message"] == "guardrail tripwire triggered: homework_check"
-    row = _trajectories(traces)[T3]
+    row = trajectories_by_id(traces)[T3]
     assert row["outcome_label"] == "unknown"
     assert row["outcome_source"] is None
     assert row["n_tool_errors"] == 0
@@ -257,10 +232,9 @@ def test_malformed_items_are_quarantined_and_the_rest_ingested(path: Path) -> No
         ),
         json.dumps({"object": "response", "id": "resp_1"}),
     ]
-    with path.open("a", encoding="utf-8") as stream:
-        stream.write("\n".join(lines) + "\n")
+    append_lines(path, lines)
     traces = ingest([path])
-    _accounted(traces, read=24, quarantined=4)
+    assert_accounted(traces, "openai-agents", read=24, quarantined=4)
     assert len(traces.trajectories) == 3
     reasons = {q["where"]: q["reason"] for q in traces.quarantine}
     assert reasons["line 21"].startswith("invalid JSON")
@@ -271,41 +245,30 @@ def test_malformed_items_are_quarantined_and_the_rest_ingested(path: Path) -> No
 
 
 def test_gzip_compressed(path: Path, traces: Traces) -> None:
-    packed = path.with_name(path.name + ".gz")
-    packed.write_bytes(gzip.compress(path.read_bytes()))
-    path.unlink()
-    again = ingest([packed])
-    assert sniff_format(packed) == "openai-agents"
-    _accounted(again, read=20)
-    assert again.steps.to_pylist() == traces.steps.to_pylist()
+    assert_reads_the_same(gzipped(path), traces, "openai-agents", read=20)
 
 
 @pytest.mark.parametrize("shape", ["array", "batch document", "batch lines"])
 def test_array_and_batch_envelopes(path: Path, traces: Traces, shape: str) -> None:
-    items = _items(path)
+    items = read_json_lines(path)
     target = path.with_name("export.json" if shape != "batch lines" else "export.jsonl")
     if shape == "array":
         target.write_text(json.dumps(items, indent=2), encoding="utf-8")
     elif shape == "batch document":
         target.write_text(json.dumps({"data": items}, indent=2), encoding="utf-8")
     else:
-        batches = [{"data": items[:7]}, {"data": items[7:]}]
-        target.write_text("".join(json.dumps(b) + "\n" for b in batches), encoding="utf-8")
+        write_json_lines(target, [{"data": items[:7]}, {"data": items[7:]}])
     path.unlink()
-    assert sniff_format(target) == "openai-agents"
-    again = ingest([target])
-    _accounted(again, read=20)
-    assert again.steps.to_pylist() == traces.steps.to_pylist()
+    assert_reads_the_same(target, traces, "openai-agents", read=20)
 
 
 def test_span_written_on_start_and_on_end_is_kept_once(path: Path, traces: Traces) -> None:
-    items = _items(path)
+    items = read_json_lines(path)
     started = dict(items[3], ended_at=None)  # the lookup_order span as on_span_start saw it
     started["span_data"] = dict(started["span_data"], output=None)
     items.insert(1, started)
-    path.write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
-    again = ingest([path])
-    _accounted(again, read=21)
+    again = ingest([write_json_lines(path, items)])
+    assert_accounted(again, "openai-agents", read=21)
     assert again.steps.to_pylist() == traces.steps.to_pylist()
 
 
@@ -342,10 +305,8 @@ def test_response_spans_with_private_input_and_response(tmp_path: Path) -> None:
     model_call = {"type": "response", "response_id": "resp_1", "_input": question}
     tool = {"type": "function", "name": "search_docs", "input": '{"q": "x"}', "output": "30 days"}
     items = [span("span_1", "1", model_call | {"_response": response}), span("span_2", "2", tool)]
-    path = tmp_path / "spans.jsonl"
-    path.write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
-    traces = ingest([path])
-    steps = _steps(traces, trace_id)
+    traces = ingest([write_json_lines(tmp_path / "spans.jsonl", items)])
+    steps = steps_of(traces, trace_id)
     assert [(s["step_type"], s["tool_call_id"], s["tool_args"]) for s in steps] == [
         ("user", None, None),
         ("tool_call", "call_9", '{"q":"refund policy"}'),
@@ -356,13 +317,13 @@ def test_response_spans_with_private_input_and_response(tmp_path: Path) -> None:
         30,
         9,
     )
-    row = _trajectories(traces)[trace_id]
+    row = trajectories_by_id(traces)[trace_id]
     assert (row["task_input"], row["model"], row["input_tokens"]) == (
         "What is the refund policy?",
         "gpt-4.1",
         30,
     )
-    _accounted(traces, read=2)
+    assert_accounted(traces, "openai-agents", read=2)
 
 
 def test_other_formats_are_not_claimed(tmp_path: Path) -> None:

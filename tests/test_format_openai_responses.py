@@ -12,12 +12,22 @@ Fixture ``openai_responses_conversations.jsonl``, 4 lines:
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import pytest
-from fixture_files import fixture_file, fixture_header
+from fixture_files import (
+    append_lines,
+    assert_accounted,
+    assert_header_cites,
+    assert_reads_the_same,
+    fixture_pair,
+    gzipped,
+    read_json_lines,
+    steps_of,
+    trajectories_by_id,
+    write_json_lines,
+)
 
 from pipeline.errors import UnknownFormatError
 from pipeline.formats import openai_responses
@@ -26,53 +36,23 @@ from pipeline.ingest import Traces, ingest, sniff_format
 NAME = "openai_responses_conversations.jsonl"
 IDS = ["conv_weather_001", "conv_booking_002", "resp_68a2b7d4", "resp_68a3c111"]
 
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return fixture_file(NAME, tmp_path)
-
-
-@pytest.fixture
-def traces(path: Path) -> Traces:
-    return ingest([path])
-
-
-def _trajectories(traces: Traces) -> dict[str, dict]:
-    return {row["trajectory_id"]: row for row in traces.trajectories.to_pylist()}
-
-
-def _steps(traces: Traces, trajectory_id: str) -> list[dict]:
-    rows = [s for s in traces.steps.to_pylist() if s["trajectory_id"] == trajectory_id]
-    return sorted(rows, key=lambda s: s["step_idx"])
-
-
-def _accounted(traces: Traces, read: int, quarantined: int = 0) -> None:
-    (report,) = traces.files
-    assert report.format == "openai-responses"
-    assert report.records_read == read
-    assert report.records_read == report.ingested + report.deduplicated + report.quarantined
-    assert report.quarantined == quarantined
-
-
-def _write(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
+path, traces = fixture_pair(NAME)
 
 
 def test_fixture_header_names_the_spec() -> None:
-    header = fixture_header(NAME)
-    assert "https://platform.openai.com/docs/api-reference/responses" in header
-    assert "openai-python v3.54.0" in header
+    assert_header_cites(
+        NAME, "https://platform.openai.com/docs/api-reference/responses", "openai-python v3.54.0"
+    )
 
 
 def test_sniffed_and_every_line_accounted_for(path: Path, traces: Traces) -> None:
     assert sniff_format(path) == "openai-responses"
-    _accounted(traces, read=4)
+    assert_accounted(traces, "openai-responses", read=4)
     assert traces.trajectories.column("trajectory_id").to_pylist() == IDS
 
 
 def test_conversation_with_response(traces: Traces) -> None:
-    steps = _steps(traces, "conv_weather_001")
+    steps = steps_of(traces, "conv_weather_001")
     assert [
         (s["role"], s["step_type"], s["tool_name"], s["tool_call_id"], s["tool_args"])
         for s in steps
@@ -90,7 +70,7 @@ def test_conversation_with_response(traces: Traces) -> None:
         312,
         14,
     )
-    row = _trajectories(traces)["conv_weather_001"]
+    row = trajectories_by_id(traces)["conv_weather_001"]
     assert row["system_prompt"] == "You are a concise weather assistant. Always call get_weather."
     assert row["task_input"] == "What's the weather in Paris right now? Answer in Celsius."
     assert row["final_output"] == "It is 18 °C with light rain in Paris."
@@ -113,7 +93,7 @@ def test_conversation_with_response(traces: Traces) -> None:
 
 
 def test_tool_error_and_reward_failure(traces: Traces) -> None:
-    steps = _steps(traces, "conv_booking_002")
+    steps = steps_of(traces, "conv_booking_002")
     assert [(s["step_type"], s["is_error"]) for s in steps] == [
         ("system", False),
         ("user", False),
@@ -127,7 +107,7 @@ def test_tool_error_and_reward_failure(traces: Traces) -> None:
     assert steps[3]["tool_args"] == '{"date":"2025-06-04","flight":"AF123","seat":"12A"}'
     assert (steps[4]["tool_name"], steps[4]["tool_call_id"]) == ("book_seat", "call_b1")
     assert steps[4]["error_message"] == "Error: seat 12A is not available"
-    row = _trajectories(traces)["conv_booking_002"]
+    row = trajectories_by_id(traces)["conv_booking_002"]
     assert (row["n_steps"], row["n_tool_calls"], row["n_tool_errors"]) == (6, 1, 1)
     assert (row["model"], row["trial"], row["task_id"]) == ("o4-mini-2025-04-16", 1, "book-12a")
     assert (row["outcome_label"], row["outcome_score"], row["outcome_source"]) == (
@@ -138,7 +118,7 @@ def test_tool_error_and_reward_failure(traces: Traces) -> None:
 
 
 def test_response_objects(traces: Traces) -> None:
-    steps = _steps(traces, "resp_68a2b7d4")
+    steps = steps_of(traces, "resp_68a2b7d4")
     assert [(s["step_type"], s["tool_name"], s["tool_call_id"]) for s in steps] == [
         ("system", None, None),
         ("tool_call", "web_search", "ws_68a2"),
@@ -147,7 +127,7 @@ def test_response_objects(traces: Traces) -> None:
     ]
     assert json.loads(steps[1]["tool_args"])["query"] == "Acme Corp founding year"
     assert steps[2]["tool_result_text"] == "https://example.com/acme-history"
-    rows = _trajectories(traces)
+    rows = trajectories_by_id(traces)
     found = rows["resp_68a2b7d4"]
     assert (found["session_id"], found["user_id"], found["input_tokens"]) == (
         "conv_68a2",
@@ -184,10 +164,9 @@ def test_malformed_lines_are_quarantined_and_the_rest_ingested(path: Path) -> No
         {"id": "c3", "input": [], "output": [], "reward": "high"},
         {"id": "c4", "input": []},
     ]
-    with path.open("a", encoding="utf-8") as stream:
-        stream.write("".join(json.dumps(r) + "\n" for r in bad))
+    append_lines(path, [json.dumps(r) for r in bad])
     traces = ingest([path])
-    _accounted(traces, read=9, quarantined=5)
+    assert_accounted(traces, "openai-responses", read=9, quarantined=5)
     assert traces.trajectories.column("trajectory_id").to_pylist() == IDS
     assert {q["where"]: q["reason"] for q in traces.quarantine} == {
         "line 5": "missing 'id' (conversation or response id)",
@@ -199,24 +178,15 @@ def test_malformed_lines_are_quarantined_and_the_rest_ingested(path: Path) -> No
 
 
 def test_gzip_compressed(path: Path, traces: Traces) -> None:
-    packed = path.with_name(path.name + ".gz")
-    packed.write_bytes(gzip.compress(path.read_bytes()))
-    path.unlink()
-    assert sniff_format(packed) == "openai-responses"
-    again = ingest([packed])
-    _accounted(again, read=4)
-    assert again.steps.to_pylist() == traces.steps.to_pylist()
+    assert_reads_the_same(gzipped(path), traces, "openai-responses", read=4)
 
 
 def test_json_array(path: Path, traces: Traces) -> None:
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    records = read_json_lines(path)
     array = path.with_name("responses.json")
     array.write_text(json.dumps(records, indent=2), encoding="utf-8")
     path.unlink()
-    assert sniff_format(array) == "openai-responses"
-    again = ingest([array])
-    _accounted(again, read=4)
-    assert again.steps.to_pylist() == traces.steps.to_pylist()
+    assert_reads_the_same(array, traces, "openai-responses", read=4)
 
 
 def test_tool_output_error_rules(tmp_path: Path) -> None:
@@ -246,8 +216,8 @@ def test_tool_output_error_rules(tmp_path: Path) -> None:
             {"type": "mcp_list_tools", "id": "l1", "server_label": "ops", "tools": []},
         ],
     }
-    traces = ingest([_write(tmp_path / "tools.jsonl", [record])])
-    results = [s for s in _steps(traces, "c") if s["step_type"] == "tool_result"]
+    traces = ingest([write_json_lines(tmp_path / "tools.jsonl", [record])])
+    results = [s for s in steps_of(traces, "c") if s["step_type"] == "tool_result"]
     assert [(s["tool_name"], s["is_error"], s["error_message"]) for s in results] == [
         ("shell", True, "exit code 2: make: *** [all] Error 2"),
         ("run_tests", True, "partial"),
@@ -256,20 +226,22 @@ def test_tool_output_error_rules(tmp_path: Path) -> None:
         ("deploy", True, "denied"),
     ]
     assert results[3]["tool_result_text"] == "ok"
-    row = _trajectories(traces)["c"]
+    row = trajectories_by_id(traces)["c"]
     assert (row["n_tool_calls"], row["n_tool_errors"], row["outcome_label"]) == (5, 4, "unknown")
     assert json.loads(row["metadata"])["skipped_items"] == {"mcp_list_tools": 1}
 
 
 def test_sniff_leaves_other_formats_alone(tmp_path: Path) -> None:
-    chat = _write(
+    chat = write_json_lines(
         tmp_path / "chat.jsonl",
         [{"id": "a", "messages": [{"role": "user", "content": "hi"}], "input": "hi", "output": []}],
     )
     assert sniff_format(chat) == "chat-jsonl"
     span = {"object": "trace.span", "id": "span_1", "trace_id": "trace_1", "span_data": {}}
-    assert sniff_format(_write(tmp_path / "spans.jsonl", [span])) == "openai-agents"
-    plain = _write(tmp_path / "plain.jsonl", [{"id": "a", "input": "hi", "output": "hello"}])
+    assert sniff_format(write_json_lines(tmp_path / "spans.jsonl", [span])) == "openai-agents"
+    plain = write_json_lines(
+        tmp_path / "plain.jsonl", [{"id": "a", "input": "hi", "output": "hello"}]
+    )
     with pytest.raises(UnknownFormatError):
         sniff_format(plain)
     observation = {
@@ -293,5 +265,5 @@ def test_sniff_leaves_other_formats_alone(tmp_path: Path) -> None:
 
 
 def _claims(tmp_path: Path, record: dict) -> bool:
-    path = _write(tmp_path / "x.jsonl", [record])
+    path = write_json_lines(tmp_path / "x.jsonl", [record])
     return openai_responses.sniff(path, path.read_bytes())

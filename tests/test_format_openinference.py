@@ -17,12 +17,23 @@ Fixtures:
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import pytest
-from fixture_files import fixture_file, fixture_header
+from fixture_files import (
+    append_lines,
+    assert_accounted,
+    assert_header_cites,
+    assert_reads_the_same,
+    briefs,
+    fixture_file,
+    gzipped,
+    read_json_lines,
+    sorted_feedback,
+    steps_of,
+    trajectories_by_id,
+)
 
 from pipeline.ingest import Traces, ingest, sniff_format
 
@@ -48,51 +59,17 @@ def phoenix(phoenix_path: Path) -> Traces:
     return ingest([phoenix_path])
 
 
-def _trajectories(traces: Traces) -> dict[str, dict]:
-    return {row["trajectory_id"]: row for row in traces.trajectories.to_pylist()}
-
-
-def _steps(traces: Traces, trajectory_id: str) -> list[dict]:
-    rows = [s for s in traces.steps.to_pylist() if s["trajectory_id"] == trajectory_id]
-    return sorted(rows, key=lambda s: s["step_idx"])
-
-
-def _brief(step: dict) -> tuple:
-    return (
-        step["step_idx"],
-        step["role"],
-        step["step_type"],
-        step["content_text"],
-        step["tool_name"],
-        step["tool_call_id"],
-        step["tool_args"],
-        step["tool_result_text"],
-        step["is_error"],
-        step["error_message"],
-    )
-
-
 def _text(idx: int, role: str, text: str) -> tuple:
     return (idx, role, role, text, None, None, None, None, False, None)
 
 
-def _report(traces: Traces, name: str) -> object:
-    return next(f for f in traces.files if Path(f.path).name == name)
-
-
 def _accounted(traces: Traces, name: str, read: int, quarantined: int = 0) -> None:
-    report = _report(traces, name)
-    assert report.format == "openinference"
-    assert report.records_read == read
-    deduplicated = getattr(report, "deduplicated", 0)
-    assert report.records_read == report.ingested + deduplicated + report.quarantined
-    assert report.quarantined == quarantined
+    assert_accounted(traces, "openinference", read=read, quarantined=quarantined, name=name)
 
 
 @pytest.mark.parametrize("name", [PHOENIX, DATAFRAME, OTLP, ANNOTATIONS])
 def test_fixture_header_names_the_spec(name: str, tmp_path: Path) -> None:
-    header = fixture_header(name)
-    assert "https://github.com/Arize-ai/openinference/blob/main/spec/" in header
+    assert_header_cites(name, "https://github.com/Arize-ai/openinference/blob/main/spec/")
     assert sniff_format(fixture_file(name, tmp_path)) == "openinference"
 
 
@@ -102,8 +79,8 @@ def test_phoenix_export_accounting(phoenix_path: Path, phoenix: Traces) -> None:
 
 
 def test_phoenix_success_trace(phoenix: Traces) -> None:
-    steps = _steps(phoenix, P1)
-    assert [_brief(s) for s in steps] == [
+    steps = steps_of(phoenix, P1)
+    assert briefs(steps) == [
         _text(0, "system", WEATHER_SYSTEM),
         _text(1, "user", "What's the weather in Tokyo?"),
         (2, "assistant", "tool_call", None, "get_weather", "call_t1", '{"city":"Tokyo"}')
@@ -119,7 +96,7 @@ def test_phoenix_success_trace(phoenix: Traces) -> None:
         (None, None, None),
         ("gpt-4o-mini-2024-07-18", 120, 12),  # from the nested-object attributes
     ]
-    row = _trajectories(phoenix)[P1]
+    row = trajectories_by_id(phoenix)[P1]
     assert (row["outcome_label"], row["outcome_score"], row["outcome_source"]) == (
         "success",
         1.0,
@@ -146,8 +123,8 @@ def test_phoenix_success_trace(phoenix: Traces) -> None:
 
 
 def test_phoenix_tool_error_trace(phoenix: Traces) -> None:
-    steps = _steps(phoenix, P2)
-    assert [_brief(s) for s in steps] == [
+    steps = steps_of(phoenix, P2)
+    assert briefs(steps) == [
         _text(0, "user", "Cancel my order #1234"),
         _text(1, "assistant", "I'll cancel order 1234."),
         (2, "assistant", "tool_call", None, "cancel_order", "toolu_01", '{"order_id":"1234"}')
@@ -158,7 +135,7 @@ def test_phoenix_tool_error_trace(phoenix: Traces) -> None:
             4, "assistant", "Sorry, order 1234 has already shipped and can no longer be cancelled."
         ),
     ]
-    row = _trajectories(phoenix)[P2]
+    row = trajectories_by_id(phoenix)[P2]
     assert (row["outcome_label"], row["outcome_score"]) == ("failure", 0.0)
     assert (row["n_tool_calls"], row["n_tool_errors"]) == (1, 1)
     assert (row["agent_name"], row["session_id"]) == (None, "sess-9c1d")
@@ -166,7 +143,7 @@ def test_phoenix_tool_error_trace(phoenix: Traces) -> None:
 
 
 def test_phoenix_annotations_are_feedback(phoenix: Traces) -> None:
-    rows = sorted(phoenix.feedback.to_pylist(), key=lambda r: (r["trajectory_id"], r["name"]))
+    rows = sorted_feedback(phoenix)
     assert rows == [
         {
             "trajectory_id": P1,
@@ -202,9 +179,9 @@ def test_dataframe_rows(tmp_path: Path) -> None:
     path = fixture_file(DATAFRAME, tmp_path)
     traces = ingest([path])
     _accounted(traces, DATAFRAME, read=4)
-    steps = _steps(traces, D1)
+    steps = steps_of(traces, D1)
     args = '{"query":"population of Lyon"}'
-    assert [_brief(s) for s in steps] == [
+    assert briefs(steps) == [
         _text(0, "user", "Find the population of Lyon"),
         (1, "assistant", "tool_call", None, "web_search", "call_d1", args, None, False, None),
         (2, "tool", "tool_result", None, "web_search", "call_d1", None, None, True)
@@ -218,7 +195,7 @@ def test_dataframe_rows(tmp_path: Path) -> None:
         (110, 16),
     ]
     assert str(steps[0]["started_at"]) == "2024-06-02 10:00:00.100000+00:00"
-    row = _trajectories(traces)[D1]
+    row = trajectories_by_id(traces)[D1]
     assert (row["outcome_label"], row["agent_name"], row["model"]) == (
         "unknown",
         "research_agent",
@@ -240,7 +217,7 @@ def test_otlp_spans_with_separate_annotations(tmp_path: Path) -> None:
         "the annotation has no trace_id, so its trajectory is unknown"
     )
     code = '{"code":"print(2**10)"}'
-    assert [_brief(s) for s in _steps(traces, O1)] == [
+    assert briefs(steps_of(traces, O1)) == [
         _text(0, "system", "You solve tasks with python_interpreter."),
         _text(1, "user", "New task:\nWhat is 2**10?"),
         _text(2, "assistant", "Thought: compute it."),
@@ -261,8 +238,8 @@ def test_otlp_spans_with_separate_annotations(tmp_path: Path) -> None:
         _text(5, "assistant", "The answer is 1024."),
     ]
     # the root CHAIN's input opens the RAG trajectory; the retriever is a tool step
-    rag = _steps(traces, O2)
-    assert [_brief(s) for s in rag] == [
+    rag = steps_of(traces, O2)
+    assert briefs(rag) == [
         _text(0, "user", "Who wrote Dune?"),
         (
             1,
@@ -283,7 +260,7 @@ def test_otlp_spans_with_separate_annotations(tmp_path: Path) -> None:
         ),
         _text(4, "assistant", "Frank Herbert wrote Dune."),
     ]
-    rows = _trajectories(traces)
+    rows = trajectories_by_id(traces)
     assert (rows[O1]["outcome_label"], rows[O1]["outcome_source"]) == (
         "success",
         "feedback:task_success",
@@ -295,7 +272,7 @@ def test_otlp_spans_with_separate_annotations(tmp_path: Path) -> None:
         "feedback:correctness",
     )
     assert json.loads(rows[O1]["metadata"])["project"] == "math-and-rag"
-    feedback = sorted(traces.feedback.to_pylist(), key=lambda r: (r["trajectory_id"], r["name"]))
+    feedback = sorted_feedback(traces)
     assert [
         (r["trajectory_id"], r["step_idx"], r["name"], r["value"], r["value_text"], r["source"])
         for r in feedback
@@ -335,8 +312,7 @@ def test_malformed_records_are_quarantined_and_the_rest_ingested(phoenix_path: P
         json.dumps({"span_id": "a000000000000002", "name": "tone", "annotator_kind": "LLM"}),
         json.dumps({"kind": "something else"}),
     ]
-    with phoenix_path.open("a", encoding="utf-8") as stream:
-        stream.write("\n".join(lines) + "\n")
+    append_lines(phoenix_path, lines)
     traces = ingest([phoenix_path])
     _accounted(traces, PHOENIX, read=16, quarantined=5)
     assert traces.trajectories.column("trajectory_id").to_pylist() == [P1, P2]
@@ -351,27 +327,17 @@ def test_malformed_records_are_quarantined_and_the_rest_ingested(phoenix_path: P
 
 
 def test_gzip_compressed(phoenix_path: Path, phoenix: Traces) -> None:
-    packed = phoenix_path.with_name(phoenix_path.name + ".gz")
-    packed.write_bytes(gzip.compress(phoenix_path.read_bytes()))
-    phoenix_path.unlink()
-    assert sniff_format(packed) == "openinference"
-    again = ingest([packed])
-    _accounted(again, PHOENIX + ".gz", read=11)
-    assert again.steps.to_pylist() == phoenix.steps.to_pylist()
-    assert again.feedback.to_pylist() == phoenix.feedback.to_pylist()
+    assert_reads_the_same(gzipped(phoenix_path), phoenix, "openinference", read=11)
 
 
 @pytest.mark.parametrize("shape", ["array", "rest page"])
 def test_json_array_and_rest_page(phoenix_path: Path, phoenix: Traces, shape: str) -> None:
-    records = [json.loads(line) for line in phoenix_path.read_text(encoding="utf-8").splitlines()]
+    records = read_json_lines(phoenix_path)
     target = phoenix_path.with_name("spans.json")
     document = records if shape == "array" else {"data": records, "next_cursor": None}
     target.write_text(json.dumps(document, indent=2), encoding="utf-8")
     phoenix_path.unlink()
-    assert sniff_format(target) == "openinference"
-    again = ingest([target])
-    _accounted(again, "spans.json", read=11)
-    assert again.steps.to_pylist() == phoenix.steps.to_pylist()
+    assert_reads_the_same(target, phoenix, "openinference", read=11)
 
 
 def test_otel_genai_spans_are_not_claimed(tmp_path: Path) -> None:

@@ -14,12 +14,26 @@ Fixture ``otel_genai.jsonl``: 3 ExportTraceServiceRequest lines holding 12 spans
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import pytest
-from fixture_files import FORMATS, fixture_file, fixture_header
+from fixture_files import (
+    FORMATS,
+    append_lines,
+    assert_accounted,
+    assert_header_cites,
+    assert_reads_the_same,
+    briefs,
+    fixture_file,
+    fixture_pair,
+    gzipped,
+    read_json_lines,
+    sniffs,
+    sorted_feedback,
+    steps_of,
+    trajectories_by_id,
+)
 
 from pipeline.formats import openinference, otel
 from pipeline.ingest import Traces, ingest, sniff_format
@@ -30,71 +44,28 @@ B = "0af7651916cd43dd8448eb211c80319c"
 C = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALL_A = "call_VSPygqKTWdrhaFErNvMV18Yl"
 
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return fixture_file(NAME, tmp_path)
-
-
-@pytest.fixture
-def traces(path: Path) -> Traces:
-    return ingest([path])
-
-
-def _requests(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def _trajectories(traces: Traces) -> dict[str, dict]:
-    return {row["trajectory_id"]: row for row in traces.trajectories.to_pylist()}
-
-
-def _steps(traces: Traces, trajectory_id: str) -> list[dict]:
-    rows = [s for s in traces.steps.to_pylist() if s["trajectory_id"] == trajectory_id]
-    return sorted(rows, key=lambda s: s["step_idx"])
-
-
-def _brief(step: dict) -> tuple:
-    return (
-        step["step_idx"],
-        step["role"],
-        step["step_type"],
-        step["content_text"],
-        step["tool_name"],
-        step["tool_call_id"],
-        step["tool_args"],
-        step["tool_result_text"],
-        step["is_error"],
-        step["error_message"],
-    )
-
-
-def _accounted(traces: Traces, read: int, quarantined: int = 0) -> None:
-    (report,) = traces.files
-    assert report.format == "otel"
-    assert report.records_read == read
-    deduplicated = getattr(report, "deduplicated", 0)
-    assert report.records_read == report.ingested + deduplicated + report.quarantined
-    assert report.quarantined == quarantined
+path, traces = fixture_pair(NAME)
 
 
 def test_fixture_header_names_the_spec() -> None:
-    header = fixture_header(NAME)
-    assert "https://opentelemetry.io/docs/specs/otel/protocol/file-exporter/" in header
-    assert "Semantic Conventions for Generative AI, v1.37.0" in header
-    assert "gen-ai-input-messages.json" in header
+    assert_header_cites(
+        NAME,
+        "https://opentelemetry.io/docs/specs/otel/protocol/file-exporter/",
+        "Semantic Conventions for Generative AI, v1.37.0",
+        "gen-ai-input-messages.json",
+    )
 
 
 def test_sniffed_and_every_span_accounted_for(path: Path, traces: Traces) -> None:
     assert sniff_format(path) == "otel"
-    _accounted(traces, read=12)
+    assert_accounted(traces, "otel", read=12)
     assert traces.trajectories.column("trajectory_id").to_pylist() == [A, B, C]
     assert set(traces.trajectories.column("source_format").to_pylist()) == {"otel"}
 
 
 def test_success_trace_steps(traces: Traces) -> None:
-    steps = _steps(traces, A)
-    assert [_brief(s) for s in steps] == [
+    steps = steps_of(traces, A)
+    assert briefs(steps) == [
         (
             0,
             "system",
@@ -166,7 +137,7 @@ def test_success_trace_steps(traces: Traces) -> None:
 
 
 def test_success_trace_row(traces: Traces) -> None:
-    row = _trajectories(traces)[A]
+    row = trajectories_by_id(traces)[A]
     assert row["source_uri"].endswith(NAME)
     assert row["agent_name"] == "travel-agent"
     assert row["model"] == "gpt-4o-2024-08-06"
@@ -201,8 +172,8 @@ def test_success_trace_row(traces: Traces) -> None:
 
 
 def test_tool_error_trace(traces: Traces) -> None:
-    steps = _steps(traces, B)
-    assert [_brief(s) for s in steps] == [
+    steps = steps_of(traces, B)
+    assert briefs(steps) == [
         (0, "system", "system", "You book flights. Confirm before booking.")
         + (None,) * 4
         + (False, None),
@@ -248,7 +219,7 @@ def test_tool_error_trace(traces: Traces) -> None:
         (95, 31),
         (140, 18),
     ]
-    row = _trajectories(traces)[B]
+    row = trajectories_by_id(traces)[B]
     assert (row["outcome_label"], row["outcome_score"]) == ("failure", 0.0)
     assert (row["n_tool_calls"], row["n_tool_errors"]) == (1, 1)
     assert (row["agent_name"], row["session_id"], row["user_id"]) == (
@@ -260,8 +231,8 @@ def test_tool_error_trace(traces: Traces) -> None:
 
 
 def test_older_semconv_forms(traces: Traces) -> None:
-    steps = _steps(traces, C)
-    assert [_brief(s) for s in steps] == [
+    steps = steps_of(traces, C)
+    assert briefs(steps) == [
         (0, "system", "system", "You are a calculator assistant.") + (None,) * 4 + (False, None),
         (1, "user", "user", "What is 17 * 23?") + (None,) * 4 + (False, None),
         (
@@ -287,7 +258,7 @@ def test_older_semconv_forms(traces: Traces) -> None:
         (None, None, None),
         ("gpt-4o-mini", 80, 9),
     ]
-    row = _trajectories(traces)[C]
+    row = trajectories_by_id(traces)[C]
     assert (row["outcome_label"], row["outcome_score"], row["outcome_source"]) == (
         "unknown",
         None,
@@ -298,7 +269,7 @@ def test_older_semconv_forms(traces: Traces) -> None:
 
 
 def test_feedback_rows_from_evaluation_events(traces: Traces) -> None:
-    rows = sorted(traces.feedback.to_pylist(), key=lambda r: (r["trajectory_id"], r["name"]))
+    rows = sorted_feedback(traces)
     source = "gen_ai.evaluation.result"
     assert rows == [
         {
@@ -363,10 +334,9 @@ def test_malformed_records_are_quarantined_and_the_rest_ingested(path: Path) -> 
         ),
         json.dumps({"resource_logs": []}),
     ]
-    with path.open("a", encoding="utf-8") as stream:
-        stream.write("\n".join(lines) + "\n")
+    append_lines(path, lines)
     traces = ingest([path])
-    _accounted(traces, read=17, quarantined=5)
+    assert_accounted(traces, "otel", read=17, quarantined=5)
     assert traces.trajectories.column("trajectory_id").to_pylist() == [A, B, C]
     reasons = {q["where"]: q["reason"] for q in traces.quarantine}
     assert reasons["line 4"].startswith("invalid JSON")
@@ -379,19 +349,12 @@ def test_malformed_records_are_quarantined_and_the_rest_ingested(path: Path) -> 
 
 
 def test_gzip_compressed(path: Path, traces: Traces) -> None:
-    packed = path.with_name(path.name + ".gz")
-    packed.write_bytes(gzip.compress(path.read_bytes()))
-    path.unlink()
-    assert sniff_format(packed) == "otel"
-    again = ingest([packed])
-    _accounted(again, read=12)
-    assert again.steps.to_pylist() == traces.steps.to_pylist()
-    assert again.feedback.to_pylist() == traces.feedback.to_pylist()
+    assert_reads_the_same(gzipped(path), traces, "otel", read=12)
 
 
 @pytest.mark.parametrize("shape", ["document", "array"])
 def test_single_document_and_array_of_requests(path: Path, traces: Traces, shape: str) -> None:
-    requests = _requests(path)
+    requests = read_json_lines(path)
     target = path.with_name("export.json")
     if shape == "document":
         merged = {"resourceSpans": [rs for r in requests for rs in r["resourceSpans"]]}
@@ -399,10 +362,7 @@ def test_single_document_and_array_of_requests(path: Path, traces: Traces, shape
     else:
         target.write_text(json.dumps(requests, indent=2), encoding="utf-8")
     path.unlink()
-    assert sniff_format(target) == "otel"
-    again = ingest([target])
-    _accounted(again, read=12)
-    assert again.steps.to_pylist() == traces.steps.to_pylist()
+    assert_reads_the_same(target, traces, "otel", read=12)
 
 
 def test_string_status_codes_and_proto_field_names(tmp_path: Path) -> None:
@@ -437,7 +397,7 @@ def test_string_status_codes_and_proto_field_names(tmp_path: Path) -> None:
     assert sniff_format(path) == "otel"
     traces = ingest([path])
     trace_id = "abcdef0123456789abcdef0123456789"
-    assert [_brief(s) for s in _steps(traces, trace_id)] == [
+    assert briefs(steps_of(traces, trace_id)) == [
         (
             0,
             "assistant",
@@ -461,9 +421,8 @@ def test_other_formats_are_not_claimed(tmp_path: Path) -> None:
         if fixture.name.startswith(("otel", "openinference")) or not fixture.is_file():
             continue
         copy = fixture_file(fixture.name, tmp_path / "other")
-        head = copy.read_bytes()[: 1 << 20]
-        assert not otel.sniff(copy, head), fixture.name
-        assert not openinference.sniff(copy, head), fixture.name
+        assert not sniffs(otel, copy), fixture.name
+        assert not sniffs(openinference, copy), fixture.name
 
 
 def _attrs(values: dict) -> list[dict]:
@@ -514,7 +473,7 @@ def test_spans_without_content_and_an_agent_error(tmp_path: Path) -> None:
         ],
     )
     traces = ingest([path])
-    steps = _steps(traces, trace_id)
+    steps = steps_of(traces, trace_id)
     assert [(s["step_type"], s["content_text"], s["tool_name"], s["is_error"]) for s in steps] == [
         ("assistant", None, None, False),  # an LLM call without captured content keeps its tokens
         ("tool_call", None, "search", False),
@@ -522,7 +481,7 @@ def test_spans_without_content_and_an_agent_error(tmp_path: Path) -> None:
         ("error", "max turns exceeded", None, True),  # the agent span failed after its children
     ]
     assert (steps[0]["model"], steps[0]["input_tokens"]) == ("m", 7)
-    row = _trajectories(traces)[trace_id]
+    row = trajectories_by_id(traces)[trace_id]
     assert (row["termination_reason"], row["n_tool_errors"]) == ("error", 1)
 
 
@@ -548,7 +507,7 @@ def test_repeated_user_messages_in_a_conversation_are_kept(tmp_path: Path) -> No
             ("02", "", 100, chat(second, "Step 2 done."), {}),
         ],
     )
-    steps = _steps(ingest([path]), trace_id)
+    steps = steps_of(ingest([path]), trace_id)
     assert [(s["step_type"], s["content_text"]) for s in steps] == [
         ("user", "ok"),
         ("assistant", "Step 1 done."),
@@ -582,7 +541,7 @@ def test_actor_names_the_agent_in_a_multi_agent_trace(tmp_path: Path, traces: Tr
             ("04", "03", 110, chat("Refund issued."), {}),
         ],
     )
-    steps = _steps(ingest([path]), trace_id)
+    steps = steps_of(ingest([path]), trace_id)
     assert [(s["content_text"], s["actor"]) for s in steps] == [
         ("Handing over.", "triage"),
         ("Refund issued.", "refund"),

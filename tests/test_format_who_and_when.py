@@ -11,20 +11,30 @@ Fixtures (tests/fixtures/formats/):
 
 from __future__ import annotations
 
-import gzip
 import json
-import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
-from fixture_files import FORMATS, fixture_file, fixture_header
+from fixture_files import (
+    assert_every_file_accounted,
+    assert_header_cites,
+    feedback_of,
+    file_counts,
+    fixture_file,
+    gzipped,
+    ingest_fixtures,
+    ingest_shared,
+    other_fixtures,
+    sniffs,
+    steps_of,
+    trajectories_by_id,
+)
 
 from pipeline.formats import who_and_when
-from pipeline.formats._io import ReadOptions, read_head
+from pipeline.formats._io import ReadOptions
 from pipeline.ingest import Traces, ingest, sniff_format
 
-SHARED_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 GENERATED = "who_and_when_algorithm_generated.json"
 RUNS = "who_and_when_runs.jsonl"
 AG = "who-and-when/algorithm-generated/8e867cd7-cff9-4e6c-867a-ff5ddc2550be"
@@ -34,24 +44,13 @@ HC = "who-and-when/hand-crafted/42576abe-0deb-4869-8c63-225c2d75a95a"
 
 @pytest.fixture(scope="module")
 def traces(tmp_path_factory: pytest.TempPathFactory) -> Traces:
-    folder = tmp_path_factory.mktemp("ww")
-    return ingest([fixture_file(GENERATED, folder), fixture_file(RUNS, folder)])
-
-
-def _trajectories(traces: Traces) -> dict[str, dict]:
-    return {row["trajectory_id"]: row for row in traces.trajectories.to_pylist()}
-
-
-def _steps(traces: Traces, trajectory_id: str) -> list[dict]:
-    rows = [s for s in traces.steps.to_pylist() if s["trajectory_id"] == trajectory_id]
-    return sorted(rows, key=lambda s: s["step_idx"])
+    return ingest_fixtures(tmp_path_factory.mktemp("ww"), GENERATED, RUNS)
 
 
 def _feedback(traces: Traces, trajectory_id: str) -> list[tuple]:
     return [
         (f["step_idx"], f["name"], f["value"], f["value_text"], f["source"], f["comment"])
-        for f in traces.feedback.to_pylist()
-        if f["trajectory_id"] == trajectory_id
+        for f in feedback_of(traces, trajectory_id)
     ]
 
 
@@ -64,9 +63,12 @@ def _shape(steps: list[dict]) -> list[tuple]:
 
 @pytest.mark.parametrize("name", (GENERATED, RUNS))
 def test_fixture_header_names_the_spec(name: str) -> None:
-    header = fixture_header(name)
-    assert "https://github.com/ag2ai/Agents_Failure_Attribution" in header
-    assert "arXiv 2505.00212" in header and "2025-05 release" in header
+    assert_header_cites(
+        name,
+        "https://github.com/ag2ai/Agents_Failure_Attribution",
+        "arXiv 2505.00212",
+        "2025-05 release",
+    )
 
 
 @pytest.mark.parametrize("name", (GENERATED, RUNS))
@@ -75,18 +77,12 @@ def test_sniff(tmp_path: Path, name: str) -> None:
 
 
 def test_sniff_claims_no_other_fixture(tmp_path: Path) -> None:
-    others = [p for p in FORMATS.parent.glob("*") if p.is_file()]
-    others += [
-        fixture_file(p.name, tmp_path)
-        for p in FORMATS.glob("*")
-        if p.is_file() and not p.name.startswith("who_and_when")
-    ]
-    for path in others:
-        assert not who_and_when.sniff(path, read_head(path, 1 << 20)), path.name
+    for path in other_fixtures(tmp_path, "who_and_when"):
+        assert not sniffs(who_and_when, path), path.name
 
 
 def test_algorithm_generated_steps(traces: Traces) -> None:
-    steps = _steps(traces, AG)
+    steps = steps_of(traces, AG)
     assert [s["step_idx"] for s in steps] == list(range(10))
     expert, verifier = "DataAnalysis_Expert", "Verification_Expert"
     assert _shape(steps) == [
@@ -114,7 +110,7 @@ def test_algorithm_generated_steps(traces: Traces) -> None:
 
 
 def test_algorithm_generated_trajectory(traces: Traces) -> None:
-    row = _trajectories(traces)[AG]
+    row = trajectories_by_id(traces)[AG]
     assert (row["outcome_label"], row["outcome_score"], row["outcome_source"]) == (
         "failure",
         0.0,
@@ -150,20 +146,20 @@ def test_mistake_is_step_level_feedback(traces: Traces) -> None:
         (3, "mistake_step", 2.0, None, "who-and-when", None),
         (3, "mistake_reason", None, reason, "who-and-when", None),
     ]
-    mistake = _steps(traces, AG)[3]
+    mistake = steps_of(traces, AG)[3]
     assert (mistake["step_type"], mistake["actor"]) == ("assistant", "DataAnalysis_Expert")
 
 
 def test_success_with_text_flag_and_no_mistake(traces: Traces) -> None:
-    row = _trajectories(traces)[AB]
+    row = trajectories_by_id(traces)[AB]
     assert (row["outcome_label"], row["outcome_score"]) == ("success", 1.0)
     assert row["domain"] == "assistantbench"
     assert _feedback(traces, AB) == [(None, "is_correct", 1.0, None, "who-and-when", None)]
-    assert [s["tool_name"] for s in _steps(traces, AB) if s["step_type"] == "tool_call"] == ["sh"]
+    assert [s["tool_name"] for s in steps_of(traces, AB) if s["step_type"] == "tool_call"] == ["sh"]
 
 
 def test_hand_crafted_steps(traces: Traces) -> None:
-    steps = _steps(traces, HC)
+    steps = steps_of(traces, HC)
     assert _shape(steps) == [
         ("user", "user", None, None, None, False),
         ("assistant", "assistant", "Orchestrator", None, None, False),
@@ -175,7 +171,7 @@ def test_hand_crafted_steps(traces: Traces) -> None:
     ]
     assert steps[2]["tool_args"] == '{"request":"Please search for a Tizin grammar reference."}'
     assert steps[5]["error_message"] == "ModuleNotFoundError: No module named 'tizin'"
-    row = _trajectories(traces)[HC]
+    row = trajectories_by_id(traces)[HC]
     assert (row["agent_name"], row["outcome_label"]) == ("Magentic-One", "failure")
     assert (
         row["task_input"] == "In the fictional language of Tizin, how would you say I like apples?"
@@ -191,7 +187,7 @@ def test_hand_crafted_steps(traces: Traces) -> None:
 
 def test_accounting(traces: Traces) -> None:
     assert traces.quarantine == []
-    counts = {Path(f.path).name: (f.records_read, f.ingested, f.quarantined) for f in traces.files}
+    counts = file_counts(traces)
     assert counts == {GENERATED: (1, 1, 0), RUNS: (2, 2, 0)}
     assert traces.trajectories.num_rows == 3
 
@@ -227,7 +223,7 @@ def test_malformed_records_are_quarantined(tmp_path: Path) -> None:
         "who-and-when/algorithm-generated/q-text-history",
         "who-and-when/algorithm-generated/q-far",
     }
-    assert len(_steps(traces, "who-and-when/algorithm-generated/q-text-history")) == 10
+    assert len(steps_of(traces, "who-and-when/algorithm-generated/q-text-history")) == 10
     far = _feedback(traces, "who-and-when/algorithm-generated/q-far")
     assert far[1] == (
         None,
@@ -237,20 +233,16 @@ def test_malformed_records_are_quarantined(tmp_path: Path) -> None:
         "who-and-when",
         "mistake_step 42 is outside the history (7 messages)",
     )
-    counts = {Path(f.path).name: (f.records_read, f.ingested, f.quarantined) for f in traces.files}
+    counts = file_counts(traces)
     assert counts == {"runs.jsonl": (7, 2, 5), "7.json": (1, 0, 1)}
 
 
 def test_gzip(tmp_path: Path, traces: Traces) -> None:
-    plain = fixture_file(RUNS, tmp_path)
-    packed = plain.with_name(plain.name + ".gz")
-    with plain.open("rb") as src, gzip.open(packed, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    plain.unlink()
+    packed = gzipped(fixture_file(RUNS, tmp_path))
     assert sniff_format(packed) == "who-and-when"
     packed_traces = ingest([packed])
     assert packed_traces.counts["ingested"] == 2
-    assert _steps(packed_traces, HC) == _steps(traces, HC)
+    assert steps_of(packed_traces, HC) == steps_of(traces, HC)
     assert _feedback(packed_traces, HC) == _feedback(traces, HC)
 
 
@@ -267,10 +259,7 @@ def test_read_yields_one_record_per_run(tmp_path: Path) -> None:
 
 
 def test_real_who_and_when_traces() -> None:
-    folder = SHARED_TRACES / "who-and-when"
-    if not folder.is_dir():
-        pytest.skip(f"shared traces not found at {folder}")
-    traces = ingest([folder])
+    traces = ingest_shared("who-and-when")
     assert traces.quarantine == []
     assert traces.counts["quarantined"] == 0
     assert traces.trajectories.num_rows == 126
@@ -284,5 +273,4 @@ def test_real_who_and_when_traces() -> None:
     assert mistakes["step_idx"].null_count() == 0
     steps = pl.from_arrow(traces.steps)
     assert steps.filter(pl.col("is_error")).height > 0
-    for report in traces.files:
-        assert report.records_read == report.ingested + report.quarantined
+    assert_every_file_accounted(traces)

@@ -214,3 +214,43 @@ def test_tasks_that_never_repeat_are_contrasted_within_the_domain(tmp_path: Path
     assert set(passed["status"]) == {"suggestive"}
     statuses = {s.status for s in result.skillbook.skills.values()}
     assert statuses == {"proposed"}
+
+
+def test_a_rerun_with_nothing_new_does_no_work(tmp_path: Path, planted: Path) -> None:
+    """No new trace, setting, Skillbook edit or template change: no stage runs and the last
+    run's figures are reported; any such change makes the next run do the work again."""
+    import os
+    import shutil
+
+    from pipeline.analyze import AnalyzerConfig
+
+    data = tmp_path / "in"
+    data.mkdir()
+    shutil.copy(planted, data / "planted.jsonl")
+    config = _config(tmp_path, data)
+    first = learn(config)
+    assert not first.unchanged
+    again = learn(config)
+    assert again.unchanged
+    assert set(again.timings) == {"check"}
+    assert again.analysis.features.height == 0  # the long feature table was not rebuilt
+    keep = ("skills", "skillbook_version", "features_tested", "significant", "stratification")
+    assert {k: again.summary()[k] for k in keep} == {k: first.summary()[k] for k in keep}
+    assert not again.merge.changed
+    assert again.prompts == first.prompts
+    # a different setting
+    changed = replace(config, analyzer=AnalyzerConfig(min_support=12))
+    assert not learn(changed).unchanged
+    assert learn(changed).unchanged
+    # an input file touched (same bytes, new modification time): read again, nothing added
+    stat = (data / "planted.jsonl").stat()
+    os.utime(data / "planted.jsonl", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    touched = learn(changed)
+    assert not touched.unchanged
+    assert touched.traces.counts_this_run["records_read"] == 0
+    # a person's decision changes the Skillbook: the next run merges again
+    book = touched.skillbook
+    skill_id = next(iter(book.skills))
+    book.decide(skill_id, "retire", actor="test", note="", now="2026-11-22T00:00:00Z")
+    book.save(config.skillbook_dir)
+    assert not learn(changed).unchanged

@@ -120,7 +120,10 @@ def test_one_call_per_pattern_and_cluster_then_all_from_cache(
     assert {s["source"]["llm"]["prompt_sha256"] for s in llm_worded} == keys
     before = (tmp_path / "skillbook" / "skillbook.json").read_bytes()
 
-    second = run(tmp_path, planted, llm_config(server))
+    # a plain re-run has nothing to do; --rebuild makes every stage run again, from the cache
+    assert run(tmp_path, planted, llm_config(server)).unchanged
+    second = run(tmp_path, planted, llm_config(server), rebuild=True)
+    assert not second.unchanged
     assert len(server.requests) == report["patterns"] + report["clusters"]  # zero new calls
     assert second.llm["usage"]["calls"] == 0
     assert second.llm["usage"]["cache_hits"] == report["patterns"] + report["clusters"]

@@ -1,7 +1,9 @@
 """Shared pieces of the format adapters: the parsed-record types, outcome and feedback rows
-(:func:`outcome_from_feedback`, :func:`metadata_feedback`), OpenAI chat message mapping
-(:func:`chat_steps`), and :func:`error_line`, which picks the line of a failed command's output
-that names the error (Python tracebacks, pytest summaries).
+(:func:`outcome_from_feedback`, :func:`metadata_feedback`), the columns chat-style records keep
+in their metadata (:func:`metadata_columns`), OpenAI chat message mapping (:func:`chat_steps`),
+the finishing of ``steps`` and ``trajectories`` rows (:func:`finish_steps`,
+:func:`finish_trajectory`), and :func:`error_line`, which picks the line of a failed command's
+output that names the error (Python tracebacks, pytest summaries).
 
 OpenAI chat messages (https://platform.openai.com/docs/api-reference/chat/create, ``messages``):
 ``{"role": "system"|"user"|"assistant"|"tool", "content": str | [parts] | null,
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,11 +31,14 @@ __all__ = [
     "error_line",
     "feedback_row",
     "outcome_from_feedback",
+    "finish_steps",
     "finish_trajectory",
     "json_text",
     "label_from_reward",
+    "metadata_columns",
     "metadata_feedback",
     "parse_time",
+    "tool_error_count",
 ]
 
 _ERROR_TEXT = re.compile(r"^\s*(error|exception|traceback)\b", re.IGNORECASE)
@@ -85,6 +90,7 @@ class FeedbackRows:
 
 
 Parsed = Record | Quarantined
+
 
 # Feedback names taken as a trajectory's outcome, in this order, when the format has no outcome
 # field of its own and the user names none (``--outcome-from``).
@@ -205,6 +211,18 @@ def metadata_feedback(
         if str(key).lower() in wanted or key == outcome_name:
             rows.append(feedback_row(trajectory_id, str(key), _number(value), source=source))
     return rows
+
+
+def metadata_columns(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``trajectories`` columns that chat-style records keep in their ``metadata`` (chat
+    JSONL, Responses conversation logs): ``dataset``, ``domain`` (else ``task_type``),
+    ``task_id`` (as text) and ``agent_name`` (``agent``, else ``agent_name``)."""
+    return {
+        "dataset": metadata.get("dataset"),
+        "domain": metadata.get("domain", metadata.get("task_type")),
+        "task_id": None if metadata.get("task_id") is None else str(metadata["task_id"]),
+        "agent_name": metadata.get("agent", metadata.get("agent_name")),
+    }
 
 
 def json_text(value: Any) -> str | None:
@@ -371,6 +389,25 @@ def chat_steps(
     return steps
 
 
+def finish_steps(steps: list[dict[str, Any]], *, drop_actor: bool = False) -> list[dict[str, Any]]:
+    """Number ``steps`` 0.. in order (``step_idx``) and, unless they name more than one agent,
+    clear their ``actor``: set it to ``None``, or remove the key with ``drop_actor``."""
+    single = len({s.get("actor") for s in steps if s.get("actor")}) <= 1
+    for idx, step in enumerate(steps):
+        step["step_idx"] = idx
+        if single and drop_actor:
+            step.pop("actor", None)
+        elif single:
+            step["actor"] = None
+    return steps
+
+
+def tool_error_count(steps: Iterable[Mapping[str, Any]]) -> int:
+    """How many ``tool_result`` steps are errors (``n_tool_errors`` for the formats that count
+    only tool failures, not failed LLM calls as :func:`finish_trajectory` does)."""
+    return sum(1 for s in steps if s["step_type"] == "tool_result" and s.get("is_error"))
+
+
 def finish_trajectory(trajectory: dict[str, Any], steps: list[dict[str, Any]]) -> dict[str, Any]:
     """Fill the derived columns of a ``trajectories`` row from its steps, keeping values already set:
     n_steps, n_tool_calls, n_tool_errors, token sums, system_prompt (first system step), task_input
@@ -413,17 +450,6 @@ def truncate(raw: Any, limit: int = 2000) -> str:
     """A raw record as text, cut to ``limit`` characters for the quarantine."""
     text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[:limit] + "…"
-
-
-def iter_list(items: Any, what: str) -> Iterator[tuple[int, Any]]:
-    """``enumerate(items)`` after checking ``items`` is a list.
-
-    Raises:
-        ValueError: ``items`` is not a list (the message names ``what``).
-    """
-    if not isinstance(items, list):
-        raise ValueError(f"{what} is not a list")
-    yield from enumerate(items)
 
 
 def error_line(output: str) -> str | None:

@@ -10,7 +10,8 @@ unwrap the list pages of HTTP APIs, ``{"<envelope>": [items], ...}``: Langfuse's
 ``{"data": [...], "meta": {...}}`` (https://api.reference.langfuse.com, e.g. ``GET
 /api/public/traces``) and LangSmith's ``/runs/query`` page ``{"runs": [...], "cursors": {...}}``
 (https://docs.smith.langchain.com). The ``first_*`` functions find a file's first record in its
-first bytes, for the adapters' ``sniff``.
+first bytes, for the adapters' ``sniff``; :func:`map_records` turns the records into the
+adapters' :class:`~pipeline.formats._common.Record` items, quarantining those that fail.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import gzip
 import io
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ import ijson
 import zstandard
 
 from pipeline.errors import InputError
-from pipeline.formats._common import Quarantined, truncate
+from pipeline.formats._common import Parsed, Quarantined, Record, truncate
 
 __all__ = [
     "COMPRESSED_SUFFIXES",
@@ -44,6 +45,7 @@ __all__ = [
     "iter_page_records",
     "json_documents",
     "load_json",
+    "map_records",
     "open_binary",
     "peek_first_json_line",
     "read_head",
@@ -308,16 +310,24 @@ def iter_json_records(
     if not head.startswith(b"["):
         yield "document", load_json(path, options.max_document_bytes)
         return
+    yield from _stream_items(path, "item", lambda index: f"index {index}", "JSON array")
+
+
+def _stream_items(
+    path: Path, prefix: str, where: Callable[[int], str], what: str
+) -> Iterator[tuple[str, Any] | Quarantined]:
+    """Stream the items of the array at ijson ``prefix`` (``"item"``: the top-level array) as
+    ``(where(index), item)``. A syntax error ends the stream with one :class:`Quarantined`
+    (``invalid or truncated <what>: reading stopped at item N``)."""
     index = 0
     with open_binary(path) as stream:
         try:
-            for item in ijson.items(stream, "item", use_float=True):
-                yield f"index {index}", item
+            for item in ijson.items(stream, prefix, use_float=True):
+                yield where(index), item
                 index += 1
         except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as exc:
             yield Quarantined(
-                f"index {index}",
-                f"invalid or truncated JSON array: reading stopped at item {index}: {exc}",
+                where(index), f"invalid or truncated {what}: reading stopped at item {index}: {exc}"
             )
 
 
@@ -357,17 +367,9 @@ def iter_page_records(
         head.lstrip(b"\xef\xbb\xbf")
     )
     if streamable and peek_first_json_line(head) is None:
-        index = 0
-        with open_binary(path) as stream:
-            try:
-                for item in ijson.items(stream, f"{envelope}.item", use_float=True):
-                    yield f"{envelope}[{index}]", item
-                    index += 1
-            except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as exc:
-                yield Quarantined(
-                    f"{envelope}[{index}]",
-                    f"invalid or truncated JSON: reading stopped at item {index}: {exc}",
-                )
+        yield from _stream_items(
+            path, f"{envelope}.item", lambda index: f"{envelope}[{index}]", "JSON"
+        )
         return
     for item in iter_json_records(path, options):
         if isinstance(item, Quarantined):
@@ -380,6 +382,25 @@ def iter_page_records(
                 yield f"{at}{envelope}[{index}]", inner
         else:
             yield where, value
+
+
+def map_records(
+    items: Iterable[tuple[str, Any] | Quarantined],
+    build: Callable[[str, Any], Record],
+    errors: tuple[type[Exception], ...] = (ValueError, TypeError),
+) -> Iterator[Parsed]:
+    """``build(where, obj)`` for every ``(where, obj)`` of ``items`` (what the readers here
+    yield), passing its :class:`Quarantined` items through; a record that ``build`` rejects with
+    one of ``errors`` is quarantined, with the error as the reason."""
+    for item in items:
+        if isinstance(item, Quarantined):
+            yield item
+            continue
+        where, obj = item
+        try:
+            yield build(where, obj)
+        except errors as exc:
+            yield Quarantined(where, str(exc), truncate(obj))
 
 
 def peek_first_json_line(head: bytes) -> Any:

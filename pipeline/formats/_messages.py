@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from pipeline.formats._common import chat_steps, content_text, json_text
+from pipeline.formats._common import chat_steps, content_text, finish_steps, json_text
 
 __all__ = [
     "Conversation",
@@ -337,6 +337,22 @@ class Conversation:
         self._answered = True
         self._tag()
 
+    def add_answer(self, messages: list[dict[str, Any]], stamp: datetime | None) -> None:
+        """Add the answer of a trace that has no LLM call, taken from its root's output: no
+        model, no tokens, ``stamp`` as its time.
+
+        Raises:
+            ValueError: a message cannot be mapped (see :func:`~pipeline.formats._common.chat_steps`).
+        """
+        self.add_output(
+            messages,
+            model=None,
+            input_tokens=None,
+            output_tokens=None,
+            started=stamp,
+            ended=stamp,
+        )
+
     def add_tool(
         self,
         name: str,
@@ -391,12 +407,7 @@ class Conversation:
 
     def finish(self) -> list[dict[str, Any]]:
         """The steps, numbered 0.. in order (without ``actor`` unless it names several agents)."""
-        single = len({s.get("actor") for s in self.steps if s.get("actor")}) <= 1
-        for index, step in enumerate(self.steps):
-            step["step_idx"] = index
-            if single:
-                step.pop("actor", None)
-        return self.steps
+        return finish_steps(self.steps, drop_actor=True)
 
 
 def first_line(text: Any) -> str | None:

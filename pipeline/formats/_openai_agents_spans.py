@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pipeline.formats._common import chat_steps, content_text, json_text, parse_time
+from pipeline.formats._common import chat_steps, content_text, finish_steps, json_text, parse_time
 from pipeline.formats._responses_items import item_steps
 
 __all__ = ["AgentsStepBuilder", "span_error", "usage_tokens"]
@@ -56,6 +56,11 @@ def span_error(error: Any) -> str | None:
     return f"{message}: {detail}" if detail else message
 
 
+def _times(span: Mapping[str, Any]) -> tuple[datetime | None, datetime | None]:
+    """A span's ``started_at`` and ``ended_at``."""
+    return parse_time(span.get("started_at")), parse_time(span.get("ended_at"))
+
+
 class AgentsStepBuilder:
     """Steps of one trace, built span by span in start order. ``actor`` (set by the adapter to
     the span's enclosing agent before each span) goes on every non-user step, and is cleared
@@ -80,14 +85,14 @@ class AgentsStepBuilder:
             | {"started_at": start, "ended_at": end}
         )
 
+    def _add_span(self, span: Mapping[str, Any], **columns: Any) -> None:
+        """Append a step from ``span``'s start to its end, an error when the span has one."""
+        error = span_error(span.get("error"))
+        self.add(*_times(span), **columns, is_error=error is not None, error_message=error)
+
     def finish(self) -> list[dict[str, Any]]:
         """The steps with dense ``step_idx`` 0.. (and no ``actor`` in a single-agent trace)."""
-        single = len({s["actor"] for s in self.steps if s["actor"]}) <= 1
-        for idx, step in enumerate(self.steps):
-            step["step_idx"] = idx
-            if single:
-                step["actor"] = None
-        return self.steps
+        return finish_steps(self.steps)
 
     def _new_messages(self, messages: list[Any]) -> list[Any]:
         """The input messages not already in the trajectory (see the module docstring)."""
@@ -141,7 +146,7 @@ class AgentsStepBuilder:
         usage: Any,
     ) -> None:
         """A generation (or a response span with ``_input``/``_response``)."""
-        start, end = parse_time(span.get("started_at")), parse_time(span.get("ended_at"))
+        start, end = _times(span)
         model = None if model is None else str(model)
         self.model = self.model or model
         if isinstance(inputs, str):
@@ -170,13 +175,13 @@ class AgentsStepBuilder:
     def function(self, span: Mapping[str, Any], data: Mapping[str, Any]) -> None:
         """A ``function`` span: its ``tool_call`` (unless a generation emitted it) and
         ``tool_result``."""
-        start, end = parse_time(span.get("started_at")), parse_time(span.get("ended_at"))
         name = data.get("name")
         name = None if name is None else str(name)
         call = self._claim(name)
         call_id = call.get("tool_call_id") if call else None
         call_id = call_id or (None if span.get("id") is None else str(span["id"]))
         if call is None:
+            start = parse_time(span.get("started_at"))
             self.add(
                 start,
                 start,
@@ -187,47 +192,36 @@ class AgentsStepBuilder:
                 tool_args=json_text(data.get("input")),
             )
         output = data.get("output")
-        error = span_error(span.get("error"))
-        self.add(
-            start,
-            end,
+        self._add_span(
+            span,
             role="tool",
             step_type="tool_result",
             tool_name=name,
             tool_call_id=call_id,
             tool_result_text=None if output is None else str(output),
-            is_error=error is not None,
-            error_message=error,
         )
 
     def handoff(self, span: Mapping[str, Any], data: Mapping[str, Any]) -> None:
         """A ``handoff`` span: a ``handoff`` step naming ``to_agent``, with the call id of the
         model's ``transfer_to_<agent>`` call."""
-        start, end = parse_time(span.get("started_at")), parse_time(span.get("ended_at"))
         source, target = data.get("from_agent"), data.get("to_agent")
         call = self._claim(_handoff_tool_name(str(target))) if target else None
-        error = span_error(span.get("error"))
-        self.add(
-            start,
-            end,
+        self._add_span(
+            span,
             role="assistant",
             step_type="handoff",
             content_text=f"handoff from {source} to {target}",
             tool_name=None if target is None else str(target),
             tool_call_id=call.get("tool_call_id") if call else None,
-            is_error=error is not None,
-            error_message=error,
         )
 
     def guardrail(self, span: Mapping[str, Any], data: Mapping[str, Any]) -> None:
         """A ``guardrail`` span: an error step when it was triggered, else nothing."""
         if not data.get("triggered"):
             return
-        start, end = parse_time(span.get("started_at")), parse_time(span.get("ended_at"))
         name = str(data.get("name"))
         self.add(
-            start,
-            end,
+            *_times(span),
             role="system",
             step_type="guardrail",
             content_text=f"guardrail {name} triggered",

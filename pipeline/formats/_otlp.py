@@ -1,7 +1,9 @@
 """OTLP/JSON trace data decoded into :class:`Span` objects, the span tree of a trace
-(:func:`walk`), and readers of span attributes and events, shared by the span-based adapters
-(:mod:`~pipeline.formats.otel`, :mod:`~pipeline.formats.openinference`; the latter also reads
-Phoenix span exports into the same :class:`Span`, see :mod:`pipeline.formats._phoenix`).
+(:func:`walk`), readers of span attributes and events, and the pieces of a trace's record that do
+not depend on the attribute conventions (:func:`evaluation_feedback`, :func:`span_times`,
+:func:`failed_trace`), shared by the span-based adapters (:mod:`~pipeline.formats.otel`,
+:mod:`~pipeline.formats.openinference`; the latter also reads Phoenix span exports into the same
+:class:`Span`, see :mod:`pipeline.formats._phoenix`).
 
 OTLP/JSON (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding, OTLP 1.x; files
 as the file exporter writes them, https://opentelemetry.io/docs/specs/otel/protocol/file-exporter/):
@@ -30,21 +32,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline.formats._common import Quarantined, truncate
+from pipeline.formats._common import Quarantined, feedback_row, truncate
 
 __all__ = [
     "Event",
     "Span",
     "any_value",
+    "decode_into",
     "decode_request",
     "error_text",
+    "evaluation_feedback",
     "evaluation_results",
+    "failed_trace",
+    "first_value",
     "group_by_trace",
     "indexed",
     "is_otlp_request",
     "key_values",
     "parse_json_value",
+    "span_times",
     "to_int",
+    "trace_where",
     "walk",
 ]
 
@@ -260,6 +268,17 @@ def decode_request(obj: Mapping[str, Any], where: str) -> Iterator[Any]:
                     yield Quarantined(at, f"{at}: {exc}", truncate(raw))
 
 
+def decode_into(obj: Mapping[str, Any], where: str, spans: list[Span]) -> Iterator[Quarantined]:
+    """:func:`decode_request`, appending each span to ``spans`` (``index`` = its position there)
+    and yielding the :class:`Quarantined` items."""
+    for decoded in decode_request(obj, where):
+        if isinstance(decoded, Quarantined):
+            yield decoded
+        else:
+            decoded.index = len(spans)
+            spans.append(decoded)
+
+
 # --- the span tree ------------------------------------------------------------------------------
 
 
@@ -412,3 +431,59 @@ def evaluation_results(span: Span) -> list[dict[str, Any]]:
             }
         )
     return results
+
+
+def evaluation_feedback(trace_id: str, span: Span, step_idx: int | None) -> list[dict[str, Any]]:
+    """``feedback`` rows of the span's :func:`evaluation_results` at ``step_idx``: the score as
+    ``value`` (the label when there is no score; ``value_text`` when there are both), the event
+    name as ``source``, the explanation as ``comment``."""
+    rows = []
+    for result in evaluation_results(span):
+        score, label = result["score"], result["label"]
+        row = feedback_row(
+            trace_id,
+            result["name"],
+            score if score is not None else label,
+            source=result["event"],
+            comment=result["explanation"],
+            step_idx=step_idx,
+        )
+        if score is not None and label is not None:
+            row["value_text"] = str(label)
+        rows.append(row)
+    return rows
+
+
+def first_value(spans: Iterable[Span], *keys: str) -> str | None:
+    """The first non-empty value of ``keys`` over ``spans``, as text (JSON for non-strings)."""
+    for span in spans:
+        for key in keys:
+            value = span.attributes.get(key)
+            if value not in (None, ""):
+                return value if isinstance(value, str) else json.dumps(value)
+    return None
+
+
+def span_times(spans: Iterable[Span]) -> tuple[datetime | None, datetime | None]:
+    """When a trace started and ended: the earliest span start and the latest span end (a span
+    without an end counts with its start)."""
+    spans = list(spans)
+    starts = [s.started_at for s in spans if s.started_at is not None]
+    ends = [t for s in spans if (t := s.ended_at or s.started_at) is not None]
+    return (min(starts) if starts else None, max(ends) if ends else None)
+
+
+def trace_where(trace_id: str, spans: list[Span]) -> str:
+    """Where a trace's record comes from: ``trace <id> (from <where of its first span>)``."""
+    return f"trace {trace_id} (from {spans[0].where})"
+
+
+def failed_trace(trace_id: str, spans: list[Span], error: Exception, records: int) -> Quarantined:
+    """The quarantine entry of a trace that cannot be mapped (``records``: the source records it
+    stands for), with its first span as the raw text."""
+    return Quarantined(
+        trace_where(trace_id, spans),
+        f"trace {trace_id}: {error}",
+        truncate(spans[0].raw),
+        records=records,
+    )

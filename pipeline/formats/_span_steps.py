@@ -1,6 +1,7 @@
 """The steps of a span trace: chat messages as span attributes and events carry them, read into
-one shape (:class:`Message`), and :class:`StepBuilder`, which turns a trace's LLM and tool spans
-into ``steps`` rows without repeating the history every LLM call resends. Used by
+one shape (:class:`Message`), :class:`StepBuilder`, which turns a trace's LLM and tool spans
+into ``steps`` rows without repeating the history every LLM call resends, and
+:func:`add_span_steps`, which walks a trace's span tree into a builder. Used by
 :mod:`~pipeline.formats.otel` and :mod:`~pipeline.formats.openinference`, over the
 :class:`~pipeline.formats._otlp.Span` objects of :mod:`pipeline.formats._otlp`.
 
@@ -22,19 +23,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.formats._common import (
     _ERROR_TEXT,
     content_text,
+    finish_steps,
     json_text,
     truncate,
 )
-from pipeline.formats._otlp import Span
+from pipeline.formats._otlp import Span, error_text
 
-__all__ = ["Message", "StepBuilder", "ToolCall", "message"]
+__all__ = ["Message", "StepBuilder", "ToolCall", "add_span_steps", "message"]
 
 
 # --- messages -----------------------------------------------------------------------------------
@@ -403,15 +405,78 @@ class StepBuilder:
 
     def finish(self) -> list[dict[str, Any]]:
         """The steps with dense ``step_idx`` 0.. (and no ``actor`` in a single-agent run)."""
-        single = len({s["actor"] for s in self.steps if s["actor"]}) <= 1
-        for idx, step in enumerate(self.steps):
-            step["step_idx"] = idx
-            if single:
-                step["actor"] = None
-        return self.steps
+        return finish_steps(self.steps)
 
     def step_of(self, span_id: str) -> int | None:
         """The ``step_idx`` a feedback about span ``span_id`` attaches to (after :meth:`finish`):
         the first step at or after the span's start, ``None`` if there is none."""
         step = self._anchors.get(span_id)
         return None if step is None else step["step_idx"]
+
+
+def add_span_steps(
+    builder: StepBuilder,
+    order: list[tuple[str, Span]],
+    kinds: Mapping[str, str],
+    *,
+    inputs: Callable[[Span], list[Message]],
+    outputs: Callable[[Span], list[Message]],
+    usage: Callable[[Span], tuple[str | None, int | None, int | None]],
+    tool: Callable[[Span], tuple[str | None, str | None, Any, Any]],
+    agent_name: Callable[[Span], str | None],
+) -> None:
+    """Add the steps of a trace's spans, in :func:`~pipeline.formats._otlp.walk` ``order``, to
+    ``builder``. ``kinds`` maps each span id to what the adapter reads the span as:
+
+    - ``llm``: its ``inputs`` messages on entry, its ``outputs`` on exit with the ``usage``
+      ``(model, input tokens, output tokens)``;
+    - ``tool``: on entry the ``tool_call`` of ``tool``'s ``(name, call id, arguments,
+      result)``, on exit the result;
+    - ``agent``: ``builder.actor`` is its ``agent_name`` until it exits;
+    - anything else: structure only.
+
+    Every span in ``ERROR`` gives its :func:`~pipeline.formats._otlp.error_text` to its steps
+    (:meth:`StepBuilder.exit`).
+
+    Raises:
+        ValueError: a span cannot be read (the message names the span's id and name).
+    """
+    tools: dict[str, tuple[str, Any]] = {}
+    actors: list[str | None] = []
+    for phase, span in order:
+        kind = kinds[span.span_id]
+        try:
+            if phase == "enter":
+                builder.enter(span)
+                if kind == "agent":
+                    actors.append(builder.actor)
+                    builder.actor = agent_name(span)
+                if kind == "llm":
+                    builder.inputs(inputs(span), span)
+                elif kind == "tool":
+                    name, call_id, arguments, result = tool(span)
+                    tools[span.span_id] = (
+                        builder.tool_call(span, name, call_id, arguments),
+                        result,
+                    )
+                continue
+            error = error_text(span)
+            if kind == "llm":
+                messages = outputs(span)
+                model, input_tokens, output_tokens = usage(span)
+                builder.outputs(
+                    messages,
+                    span,
+                    model=model,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    error=error,
+                )
+            elif kind == "tool":
+                key, result = tools[span.span_id]
+                builder.tool_result(span, key, result, error)
+            builder.exit(span, error)
+            if kind == "agent":
+                builder.actor = actors.pop()
+        except ValueError as exc:
+            raise ValueError(f"span {span.span_id} ({span.name}): {exc}") from exc

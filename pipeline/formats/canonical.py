@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
@@ -73,6 +74,27 @@ def sniff(path: Path, head: bytes) -> bool:
     )
 
 
+def table_memory_pool() -> pa.MemoryPool:
+    """The Arrow memory pool whole tables are read into: jemalloc where pyarrow has it (it
+    returns freed decode buffers to the system, so reading a large table does not leave its
+    transient buffers in the resident set, as the default mimalloc pool does), else the
+    default pool."""
+    try:
+        return pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        return pa.default_memory_pool()
+
+
+def read_table(path: Path) -> pa.Table:
+    """A whole Parquet file as an Arrow table, scanned in record batches into
+    :func:`table_memory_pool`.
+
+    Raises:
+        OSError, pyarrow.ArrowException: the file is not readable as Parquet.
+    """
+    return ds.dataset(path, format="parquet").to_table(memory_pool=table_memory_pool())
+
+
 def read_parquet(path: Path) -> TableChunk:
     """Read a canonical Parquet table and cast it to the canonical schema.
 
@@ -80,7 +102,7 @@ def read_parquet(path: Path) -> TableChunk:
         InputError: not readable as Parquet, not a canonical table, or a column of the wrong type.
     """
     try:
-        table = pq.read_table(path)
+        table = read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{path}: cannot read Parquet: {exc}") from exc
     kind = table_kind(set(table.column_names))

@@ -15,15 +15,14 @@ from typing import Any
 
 from pipeline.formats._common import (
     Parsed,
-    Quarantined,
     Record,
     chat_steps,
     finish_trajectory,
     json_text,
     label_from_reward,
-    truncate,
+    metadata_columns,
 )
-from pipeline.formats._io import ReadOptions, iter_json_lines, peek_first_json_line
+from pipeline.formats._io import ReadOptions, iter_json_lines, map_records, peek_first_json_line
 from pipeline.schema import OUTCOME_LABELS
 
 NAME = "chat-jsonl"
@@ -66,11 +65,8 @@ def _record(obj: Any, options: ReadOptions, where: str) -> Record:
         "trajectory_id": trajectory_id,
         "source_format": NAME,
         "source_uri": options.source_uri,
-        "dataset": metadata.get("dataset"),
-        "domain": metadata.get("domain", metadata.get("task_type")),
-        "task_id": None if metadata.get("task_id") is None else str(metadata["task_id"]),
+        **metadata_columns(metadata),
         "trial": trial if isinstance(trial, int) else None,
-        "agent_name": metadata.get("agent", metadata.get("agent_name")),
         "model": model,
         "session_id": metadata.get("session_id"),
         "user_id": metadata.get("user_id"),
@@ -115,12 +111,5 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
     Raises:
         InputError: the file cannot be opened or is not UTF-8.
     """
-    for item in iter_json_lines(path, options.max_record_bytes):
-        if isinstance(item, Quarantined):
-            yield item
-            continue
-        where, obj = item
-        try:
-            yield _record(obj, options, where)
-        except (ValueError, TypeError) as exc:
-            yield Quarantined(where, str(exc), truncate(obj))
+    records = iter_json_lines(path, options.max_record_bytes)
+    yield from map_records(records, lambda where, obj: _record(obj, options, where))

@@ -73,6 +73,7 @@ from pipeline.formats._common import (
     json_text,
     outcome_from_feedback,
     parse_time,
+    tool_error_count,
     truncate,
 )
 from pipeline.formats._io import ReadOptions, first_page_record, iter_page_records
@@ -277,14 +278,9 @@ def _trajectory(
         if len(conversation.steps) > before and observation.get("id"):
             step_of.setdefault(str(observation["id"]), before)
     if not generations:
-        stamp = parse_time(root.get("endTime") or context.get("timestamp"))
-        conversation.add_output(
+        conversation.add_answer(
             output_messages(context.get("output", root.get("output"))),
-            model=None,
-            input_tokens=None,
-            output_tokens=None,
-            started=stamp,
-            ended=stamp,
+            parse_time(root.get("endTime") or context.get("timestamp")),
         )
     steps = conversation.finish()
     feedback = [_score_row(_camel(s), trace_id, step_of) for s in scores if isinstance(s, Mapping)]
@@ -318,9 +314,7 @@ def _trajectory(
         "outcome_score": score,
         "outcome_source": source,
         "termination_reason": "error" if errors else None,
-        "n_tool_errors": sum(
-            1 for s in steps if s["step_type"] == "tool_result" and s.get("is_error")
-        ),
+        "n_tool_errors": tool_error_count(steps),
         "cost_usd": float(total_cost)
         if isinstance(total_cost, int | float)
         else (sum(costs) if costs else None),

@@ -68,6 +68,7 @@ from pipeline.formats._common import (
     json_text,
     outcome_from_feedback,
     parse_time,
+    tool_error_count,
     truncate,
 )
 from pipeline.formats._io import ReadOptions, first_page_record, iter_page_records
@@ -261,15 +262,10 @@ def _trajectory(
         outputs = root.get("outputs")
         if isinstance(outputs, Mapping) and set(outputs) == {"output"}:
             outputs = outputs["output"]
-        stamp = parse_time(root.get("end_time") or root.get("start_time"))
         answer = output_messages(outputs)
-        conversation.add_output(
+        conversation.add_answer(
             [m for m in answer if m["role"] == "assistant"][-1:],
-            model=None,
-            input_tokens=None,
-            output_tokens=None,
-            started=stamp,
-            ended=stamp,
+            parse_time(root.get("end_time") or root.get("start_time")),
         )
     steps = conversation.finish()
     root_id = str(root.get("id")) if root else trace_id
@@ -311,9 +307,7 @@ def _trajectory(
         "outcome_score": score,
         "outcome_source": source,
         "termination_reason": "error" if root.get("error") else None,
-        "n_tool_errors": sum(
-            1 for s in steps if s["step_type"] == "tool_result" and s.get("is_error")
-        ),
+        "n_tool_errors": tool_error_count(steps),
         "cost_usd": cost,
         "metadata": json_text(
             {

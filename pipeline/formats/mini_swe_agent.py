@@ -55,19 +55,18 @@ from typing import Any
 
 from pipeline.formats._common import (
     Parsed,
-    Quarantined,
     Record,
     content_text,
     error_line,
     finish_trajectory,
     json_text,
     parse_time,
-    truncate,
 )
 from pipeline.formats._io import (
     COMPRESSED_SUFFIXES,
     ReadOptions,
     json_documents,
+    map_records,
 )
 
 __all__ = ["NAME", "read", "sniff"]
@@ -404,12 +403,5 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
     Raises:
         InputError: unreadable, empty, too large or not UTF-8.
     """
-    for item in json_documents(path, options):
-        if isinstance(item, Quarantined):
-            yield item
-            continue
-        where, obj = item
-        try:
-            yield _record(obj, path, where, options)
-        except (ValueError, TypeError) as exc:
-            yield Quarantined(where, str(exc), truncate(obj))
+    records = json_documents(path, options)
+    yield from map_records(records, lambda where, obj: _record(obj, path, where, options))

@@ -86,6 +86,7 @@ from pipeline.formats._common import (
     metadata_feedback,
     outcome_from_feedback,
     parse_time,
+    tool_error_count,
     truncate,
 )
 from pipeline.formats._io import ReadOptions, first_record, iter_json_records
@@ -323,7 +324,7 @@ def _record(trace_id: str, trace: _Trace, options: ReadOptions) -> Record:
         "outcome_score": score,
         "outcome_source": source,
         "termination_reason": termination or metadata.get("termination_reason"),
-        "n_tool_errors": sum(bool(s["is_error"]) for s in steps if s["step_type"] == "tool_result"),
+        "n_tool_errors": tool_error_count(steps),
         "input_tokens": sum(inputs) if inputs else None,
         "output_tokens": sum(outputs) if outputs else None,
         "metadata": json_text(

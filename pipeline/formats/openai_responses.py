@@ -65,17 +65,16 @@ from typing import Any
 
 from pipeline.formats._common import (
     Parsed,
-    Quarantined,
     Record,
     feedback_row,
     finish_trajectory,
     json_text,
+    metadata_columns,
     metadata_feedback,
     outcome_from_feedback,
     parse_time,
-    truncate,
 )
-from pipeline.formats._io import ReadOptions, first_record, iter_json_records
+from pipeline.formats._io import ReadOptions, first_record, iter_json_records, map_records
 from pipeline.formats._responses_items import item_steps, looks_like_item
 
 __all__ = ["NAME", "read", "sniff"]
@@ -284,11 +283,8 @@ def _record(obj: Any, options: ReadOptions, where: str) -> Record:
         "trajectory_id": trajectory_id,
         "source_format": NAME,
         "source_uri": options.source_uri,
-        "dataset": metadata.get("dataset"),
-        "domain": metadata.get("domain", metadata.get("task_type")),
-        "task_id": None if metadata.get("task_id") is None else str(metadata["task_id"]),
+        **metadata_columns(metadata),
         "trial": int(trial) if isinstance(trial, int | str) and str(trial).isdigit() else None,
-        "agent_name": metadata.get("agent", metadata.get("agent_name")),
         "model": model,
         "session_id": conversation_id or metadata.get("session_id"),
         "user_id": response.get("user")
@@ -314,12 +310,8 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
     Raises:
         InputError: the file cannot be opened, is empty, or is not UTF-8 / JSON as a whole.
     """
-    for item in iter_json_records(path, options):
-        if isinstance(item, Quarantined):
-            yield item
-            continue
-        where, obj = item
-        try:
-            yield _record(obj, options, where)
-        except (ValueError, TypeError, AttributeError) as exc:
-            yield Quarantined(where, str(exc), truncate(obj))
+    yield from map_records(
+        iter_json_records(path, options),
+        lambda where, obj: _record(obj, options, where),
+        (ValueError, TypeError, AttributeError),
+    )

@@ -73,13 +73,16 @@ from pipeline.formats._common import (
 from pipeline.formats._io import ReadOptions, iter_json_records
 from pipeline.formats._otlp import (
     Span,
-    decode_request,
-    error_text,
-    evaluation_results,
+    decode_into,
+    evaluation_feedback,
+    failed_trace,
+    first_value,
     group_by_trace,
     indexed,
     is_otlp_request,
+    span_times,
     to_int,
+    trace_where,
     walk,
 )
 from pipeline.formats._phoenix import (
@@ -94,7 +97,7 @@ from pipeline.formats._phoenix import (
     page_items,
     phoenix_span,
 )
-from pipeline.formats._span_steps import Message, StepBuilder, message
+from pipeline.formats._span_steps import Message, StepBuilder, add_span_steps, message
 
 NAME = "openinference"
 
@@ -243,14 +246,37 @@ def _tool(span: Span) -> tuple[str | None, str | None, Any, Any]:
     )
 
 
-def _first(spans: list[Span], *keys: str) -> str | None:
-    """The first non-empty value of ``keys`` over ``spans``, as text."""
-    for span in spans:
-        for key in keys:
-            value = span.attributes.get(key)
-            if value not in (None, ""):
-                return value if isinstance(value, str) else json.dumps(value)
-    return None
+def _usage(span: Span) -> tuple[str | None, int | None, int | None]:
+    """``(model, input tokens, output tokens)`` of an LLM span."""
+    attrs = span.attributes
+    return (
+        first_value([span], *_MODEL_KEYS),
+        to_int(attrs.get("llm.token_count.prompt")),
+        to_int(attrs.get("llm.token_count.completion")),
+    )
+
+
+def _agent_name(span: Span) -> str | None:
+    return first_value([span], "agent.name") or span.name or None
+
+
+def _roles(order: list[tuple[str, Span]], kinds: Mapping[str, str]) -> dict[str, str]:
+    """What :func:`~pipeline.formats._span_steps.add_span_steps` reads each span as: ``llm``
+    (LLM), ``agent`` (AGENT), ``tool`` (TOOL, or a RETRIEVER that is not inside a TOOL span), else
+    ``other``."""
+    roles = {}
+    in_tool = 0
+    for phase, span in order:
+        kind = kinds[span.span_id]
+        if phase == "exit":
+            in_tool -= kind == "TOOL"
+            continue
+        as_tool = kind == "TOOL" or (kind == "RETRIEVER" and not in_tool)
+        roles[span.span_id] = {"LLM": "llm", "AGENT": "agent"}.get(
+            kind, "tool" if as_tool else "other"
+        )
+        in_tool += kind == "TOOL"
+    return roles
 
 
 def _span_feedback(trace_id: str, span: Span, step_idx: int | None) -> list[dict[str, Any]]:
@@ -275,19 +301,7 @@ def _span_feedback(trace_id: str, span: Span, step_idx: int | None) -> list[dict
             if isinstance(score, int | float) and label is not None:
                 row["value_text"] = str(label)
             rows.append(row)
-    for result in evaluation_results(span):
-        row = feedback_row(
-            trace_id,
-            result["name"],
-            result["score"] if result["score"] is not None else result["label"],
-            source=result["event"],
-            comment=result["explanation"],
-            step_idx=step_idx,
-        )
-        if result["score"] is not None and result["label"] is not None:
-            row["value_text"] = str(result["label"])
-        rows.append(row)
-    return rows
+    return rows + evaluation_feedback(trace_id, span, step_idx)
 
 
 def _record(
@@ -299,52 +313,20 @@ def _record(
     kinds = {s.span_id: str(s.attributes.get(SPAN_KIND) or "").upper() for s in entered}
     if not any(kind in ("LLM", "TOOL") for kind in kinds.values()):
         raise ValueError("no LLM or TOOL span (openinference.span.kind)")
-    tools: dict[str, tuple[str, Any]] = {}
-    in_tool = 0
-    actors: list[str | None] = []
-    for phase, span in order:
-        kind = kinds[span.span_id]
-        as_tool = kind == "TOOL" or (kind == "RETRIEVER" and not in_tool)
-        try:
-            if phase == "enter":
-                builder.enter(span)
-                if kind == "AGENT":
-                    actors.append(builder.actor)
-                    builder.actor = _first([span], "agent.name") or span.name or None
-                if kind == "LLM":
-                    builder.inputs(_inputs(span), span)
-                elif as_tool:
-                    name, call_id, arguments, result = _tool(span)
-                    tools[span.span_id] = (
-                        builder.tool_call(span, name, call_id, arguments),
-                        result,
-                    )
-                in_tool += kind == "TOOL"
-                continue
-            in_tool -= kind == "TOOL"
-            error = error_text(span)
-            if kind == "LLM":
-                attrs = span.attributes
-                builder.outputs(
-                    _outputs(span),
-                    span,
-                    model=_first([span], *_MODEL_KEYS),
-                    input_tokens=to_int(attrs.get("llm.token_count.prompt")),
-                    output_tokens=to_int(attrs.get("llm.token_count.completion")),
-                    error=error,
-                )
-            elif span.span_id in tools:
-                key, result = tools[span.span_id]
-                builder.tool_result(span, key, result, error)
-            builder.exit(span, error)
-            if kind == "AGENT":
-                builder.actor = actors.pop()
-        except ValueError as exc:
-            raise ValueError(f"span {span.span_id} ({span.name}): {exc}") from exc
+    add_span_steps(
+        builder,
+        order,
+        _roles(order, kinds),
+        inputs=_inputs,
+        outputs=_outputs,
+        usage=_usage,
+        tool=_tool,
+        agent_name=_agent_name,
+    )
     builder.mark_anchors()
     root = next(s for s in entered if s.depth == 0)
     if kinds[root.span_id] == "AGENT":
-        builder.actor = _first([root], "agent.name") or root.name or None
+        builder.actor = _agent_name(root)
     builder.ensure("user", _text(root.attributes.get("input.value")), root)
     builder.ensure("assistant", _text(root.attributes.get("output.value")), root)
     steps = builder.finish()
@@ -372,8 +354,7 @@ def _record(
         for tag in value if isinstance(value, list) else []:
             if str(tag) not in tags:
                 tags.append(str(tag))
-    starts = [s.started_at for s in spans if s.started_at is not None]
-    ends = [t for s in spans if (t := s.ended_at or s.started_at) is not None]
+    started_at, ended_at = span_times(spans)
     metadata = {
         "trace_id": trace_id,
         "root_span": root.name,
@@ -390,12 +371,12 @@ def _record(
         "trajectory_id": trace_id,
         "source_format": NAME,
         "source_uri": options.source_uri,
-        "agent_name": _first(entered, "agent.name") or (agents[0].name if agents else None),
-        "model": _first(llm_spans, *_MODEL_KEYS),
-        "session_id": _first(entered, "session.id"),
-        "user_id": _first(entered, "user.id"),
-        "started_at": min(starts) if starts else None,
-        "ended_at": max(ends) if ends else None,
+        "agent_name": first_value(entered, "agent.name") or (agents[0].name if agents else None),
+        "model": first_value(llm_spans, *_MODEL_KEYS),
+        "session_id": first_value(entered, "session.id"),
+        "user_id": first_value(entered, "user.id"),
+        "started_at": started_at,
+        "ended_at": ended_at,
         "outcome_label": label,
         "outcome_score": score,
         "outcome_source": source,
@@ -407,7 +388,7 @@ def _record(
         finish_trajectory(trajectory, steps),
         steps,
         feedback,
-        f"trace {trace_id} (from {spans[0].where})",
+        trace_where(trace_id, spans),
         len(spans) + len(annotations),
     )
 
@@ -441,12 +422,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed | FeedbackRows]:
             first = False
             try:
                 if is_otlp_request(obj):
-                    for decoded in decode_request(obj, where):
-                        if isinstance(decoded, Quarantined):
-                            yield decoded
-                        else:
-                            decoded.index = len(spans)
-                            spans.append(decoded)
+                    yield from decode_into(obj, where, spans)
                 elif is_phoenix_span(obj):
                     spans.append(phoenix_span(obj, where, len(spans)))
                 elif is_annotation(obj):
@@ -481,9 +457,4 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed | FeedbackRows]:
         try:
             yield _record(trace_id, trace_spans, notes, options)
         except (ValueError, TypeError, AttributeError) as exc:
-            yield Quarantined(
-                f"trace {trace_id} (from {trace_spans[0].where})",
-                f"trace {trace_id}: {exc}",
-                truncate(trace_spans[0].raw),
-                records=len(trace_spans) + len(notes),
-            )
+            yield failed_trace(trace_id, trace_spans, exc, len(trace_spans) + len(notes))

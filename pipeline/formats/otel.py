@@ -47,7 +47,6 @@ no LLM or tool span is quarantined.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,6 @@ from pipeline.formats._common import (
     Parsed,
     Quarantined,
     Record,
-    feedback_row,
     finish_trajectory,
     json_text,
     outcome_from_feedback,
@@ -66,17 +64,20 @@ from pipeline.formats._common import (
 from pipeline.formats._io import ReadOptions, iter_json_records
 from pipeline.formats._otlp import (
     Span,
-    decode_request,
-    error_text,
-    evaluation_results,
+    decode_into,
+    evaluation_feedback,
+    failed_trace,
+    first_value,
     group_by_trace,
     indexed,
     is_otlp_request,
     parse_json_value,
+    span_times,
     to_int,
+    trace_where,
     walk,
 )
-from pipeline.formats._span_steps import Message, StepBuilder, message
+from pipeline.formats._span_steps import Message, StepBuilder, add_span_steps, message
 
 NAME = "otel"
 
@@ -257,19 +258,15 @@ def _outputs(span: Span) -> list[Message]:
     return []
 
 
-def _model(span: Span) -> str | None:
+def _usage(span: Span) -> tuple[str | None, int | None, int | None]:
+    """``(model, input tokens, output tokens)`` of an LLM span."""
     attrs = span.attributes
     model = attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")
-    return None if model is None else str(model)
-
-
-def _tokens(span: Span) -> tuple[int | None, int | None]:
-    attrs = span.attributes
     prompt = attrs.get("gen_ai.usage.input_tokens", attrs.get("gen_ai.usage.prompt_tokens"))
     completion = attrs.get(
         "gen_ai.usage.output_tokens", attrs.get("gen_ai.usage.completion_tokens")
     )
-    return to_int(prompt), to_int(completion)
+    return None if model is None else str(model), to_int(prompt), to_int(completion)
 
 
 def _tool(span: Span) -> tuple[str | None, str | None, Any, Any]:
@@ -299,16 +296,6 @@ def _tool(span: Span) -> tuple[str | None, str | None, Any, Any]:
     )
 
 
-def _first(spans: list[Span], *keys: str) -> str | None:
-    """The first non-empty value of ``keys`` over ``spans``, as text."""
-    for span in spans:
-        for key in keys:
-            value = span.attributes.get(key)
-            if value not in (None, ""):
-                return value if isinstance(value, str) else json.dumps(value)
-    return None
-
-
 def _agent_name(span: Span) -> str | None:
     name = span.attributes.get("gen_ai.agent.name")
     return str(name) if name else span.name.removeprefix("invoke_agent").strip() or None
@@ -334,62 +321,26 @@ def _record(trace_id: str, spans: list[Span], options: ReadOptions) -> Record:
     kinds = {span.span_id: _kind(span) for span in entered}
     if not any(kind in ("llm", "tool") for kind in kinds.values()):
         raise ValueError("no GenAI LLM or tool span (gen_ai.operation.name chat/execute_tool...)")
-    tools: dict[str, tuple[str, Any]] = {}
-    actors: list[str | None] = []
-    for phase, span in order:
-        kind = kinds[span.span_id]
-        try:
-            if phase == "enter":
-                builder.enter(span)
-                if kind == "agent":
-                    actors.append(builder.actor)
-                    builder.actor = _agent_name(span)
-                if kind == "llm":
-                    builder.inputs(_inputs(span), span)
-                elif kind == "tool":
-                    name, call_id, arguments, result = _tool(span)
-                    tools[span.span_id] = (
-                        builder.tool_call(span, name, call_id, arguments),
-                        result,
-                    )
-                continue
-            error = error_text(span)
-            if kind == "llm":
-                input_tokens, output_tokens = _tokens(span)
-                builder.outputs(
-                    _outputs(span),
-                    span,
-                    model=_model(span),
-                    input_tokens=input_tokens,
-                    output_tokens=output_tokens,
-                    error=error,
-                )
-            elif kind == "tool":
-                key, result = tools[span.span_id]
-                builder.tool_result(span, key, result, error)
-            builder.exit(span, error)
-            if kind == "agent":
-                builder.actor = actors.pop()
-        except ValueError as exc:
-            raise ValueError(f"span {span.span_id} ({span.name}): {exc}") from exc
+    add_span_steps(
+        builder,
+        order,
+        kinds,
+        inputs=_inputs,
+        outputs=_outputs,
+        usage=_usage,
+        tool=_tool,
+        agent_name=_agent_name,
+    )
     builder.mark_anchors()
     _fallbacks(builder, [s for s in entered if kinds[s.span_id] == "agent"])
     steps = builder.finish()
-    feedback = []
-    for span in entered:
-        for result in evaluation_results(span):
-            score, label = result["score"], result["label"]
-            row = feedback_row(
-                trace_id,
-                result["name"],
-                score if score is not None else label,
-                source=result["event"],
-                comment=result["explanation"],
-                step_idx=None if span.depth == 0 else builder.step_of(span.span_id),
-            )
-            if score is not None and label is not None:
-                row["value_text"] = str(label)
-            feedback.append(row)
+    feedback = [
+        row
+        for span in entered
+        for row in evaluation_feedback(
+            trace_id, span, None if span.depth == 0 else builder.step_of(span.span_id)
+        )
+    ]
     label, score, source = outcome_from_feedback(
         feedback, options.reward_threshold, options.outcome_feedback
     )
@@ -397,21 +348,21 @@ def _record(trace_id: str, spans: list[Span], options: ReadOptions) -> Record:
     agents = [s for s in entered if kinds[s.span_id] == "agent"]
     roots = [s for s in entered if s.depth == 0]
     resource = roots[0].resource
-    starts = [s.started_at for s in spans if s.started_at is not None]
-    ends = [t for s in spans if (t := s.ended_at or s.started_at) is not None]
-    model = _first(llm_spans, "gen_ai.response.model", "gen_ai.request.model") or _first(
+    started_at, ended_at = span_times(spans)
+    model = first_value(llm_spans, "gen_ai.response.model", "gen_ai.request.model") or first_value(
         entered, "gen_ai.response.model", "gen_ai.request.model"
     )
     trajectory = {
         "trajectory_id": trace_id,
         "source_format": NAME,
         "source_uri": options.source_uri,
-        "agent_name": _first(agents, "gen_ai.agent.name") or _first(entered, "gen_ai.agent.name"),
+        "agent_name": first_value(agents, "gen_ai.agent.name")
+        or first_value(entered, "gen_ai.agent.name"),
         "model": model,
-        "session_id": _first(entered, "gen_ai.conversation.id"),
-        "user_id": _first(entered, "user.id", "enduser.id"),
-        "started_at": min(starts) if starts else None,
-        "ended_at": max(ends) if ends else None,
+        "session_id": first_value(entered, "gen_ai.conversation.id"),
+        "user_id": first_value(entered, "user.id", "enduser.id"),
+        "started_at": started_at,
+        "ended_at": ended_at,
         "outcome_label": label,
         "outcome_score": score,
         "outcome_source": source,
@@ -422,8 +373,8 @@ def _record(trace_id: str, spans: list[Span], options: ReadOptions) -> Record:
                 for k, v in {
                     "trace_id": trace_id,
                     "root_span": roots[0].name,
-                    "provider": _first(entered, "gen_ai.provider.name", "gen_ai.system"),
-                    "agent_id": _first(entered, "gen_ai.agent.id"),
+                    "provider": first_value(entered, "gen_ai.provider.name", "gen_ai.system"),
+                    "agent_id": first_value(entered, "gen_ai.agent.id"),
                     "resource": {
                         k: v
                         for k, v in resource.items()
@@ -440,7 +391,7 @@ def _record(trace_id: str, spans: list[Span], options: ReadOptions) -> Record:
         finish_trajectory(trajectory, steps),
         steps,
         feedback,
-        f"trace {trace_id} (from {spans[0].where})",
+        trace_where(trace_id, spans),
         len(spans),
     )
 
@@ -470,19 +421,9 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
             )
             continue
         first = False
-        for decoded in decode_request(obj, where):
-            if isinstance(decoded, Quarantined):
-                yield decoded
-            else:
-                decoded.index = len(spans)
-                spans.append(decoded)
+        yield from decode_into(obj, where, spans)
     for trace_id, trace_spans in group_by_trace(spans).items():
         try:
             yield _record(trace_id, trace_spans, options)
         except (ValueError, TypeError, AttributeError) as exc:
-            yield Quarantined(
-                f"trace {trace_id} (from {trace_spans[0].where})",
-                f"trace {trace_id}: {exc}",
-                truncate(trace_spans[0].raw),
-                records=len(trace_spans),
-            )
+            yield failed_trace(trace_id, trace_spans, exc, len(trace_spans))

@@ -22,10 +22,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import fisher_exact
-from statsmodels.stats.contingency_tables import StratifiedTable
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import proportion_confint
+
+# scipy and statsmodels are imported inside the functions that use them: they take about a
+# second to import, which a command that tests nothing (a re-run with nothing new, ``coach
+# skills list``) should not pay.
 
 __all__ = [
     "Effect",
@@ -54,6 +54,8 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
     """Wilson score interval of a proportion ``successes / n`` (NaNs for ``n == 0``)."""
     if n == 0:
         return math.nan, math.nan
+    from statsmodels.stats.proportion import proportion_confint
+
     low, high = proportion_confint(successes, n, alpha=alpha, method="wilson")
     return float(low), float(high)
 
@@ -61,6 +63,8 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
 def fisher(a: int, b: int, c: int, d: int) -> Effect:
     """Fisher's exact test on ``[[a, b], [c, d]]``; the interval is Woolf's (log odds ratio
     +- 1.96 SE with 0.5 added to every cell), NaN-free."""
+    from scipy.stats import fisher_exact
+
     result = fisher_exact([[a, b], [c, d]])
     ha, hb, hc, hd = a + 0.5, b + 0.5, c + 0.5, d + 0.5
     log_or = math.log(ha * hd / (hb * hc))
@@ -85,6 +89,8 @@ def cmh(tables: np.ndarray) -> Effect:
     tables = np.asarray(tables, dtype=float)
     if tables.shape[0] == 0:
         return Effect(math.nan, math.nan, math.nan, 1.0)
+    from statsmodels.stats.contingency_tables import StratifiedTable
+
     table = StratifiedTable(np.transpose(tables, (1, 2, 0)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -140,4 +146,6 @@ def benjamini_hochberg(p_values: list[float] | np.ndarray) -> np.ndarray:
     p = np.asarray(p_values, dtype=float)
     if p.size == 0:
         return p
+    from statsmodels.stats.multitest import multipletests
+
     return np.asarray(multipletests(p, method="fdr_bh")[1], dtype=float)

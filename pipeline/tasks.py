@@ -16,7 +16,6 @@ import json
 import numpy as np
 import polars as pl
 from rapidfuzz import fuzz, process
-from scipy.optimize import linear_sum_assignment
 
 __all__ = ["task_keys"]
 
@@ -71,6 +70,8 @@ def task_keys(trajectories: pl.DataFrame, *, min_similarity: float = 60.0) -> pl
                 for j, v in enumerate(users_ref):
                     if u and v and u != v:
                         score[i, j] = 0.0
+            from scipy.optimize import linear_sum_assignment  # slow to import; only needed here
+
             rows, cols = linear_sum_assignment(-score)
             for i, j in zip(rows, cols, strict=True):
                 if score[i, j] >= min_similarity:

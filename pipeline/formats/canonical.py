@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
@@ -92,6 +91,8 @@ def read_table(path: Path) -> pa.Table:
     Raises:
         OSError, pyarrow.ArrowException: the file is not readable as Parquet.
     """
+    import pyarrow.dataset as ds  # imports pandas: only when a Parquet file is read
+
     return ds.dataset(path, format="parquet").to_table(memory_pool=table_memory_pool())
 
 

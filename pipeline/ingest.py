@@ -12,7 +12,9 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 import tempfile
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -146,15 +148,17 @@ class Traces:
         bounds DuckDB's own buffers; beyond it, operators and temp tables spill to a private
         directory under the system temp directory, removed when the connection closes.
         ``threads``: DuckDB worker threads (default: one per core)."""
-        settings: dict[str, str | int] = {}
+        settings: dict[str, str | bool | int | float | list[str]] = {}
         if memory_limit is not None:
             settings["memory_limit"] = memory_limit
         if threads is not None:
             settings["threads"] = threads
-        settings["temp_directory"] = str(
-            Path(tempfile.gettempdir()) / f"coach-duckdb-{os.getpid()}-{next(_CONNECTIONS)}"
-        )
+        spill = Path(tempfile.gettempdir()) / f"coach-duckdb-{os.getpid()}-{next(_CONNECTIONS)}"
+        settings["temp_directory"] = str(spill)
         con = duckdb.connect(config=settings)
+        # DuckDB removes its spill files on close; a connection still open when the process
+        # exits is never closed, so remove them then (or when the connection is collected)
+        weakref.finalize(con, shutil.rmtree, spill, True)
         con.execute("set enable_progress_bar = false")
         for name in TABLES:
             con.register(name, getattr(self, name))

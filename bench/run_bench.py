@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in llm:
         print(f"bench: learn --llm on {item['size']:,}: {item['llm_calls']} calls", file=sys.stderr)
     text = report(rows, info, command.strip(), llm)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(text, encoding="utf-8")
     out.with_suffix(".json").write_text(
         json.dumps(

@@ -110,6 +110,20 @@ LLM_OPTIONS = [
         help="Jinja template for the distillation prompt (default: the package's distill.md.j2).",
     ),
     click.option(
+        "--llm-label",
+        is_flag=True,
+        help="With --llm: label trajectories without an outcome with an LLM judge (one call "
+        "per trajectory, cached, within the budgets) before the analysis; the stored tables "
+        "keep their labels.",
+    ),
+    click.option(
+        "--llm-label-rubric",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help="Rubric for --llm-label: plain text added to the judge's prompt, or a Jinja "
+        "template replacing the package's judge.md.j2.",
+    ),
+    click.option(
         "--llm-cache",
         type=click.Path(path_type=Path, dir_okay=False),
         default=None,
@@ -140,5 +154,7 @@ def llm_config(kw: dict[str, Any]) -> LLMConfig:
         concurrency=kw["llm_concurrency"],
         structured=kw["llm_structured"],
         template_file=kw["llm_template"],
+        label=kw["llm_label"],
+        label_rubric=kw["llm_label_rubric"],
         cache_path=kw["llm_cache"],
     )

@@ -175,6 +175,7 @@ _KIND_TEXT = {
     "unconfirmed_write": "the agent called the write action {subject} when the last user "
     "message was not an explicit yes",
     "tool_error": "a call to {subject} failed with an error like the one shown",
+    "unretried_error": "a call to {subject} failed and the agent never called it again",
     "repeated_call": "the agent repeated an identical call to {subject}",
     "transfer": "the agent transferred the user with {subject}",
 }

@@ -27,6 +27,7 @@ __all__ = [
     "TEMPLATES",
     "evidence_from_row",
     "feedback_namespaces",
+    "judged_counts",
     "skill_id",
     "tested_evidence",
 ]
@@ -66,6 +67,11 @@ TEMPLATES: dict[tuple[str, str], tuple[str, str]] = {
     ("tool_error", "harmful"): (
         "tool-usage",
         'Before calling {subject}, check its inputs to avoid the error "{detail}".',
+    ),
+    ("unretried_error", "harmful"): (
+        "tool-usage",
+        "When {subject} fails, call it again, fixing what the error points to, before giving up or "
+        "escalating.",
     ),
     ("repeated_call", "harmful"): (
         "pitfalls",
@@ -119,11 +125,27 @@ def _number(value: Any) -> float | None:
     return round(float(value), 6)
 
 
-def evidence_from_row(row: dict[str, Any]) -> dict[str, Any]:
+def judged_counts(analysis: Analysis, judged: frozenset[str]) -> dict[str, int]:
+    """Per namespace: how many of its labelled trajectories (``analysis.units``, every one of
+    which is counted in n_with + n_without of the namespace's contrasts) are in ``judged``, the
+    ids labelled by the LLM judge (:mod:`pipeline.judge`). Namespaces without any are left out."""
+    if not judged or analysis.units.height == 0:
+        return {}
+    counts = (
+        analysis.units.filter(pl.col("trajectory_id").is_in(list(judged)))
+        .group_by("namespace")
+        .len()
+    )
+    return dict(zip(counts["namespace"].to_list(), counts["len"].to_list(), strict=True))
+
+
+def evidence_from_row(row: dict[str, Any], judged: int = 0) -> dict[str, Any]:
     """The JSON-ready evidence of one Analyzer result row (without examples): n_with,
     n_without, successes_with, successes_without, n_strata, method, stratification, rate_with,
     rate_without, lift, odds_ratio, ci_low, ci_high, p_value, q_value (floats rounded to 6
-    places, non-finite as null) and direction (harmful when the odds ratio is below 1)."""
+    places, non-finite as null) and direction (harmful when the odds ratio is below 1); plus
+    ``llm_judged`` when ``judged`` (of the n_with + n_without runs, those labelled by the LLM
+    judge, see :func:`judged_counts`) is above zero."""
     direction = "harmful" if (row["odds_ratio"] or 0) < 1 else "helpful"
     return (
         {
@@ -152,14 +174,23 @@ def evidence_from_row(row: dict[str, Any]) -> dict[str, Any]:
             )
         }
         | {"direction": direction}
+        | ({"llm_judged": judged} if judged else {})
     )
 
 
-def tested_evidence(analysis: Analysis) -> list[tuple[str, str, dict[str, Any]]]:
+def tested_evidence(
+    analysis: Analysis, judged: frozenset[str] = frozenset()
+) -> list[tuple[str, str, dict[str, Any]]]:
     """(skill id, pattern id, evidence) for every tested result, so that known skills can be
-    updated with the latest figures even when they are no longer significant."""
+    updated with the latest figures even when they are no longer significant. ``judged``: ids
+    of trajectories labelled by the LLM judge (counted as ``llm_judged``)."""
+    counts = judged_counts(analysis, judged)
     return [
-        (skill_id(r["namespace"], r["feature_id"]), r["feature_id"], evidence_from_row(r))
+        (
+            skill_id(r["namespace"], r["feature_id"]),
+            r["feature_id"],
+            evidence_from_row(r, counts.get(r["namespace"], 0)),
+        )
         for r in analysis.results.iter_rows(named=True)
     ]
 
@@ -194,7 +225,10 @@ class SkillExtractor:
         self.config = config or ExtractorConfig()
 
     def run(
-        self, analysis: Analysis, feedback_namespaces: frozenset[str] = frozenset()
+        self,
+        analysis: Analysis,
+        feedback_namespaces: frozenset[str] = frozenset(),
+        judged: frozenset[str] = frozenset(),
     ) -> list[Candidate]:
         """Candidates for every significant (and, if configured, suggestive) result whose kind
         and direction have a template.
@@ -209,8 +243,11 @@ class SkillExtractor:
         Evidence keys: n_with, n_without, successes_with, successes_without, rate_with,
         rate_without (fractions), lift, odds_ratio, ci_low, ci_high (95%), p_value, q_value,
         method, stratification, n_strata, direction, examples (list of
-        ``{"trajectory_id", "step_idx"}``).
+        ``{"trajectory_id", "step_idx"}``); and ``llm_judged`` (how many of the n_with +
+        n_without runs the LLM judge labelled) when any of ``judged`` (trajectory ids) is among
+        them.
         """
+        counts = judged_counts(analysis, judged)
         wanted = ["significant"] + (["suggestive"] if self.config.propose_suggestive else [])
         rows = analysis.results.filter(pl.col("status").is_in(wanted))
         out = []
@@ -236,7 +273,7 @@ class SkillExtractor:
                 success=direction == "helpful",
                 limit=self.config.max_examples,
             )
-            evidence = evidence_from_row(row) | {
+            evidence = evidence_from_row(row, counts.get(row["namespace"], 0)) | {
                 "examples": [{"trajectory_id": t, "step_idx": s} for t, s in examples],
             }
             if section == "feedback":

@@ -16,6 +16,8 @@ unconfirmed_write   ``unconfirmed_write:<tool>``            write action called 
                                                             message before it is no explicit yes
 tool_error          ``tool_error:<tool>:<signature>``       a tool result was an error with that
                                                             signature (ids, numbers, quotes masked)
+unretried_error     ``unretried_error:<tool>``              a tool result was an error and the tool
+                                                            is not called again later in the run
 repeated_call       ``repeated_call:<tool>``                the same tool called twice with identical
                                                             arguments
 transfer            ``transfer:<tool>``                     a transfer/escalation to a human
@@ -179,6 +181,15 @@ def feature_sql(con: duckdb.DuckDBPyConnection, config: FeatureConfig) -> str:
                min(step_idx), tool_name, signature
         from errors group by all
     ),
+    unretried_error as (
+        select e.trajectory_id, 'unretried_error:' || e.tool_name, 'unretried_error',
+               min(e.step_idx), e.tool_name, null
+        from errors e
+        where not exists (select 1 from calls c
+                          where c.trajectory_id = e.trajectory_id
+                            and c.tool_name = e.tool_name and c.step_idx > e.step_idx)
+        group by all
+    ),
     repeated_call as (
         select trajectory_id, 'repeated_call:' || tool_name, 'repeated_call',
                min(second_idx), tool_name, null
@@ -213,6 +224,7 @@ def feature_sql(con: duckdb.DuckDBPyConnection, config: FeatureConfig) -> str:
     union all select * from write_arg
     union all select * from unconfirmed_write
     union all select * from tool_error
+    union all select * from unretried_error
     union all select * from repeated_call
     union all select * from transfer
     union all select * from turns

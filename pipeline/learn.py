@@ -18,6 +18,7 @@ from pipeline.distill import refine
 from pipeline.extract import Candidate, SkillExtractor, feedback_namespaces, tested_evidence
 from pipeline.fileio import atomic_write, kill_point, lock, sweep_temporary
 from pipeline.ingest import Traces, ingest
+from pipeline.judge import label_unknown
 from pipeline.render import PromptGenerator, base_prompts
 from pipeline.skillbook import MergePolicy, MergeResult, Skillbook
 from pipeline.skillbook_history import append_run
@@ -53,7 +54,8 @@ class LearnResult:
         significant, candidates, skills (counts by status), skillbook_version, changes,
         prompts (paths), llm_calls, llm (screened candidates; with --llm also model, endpoint,
         usage: calls, cache hits, tokens, cost_usd, budget_reached; see
-        :func:`pipeline.distill.refine`), stratification (per namespace), not_enough_evidence,
+        :func:`pipeline.distill.refine`; with --llm-label also ``labelled``: the judge's
+        report, see :class:`pipeline.judge.Labelling`), stratification (per namespace), not_enough_evidence,
         timings_s (seconds per stage), unchanged (True when nothing had changed since the last
         run and no stage ran, see :func:`learn`)."""
         results = self.analysis.results
@@ -86,7 +88,8 @@ class LearnResult:
             "skillbook_version": self.skillbook.version,
             "changes": self.merge.as_dict(),
             "prompts": [str(p) for p in self.prompts],
-            "llm_calls": self.llm.get("usage", {}).get("calls", 0),
+            "llm_calls": self.llm.get("usage", {}).get("calls", 0)
+            + self.llm.get("labelled", {}).get("calls", 0),
             "llm": self.llm,
             "stratification": dict(sorted(self.analysis.namespaces.items())),
             "not_enough_evidence": needed,
@@ -119,9 +122,12 @@ def merge_and_render(
     analysis: Analysis | None,
     trajectories: pl.DataFrame | None,
     run: dict[str, Any],
+    *,
+    judged: frozenset[str] = frozenset(),
 ) -> tuple[Skillbook, MergeResult, list[Path]]:
     """Under the Skillbook lock: load, merge, save, render. Returns the Skillbook, what the
-    merge changed, and the prompt paths.
+    merge changed, and the prompt paths. ``judged``: ids of trajectories labelled by the LLM
+    judge, counted in the evidence (:func:`pipeline.extract.tested_evidence`).
 
     Raises:
         LockError: another run holds the lock. SkillbookError: the Skillbook is unreadable.
@@ -136,7 +142,7 @@ def merge_and_render(
             candidates,
             policy=merge_policy(config),
             now=timestamp(),
-            tested=tested_evidence(analysis) if analysis is not None else (),
+            tested=tested_evidence(analysis, judged) if analysis is not None else (),
             run=run,
         )
         book.save(config.skillbook_dir)
@@ -321,6 +327,31 @@ def _unchanged_result(config: Config, last: dict[str, Any]) -> LearnResult | Non
     return LearnResult(traces, analysis, [], book, MergeResult(), prompts, {}, {}, unchanged=True)
 
 
+def _remaining_budget(config: Config, used: dict[str, Any]) -> Config:
+    """``config`` with the LLM budgets reduced by what ``used`` (an
+    :meth:`~pipeline.llm.LLMUsage.as_dict` of the labelling step) spent, so that labelling and
+    distillation share one budget per run; a budget reached stays reached."""
+    from dataclasses import replace
+
+    llm = config.llm
+    keep = 0.0 if used.get("budget_reached") is not None else 1.0
+
+    def left(budget: float | None, spent: float) -> float | None:
+        return None if budget is None else max(0.0, budget - spent) * keep
+
+    calls = left(llm.max_calls, used["calls"])
+    tokens = left(llm.max_tokens, used["input_tokens"] + used["output_tokens"])
+    return replace(
+        config,
+        llm=replace(
+            llm,
+            max_calls=None if calls is None else int(calls),
+            max_tokens=None if tokens is None else int(tokens),
+            max_usd=left(llm.max_usd, used["cost_usd"]),
+        ),
+    )
+
+
 def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResult:
     say = progress or (lambda _message: None)
     timings: dict[str, float] = {}
@@ -339,6 +370,14 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
         say(f"warning: {warning}")
 
     start = time.perf_counter()
+    labelling, label_usage = label_unknown(config, traces, say)
+    if label_usage:
+        timings["llm_label"] = time.perf_counter() - start
+        # in memory only: the store saved above keeps the labels as ingested
+        traces = labelling.traces
+        config = _remaining_budget(config, label_usage)
+
+    start = time.perf_counter()
     analysis = Analyzer(config.analyzer).run(traces)
     timings["analyze"] = time.perf_counter() - start
     say(
@@ -350,12 +389,15 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
     candidates = SkillExtractor().run(
         analysis,
         feedback_namespaces(pl.from_arrow(traces.trajectories)),  # type: ignore[arg-type]
+        judged=labelling.judged,
     )
     timings["extract"] = time.perf_counter() - start
     say(f"extract: {len(candidates)} candidate skills ({timings['extract']:.1f}s)")
 
     start = time.perf_counter()
     candidates, llm = refine(config, traces, analysis, candidates, say)
+    if label_usage:
+        llm["labelled"] = labelling.report
     if config.llm.enabled:
         timings["llm"] = time.perf_counter() - start
 
@@ -384,11 +426,14 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
             "candidates": len(candidates),
             "labelled": analysis.units.height,
             "successes": int(analysis.units["success"].sum()) if analysis.units.height else 0,
+            "llm_judged": len(labelling.judged),
         },
     }
     trajectories = pl.from_arrow(traces.trajectories)
     assert isinstance(trajectories, pl.DataFrame)
-    book, merged, prompts = merge_and_render(config, candidates, analysis, trajectories, run)
+    book, merged, prompts = merge_and_render(
+        config, candidates, analysis, trajectories, run, judged=labelling.judged
+    )
     timings["merge+render"] = time.perf_counter() - start
     say(
         f"merge: Skillbook v{book.version}, {sum(map(len, merged.as_dict().values()))} changes; "

@@ -58,7 +58,9 @@ class LLMConfig:
     trace excerpts in one prompt (tokens, estimated at 4 characters each). ``max_clusters``:
     failure clusters distilled per namespace. ``concurrency``: requests in flight at once.
     ``auto``: LLM-worded skills may become active like rule-worded ones (default: proposed).
-    ``label``: label trajectories without an outcome with the LLM judge. ``template_file``: a
+    ``label``: label trajectories without an outcome with the LLM judge (needs ``enabled``;
+    see :mod:`pipeline.judge`). ``label_rubric``: a rubric for the judge, plain text or a Jinja
+    template replacing ``pipeline/templates/judge.md.j2``. ``template_file``: a
     Jinja template replacing ``pipeline/templates/distill.md.j2``. ``cache_path``: the DuckDB
     cache (default ``<data dir>/llm_cache.duckdb``). ``structured``: ``auto`` (JSON schema, with
     the fallback), ``json_schema`` or ``json`` (schema in the prompt only).
@@ -82,6 +84,7 @@ class LLMConfig:
     concurrency: int = 4
     auto: bool = False
     label: bool = False
+    label_rubric: Path | None = None
     template_file: Path | None = None
     cache_path: Path | None = None
     structured: str = "auto"
@@ -95,6 +98,8 @@ class LLMConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{name} must not be negative, not {value}")
+        if self.label and not self.enabled:
+            raise ConfigError("--llm-label needs --llm (and a model): pass --llm --model NAME")
         if self.enabled and not self.model:
             raise ConfigError("--llm needs a model: pass --model NAME or set COACH_MODEL")
         if self.concurrency < 1 or self.max_retries < 0 or self.timeout_s <= 0:

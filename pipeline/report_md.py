@@ -24,7 +24,8 @@ def _num(value: Any, digits: int = 2) -> str:
 
 def evidence_line(evidence: dict[str, Any]) -> str:
     """One line of figures: support, success rates with and without, odds ratio with its 95%
-    interval, p and q, and the stratification. A failure cluster (LLM-distilled, not a
+    interval, p and q, the stratification, and how many of the runs an LLM judge labelled
+    (``llm_judged``, when any). A failure cluster (LLM-distilled, not a
     contrast) gives its size, share of failures and signature instead."""
     if evidence.get("kind") == "failure_cluster":
         return (
@@ -33,6 +34,13 @@ def evidence_line(evidence: dict[str, Any]) -> str:
             f"{evidence.get('signature')}"
         )
     n_strata = evidence.get("n_strata")
+    judged = (
+        f"; {evidence['llm_judged']} of the "
+        f"{(evidence.get('n_with') or 0) + (evidence.get('n_without') or 0)} runs labelled by "
+        "an LLM judge"
+        if evidence.get("llm_judged")
+        else ""
+    )
     within = (
         "the domain, tasks do not repeat"
         if evidence.get("method") == "fisher"
@@ -44,7 +52,7 @@ def evidence_line(evidence: dict[str, Any]) -> str:
         f"odds ratio {_num(evidence.get('odds_ratio'))} "
         f"[{_num(evidence.get('ci_low'))}, {_num(evidence.get('ci_high'))}] within "
         f"{within} ({evidence.get('method')}); "
-        f"p={_num(evidence.get('p_value'), 4)}, q={_num(evidence.get('q_value'), 4)}"
+        f"p={_num(evidence.get('p_value'), 4)}, q={_num(evidence.get('q_value'), 4)}" + judged
     )
 
 

@@ -288,7 +288,8 @@ def rule_features(rule: PlantedRule, domain: DomainSpec) -> frozenset[str]:
                           correct value of that argument (the correct values are its mirror
                           image: runs that use them succeed more often)
     wrong_order           ``tool_order:<before>-><tool>`` (its absence is the rule)
-    no_retry              ``tool_error:<tool>:<signature of RETRY_ERROR>``, ``repeated_call:<tool>``
+    no_retry              ``unretried_error:<tool>`` (the behaviour itself),
+                          ``tool_error:<tool>:<signature of RETRY_ERROR>``, ``repeated_call:<tool>``
                           (the retry itself)
     needless_transfer     ``transfer:<tool>``, ``tool_called:<tool>``
     ===================== ===================================================================
@@ -307,7 +308,11 @@ def rule_features(rule: PlantedRule, domain: DomainSpec) -> frozenset[str]:
         from pipeline.features import error_signature
 
         return frozenset(
-            {f"tool_error:{rule.tool}:{error_signature(RETRY_ERROR)}", f"repeated_call:{rule.tool}"}
+            {
+                f"unretried_error:{rule.tool}",
+                f"tool_error:{rule.tool}:{error_signature(RETRY_ERROR)}",
+                f"repeated_call:{rule.tool}",
+            }
         )
     return frozenset({f"transfer:{rule.tool}", f"tool_called:{rule.tool}"})
 

@@ -1,6 +1,11 @@
 """The Analyzer's results on planted sets are exactly those recorded in
 ``tests/golden/analysis_equivalence.json`` (written by the per-feature loop that the vectorised
-2x2 counting replaced): same rows, counts, odds ratios, p- and q-values, statuses."""
+2x2 counting replaced): same rows, counts, odds ratios, p- and q-values, statuses.
+
+The golden predates later feature kinds (``unretried_error``). A new kind adds tests to the
+family, which moves every q-value (Benjamini-Hochberg) and ``runs_needed`` (which counts the
+tests), so dropping its rows afterwards would not do: the Analyzer here derives only the kinds
+the golden was written with (:data:`GOLDEN_KINDS`), and the comparison stays exact."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import pipeline.analyze
 from pipeline.analyze import Analyzer
 from pipeline.ingest import Traces, ingest
 from pipeline.synth import (
@@ -24,6 +30,19 @@ from pipeline.synth import (
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "analysis_equivalence.json"
+
+# The feature kinds pipeline.features derived when the golden was written.
+GOLDEN_KINDS = (
+    "tool_called",
+    "tool_order",
+    "write_arg",
+    "unconfirmed_write",
+    "tool_error",
+    "repeated_call",
+    "transfer",
+    "turns",
+    "termination",
+)
 
 
 def _traces(directory: Path, records: Any) -> Traces:
@@ -70,9 +89,27 @@ def results_records(traces: Traces) -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+def golden_kinds_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the Analyzer's feature table hold only the kinds in :data:`GOLDEN_KINDS`."""
+    original = pipeline.analyze.create_feature_table
+
+    def create(con: Any, config: Any, name: str = "features") -> int:
+        original(con, config, name)
+        kinds = ", ".join(f"'{k}'" for k in GOLDEN_KINDS)
+        con.execute(f"delete from {name} where kind not in ({kinds})")
+        ((count,),) = con.execute(f"select count(*) from {name}").fetchall()
+        return int(count)
+
+    monkeypatch.setattr(pipeline.analyze, "create_feature_table", create)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_results_equal_the_recorded_ones(name: str, tmp_path: Path) -> None:
+def test_results_equal_the_recorded_ones(
+    name: str, tmp_path: Path, golden_kinds_only: None
+) -> None:
     expected = json.loads(GOLDEN.read_text())[name]
+    assert {row["kind"] for row in expected["results"]} <= set(GOLDEN_KINDS)
     actual = json.loads(json.dumps(results_records(CASES[name](tmp_path))))
     assert actual["untested"] == expected["untested"]
     assert len(actual["results"]) == len(expected["results"])

@@ -282,3 +282,66 @@ def test_sql_signature_mirrors_error_signature_leading_newline(tmp_path: Path) -
     features = derive_features(_canonical_error_traces(tmp_path, text).connect(), FeatureConfig())
     details = features.filter(pl.col("kind") == "tool_error")["detail"].to_list()
     assert details == [error_signature(text)] == ["error: thing <n> missing"]
+
+
+def _call(tool: str, call_id: str, error: bool = False) -> list[dict]:
+    """A tool call and its result (an error when ``error``), as canonical steps."""
+    return [
+        {
+            "step_type": "tool_call",
+            "role": "assistant",
+            "tool_name": tool,
+            "tool_call_id": call_id,
+            "tool_args": {"id": call_id},
+        },
+        {
+            "step_type": "tool_result",
+            "role": "tool",
+            "tool_name": tool,
+            "tool_call_id": call_id,
+            "tool_result_text": "Error: service unavailable" if error else "ok",
+            "is_error": error,
+        },
+    ]
+
+
+def test_unretried_error(tmp_path: Path) -> None:
+    user = [{"step_type": "user", "role": "user", "content_text": "hi"}]
+    runs = {
+        # error, then the same tool again: retried, no feature
+        "retried": user + _call("search", "a", error=True) + _call("search", "b"),
+        # error, then nothing
+        "dropped": user + _call("search", "a", error=True),
+        # error, then only a different tool
+        "other_tool": user + _call("search", "a", error=True) + _call("transfer", "b"),
+        # no error at all
+        "clean": user + _call("search", "a"),
+    }
+    path = tmp_path / "canonical.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"trajectory_id": t, "outcome_label": "failure", "steps": s}) + "\n"
+            for t, s in runs.items()
+        ),
+        encoding="utf-8",
+    )
+    features = derive_features(ingest([path]).connect(), FeatureConfig())
+    unretried = features.filter(pl.col("kind") == "unretried_error")
+    assert unretried.select("trajectory_id", "feature_id", "step_idx", "subject").rows() == [
+        ("dropped", "unretried_error:search", 2, "search"),
+        ("other_tool", "unretried_error:search", 2, "search"),
+    ]
+    # the retried run still shows the error itself
+    assert _ids(features, "retried", "tool_error") == {
+        "tool_error:search:error: service unavailable"
+    }
+
+
+def test_unretried_error_in_chat_fixture(features: pl.DataFrame) -> None:
+    # chat-002's second search_direct_flight error (step 7) is its last call of that tool;
+    # chat-004's payment error follows the last book_reservation call
+    unretried = features.filter(pl.col("kind") == "unretried_error")
+    assert set(unretried.select("trajectory_id", "feature_id", "step_idx").iter_rows()) == {
+        ("chat-002", "unretried_error:search_direct_flight", 7),
+        ("chat-004", "unretried_error:book_reservation", 7),
+    }

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.distill_items import SECTIONS, Item, cluster_items, pattern_items
 from pipeline.errors import TemplateError
 from pipeline.extract import Candidate
-from pipeline.llm import LLMClient, LLMConfig, Reply, Request
+from pipeline.llm import LLMClient, LLMConfig, Request, retry_request
 from pipeline.redact import redact
 from pipeline.screen import check_reply, markers, parse_reply, screen
 
@@ -118,22 +118,6 @@ def _load_template(config: LLMConfig) -> Any:
         raise TemplateError(f"distillation template does not parse: {exc}") from exc
 
 
-def _retry(request: Request, reply: Reply, reason: str) -> Request:
-    return replace(
-        request,
-        messages=(
-            *request.messages,
-            {"role": "assistant", "content": (reply.text or "")[:2000]},
-            {
-                "role": "user",
-                "content": f"That reply is invalid: {reason}. Answer again with the JSON object "
-                "only, with the keys instruction, when, rationale and section.",
-            },
-        ),
-        label=request.label + " (retry)",
-    )
-
-
 def distill(
     candidates: list[Candidate],
     analysis: Analysis,
@@ -185,7 +169,15 @@ def distill(
     retry_at = [i for i, (value, why) in enumerate(parsed) if value is None and replies[i].answered]
     if retry_at:
         second = client.complete_many(
-            [_retry(requests[i], replies[i], parsed[i][1]) for i in retry_at]
+            [
+                retry_request(
+                    requests[i],
+                    replies[i],
+                    parsed[i][1],
+                    "instruction, when, rationale and section",
+                )
+                for i in retry_at
+            ]
         )
         for i, reply in zip(retry_at, second, strict=True):
             replies[i] = reply

@@ -40,7 +40,7 @@ import pyarrow as pa
 
 from pipeline.distill_items import _data, _step_line
 from pipeline.errors import TemplateError
-from pipeline.llm import LLMClient, LLMConfig, Reply, Request
+from pipeline.llm import LLMClient, LLMConfig, Request, retry_request
 from pipeline.redact import redact
 from pipeline.schema import FEEDBACK, TRAJECTORIES
 
@@ -195,22 +195,6 @@ def _transcripts(traces: Traces, ids: list[str], budget_chars: int) -> dict[str,
     return out
 
 
-def _retry(request: Request, reply: Reply, reason: str) -> Request:
-    return replace(
-        request,
-        messages=(
-            *request.messages,
-            {"role": "assistant", "content": (reply.text or "")[:2000]},
-            {
-                "role": "user",
-                "content": f"That reply is invalid: {reason}. Answer again with the JSON object "
-                "only, with the keys outcome, confidence and reason.",
-            },
-        ),
-        label=request.label + " (retry)",
-    )
-
-
 def judge(traces: Traces, client: LLMClient) -> Labelling:
     """Label the ``unknown`` trajectories of ``traces`` with one request each through
     ``client`` and apply the verdicts in memory (see the module docstring).
@@ -257,7 +241,12 @@ def judge(traces: Traces, client: LLMClient) -> Labelling:
     retry_at = [i for i, (value, _) in enumerate(parsed) if value is None and replies[i].answered]
     if retry_at:
         second = client.complete_many(
-            [_retry(requests[i], replies[i], parsed[i][1]) for i in retry_at]
+            [
+                retry_request(
+                    requests[i], replies[i], parsed[i][1], "outcome, confidence and reason"
+                )
+                for i in retry_at
+            ]
         )
         for i, reply in zip(retry_at, second, strict=True):
             replies[i] = reply

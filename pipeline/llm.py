@@ -33,13 +33,21 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
 
-__all__ = ["LLMClient", "LLMConfig", "LLMUsage", "Reply", "Request", "prompt_hash"]
+__all__ = [
+    "LLMClient",
+    "LLMConfig",
+    "LLMUsage",
+    "Reply",
+    "Request",
+    "prompt_hash",
+    "retry_request",
+]
 
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 CHARS_PER_TOKEN = 4
@@ -200,6 +208,25 @@ def prompt_hash(request: Request, config: LLMConfig) -> str:
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def retry_request(request: Request, reply: Reply, reason: str, keys: str) -> Request:
+    """``request`` asked once more after an invalid ``reply``: the reply (cut to 2,000
+    characters) and a user turn naming ``reason`` and the JSON ``keys`` expected (text, e.g.
+    ``"outcome, confidence and reason"``) are appended; the label gains `` (retry)``."""
+    return replace(
+        request,
+        messages=(
+            *request.messages,
+            {"role": "assistant", "content": (reply.text or "")[:2000]},
+            {
+                "role": "user",
+                "content": f"That reply is invalid: {reason}. Answer again with the JSON object "
+                f"only, with the keys {keys}.",
+            },
+        ),
+        label=request.label + " (retry)",
+    )
 
 
 def estimate_tokens(text: str) -> int:

@@ -6,7 +6,6 @@ Data goes to stdout, progress and diagnostics to stderr.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -17,7 +16,7 @@ import click
 import polars as pl
 
 from pipeline import __version__
-from pipeline.analyze import Analysis, Analyzer, AnalyzerConfig
+from pipeline.analyze import AnalyzerConfig
 from pipeline.cli_llm import LLM_OPTIONS, llm_config
 from pipeline.clikit import (
     BASE_PROMPT_OPTION,
@@ -31,12 +30,10 @@ from pipeline.clikit import (
     say,
 )
 from pipeline.config import Config
-from pipeline.extract import Candidate, SkillExtractor
 from pipeline.formats import ADAPTERS
 from pipeline.ingest import Traces
-from pipeline.learn import ingest_store, learn, merge_and_render, render_prompts
+from pipeline.learn import ingest_store, learn
 from pipeline.report_md import evidence_line
-from pipeline.skillbook import Skillbook
 
 
 @click.group(context_settings=CONTEXT)
@@ -372,186 +369,6 @@ def formats_command(as_json: bool) -> None:
     )
 
 
-def _load_analysis_inputs(data_dir: Path) -> Traces:
-    return Traces.load(data_dir / "tables")
-
-
-@main.command("analyze")
-@click.option(
-    "--min-support",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Fewest trajectories with and without a behaviour for it to be tested.",
-)
-@click.option(
-    "--fdr",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.05,
-    show_default=True,
-    help="False discovery rate (BH q-value level).",
-)
-@common
-@domain_errors
-def analyze_command(
-    min_support: int, fdr: float, data_dir: Path, as_json: bool, quiet: bool
-) -> None:
-    """Contrast successful and failed trajectories from the ingested tables.
-
-    Writes DATA_DIR/analysis/{results,features,units,clusters}.parquet.
-
-    Example: coach analyze --min-support 10 --fdr 0.05
-    """
-    traces = _load_analysis_inputs(data_dir)
-    analysis = Analyzer(AnalyzerConfig(min_support=min_support, fdr=fdr)).run(traces)
-    out = data_dir / "analysis"
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("results", "features", "units", "clusters"):
-        getattr(analysis, name).write_parquet(out / f"{name}.parquet")
-    (out / "config.json").write_text(json.dumps({"min_support": min_support, "fdr": fdr}))
-    results = analysis.results
-    payload = {
-        "features_tested": results.height,
-        "features_untested": analysis.untested,
-        "status": dict(results["status"].value_counts().iter_rows()) if results.height else {},
-        "results": results.head(20).to_dicts(),
-    }
-    text = (
-        "\n".join(
-            f"{r['status']:>15}  {r['feature_id']}  OR {r['odds_ratio']:.2f} "
-            f"q={r['q_value']:.3f} (naive q={r['naive_q_value']:.3f})"
-            for r in results.head(20).iter_rows(named=True)
-        )
-        or "no feature had enough support"
-    )
-    emit(as_json, payload, text)
-
-
-def _load_analysis(data_dir: Path) -> Analysis:
-    out = data_dir / "analysis"
-    try:
-        frames = {
-            n: pl.read_parquet(out / f"{n}.parquet")
-            for n in ("results", "features", "units", "clusters")
-        }
-        cfg = json.loads((out / "config.json").read_text())
-    except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
-        raise click.ClickException(
-            f"{out}: no analysis found ({exc}); run 'coach analyze' first"
-        ) from exc
-    return Analysis(
-        frames["results"],
-        frames["features"],
-        frames["units"],
-        frames["clusters"],
-        config=AnalyzerConfig(**cfg),
-    )
-
-
-@main.command("extract")
-@common
-@domain_errors
-def extract_command(data_dir: Path, as_json: bool, quiet: bool) -> None:
-    """Turn significant contrasts into candidate skills (DATA_DIR/candidates.json).
-
-    Example: coach extract --json
-    """
-    candidates = SkillExtractor().run(_load_analysis(data_dir))
-    data = [asdict(c) for c in candidates]
-    (data_dir / "candidates.json").write_text(json.dumps(data, indent=2) + "\n")
-    emit(
-        as_json,
-        {"candidates": data},
-        "\n".join(f"{c.id} [{c.section}] {c.instruction}" for c in candidates)
-        or "no candidate skills",
-    )
-
-
-@main.command("merge")
-@SKILLBOOK_OPTION
-@OUT_OPTION
-@click.option(
-    "--mode",
-    type=click.Choice(["auto", "propose"]),
-    default="auto",
-    show_default=True,
-    help="How new significant skills enter.",
-)
-@common
-@domain_errors
-def merge_command(
-    skillbook_dir: Path, out_dir: Path, mode: str, data_dir: Path, as_json: bool, quiet: bool
-) -> None:
-    """Merge DATA_DIR/candidates.json into the Skillbook, then re-render the prompts.
-
-    Example: coach merge --skillbook skillbook --mode propose
-    """
-    path = data_dir / "candidates.json"
-    try:
-        candidates = [Candidate(**c) for c in json.loads(path.read_text())]
-    except (OSError, ValueError, TypeError) as exc:
-        raise click.ClickException(
-            f"{path}: cannot read candidates ({exc}); run 'coach extract' first"
-        ) from exc
-    config = Config(data_dir=data_dir, skillbook_dir=skillbook_dir, out_dir=out_dir, mode=mode)
-    analysis = _load_analysis(data_dir) if (data_dir / "analysis").exists() else None
-    trajectories = _trajectories(data_dir)
-    book, merged, prompts = merge_and_render(
-        config, candidates, analysis, trajectories, {"run_id": "merge"}
-    )
-    emit(
-        as_json,
-        {
-            "skillbook_version": book.version,
-            "changes": merged.as_dict(),
-            "skills": book.by_status(),
-            "prompts": [str(p) for p in prompts],
-        },
-        f"Skillbook v{book.version}: {book.by_status()}; changes {merged.as_dict()}",
-    )
-
-
-def _trajectories(data_dir: Path) -> pl.DataFrame | None:
-    path = data_dir / "tables" / "trajectories.parquet"
-    return pl.read_parquet(path, columns=["domain", "system_prompt"]) if path.exists() else None
-
-
-@main.command("render")
-@SKILLBOOK_OPTION
-@OUT_OPTION
-@TEMPLATES_OPTION
-@BASE_PROMPT_OPTION
-@common
-@domain_errors
-def render_command(
-    skillbook_dir: Path,
-    out_dir: Path,
-    template_dir: Path | None,
-    base_prompt_file: Path | None,
-    data_dir: Path,
-    as_json: bool,
-    quiet: bool,
-) -> None:
-    """Render the active skills into one system prompt per namespace.
-
-    Example: coach render --skillbook skillbook --out prompts_out
-    """
-    config = Config(
-        data_dir=data_dir,
-        skillbook_dir=skillbook_dir,
-        out_dir=out_dir,
-        template_dir=template_dir,
-        base_prompt_file=base_prompt_file,
-    )
-    book = Skillbook.load(skillbook_dir / "skillbook.json")
-    prompts = render_prompts(config, book, _trajectories(data_dir))
-    emit(
-        as_json,
-        {"prompts": [str(p) for p in prompts], "skillbook_version": book.version},
-        "\n".join(str(p) for p in prompts),
-    )
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
@@ -564,7 +381,19 @@ from pipeline.cli_report import diff_command, report_command  # noqa: E402
 
 main.add_command(diff_command)
 main.add_command(report_command)
-from pipeline.cli_skills import skillbook_group, skills_group  # noqa: E402
+from pipeline.cli_skillbook import skillbook_group  # noqa: E402
+from pipeline.cli_skills import skills_group  # noqa: E402
 
 main.add_command(skills_group)
 main.add_command(skillbook_group)
+from pipeline.cli_stages import (  # noqa: E402
+    analyze_command,
+    extract_command,
+    merge_command,
+    render_command,
+)
+
+main.add_command(analyze_command)
+main.add_command(extract_command)
+main.add_command(merge_command)
+main.add_command(render_command)

@@ -3,29 +3,28 @@
 ``ingest(paths)`` expands directories, sniffs each file's format (or takes ``format=``), runs the
 adapter and collects :class:`Traces`: the three canonical tables (:mod:`pipeline.schema`), the
 quarantine (records that could not be ingested, with file, position, reason and raw text) and a
-:class:`FileReport` per file in which ``records_read == ingested + quarantined`` always holds.
+:class:`FileReport` per file in which ``records_read == ingested + deduplicated + quarantined``
+always holds.
+
+The store (:class:`Traces`, :class:`FileReport`) lives in :mod:`pipeline.store` and file
+discovery (:func:`discover`, :func:`sniff_format`) in :mod:`pipeline.discover`; both are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import os
-import shutil
-import tempfile
-import weakref
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from pipeline.errors import InputError, UnknownFormatError
+from pipeline.discover import discover, file_sha256, sniff_format
+from pipeline.errors import InputError
 from pipeline.formats import (
     ADAPTERS,
     FeedbackRows,
@@ -36,286 +35,11 @@ from pipeline.formats import (
     by_name,
 )
 from pipeline.formats._common import outcome_from_feedback, truncate
-from pipeline.formats._io import (
-    COMPRESSED_SUFFIXES,
-    DEFAULT_MAX_RECORD_BYTES,
-    data_suffix,
-    read_head,
-)
-from pipeline.formats.canonical import read_table
+from pipeline.formats._io import DEFAULT_MAX_RECORD_BYTES
 from pipeline.schema import TABLES, to_table
+from pipeline.store import FileReport, Traces
 
 __all__ = ["FileReport", "Traces", "discover", "ingest", "sniff_format"]
-
-DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet")
-# Bookkeeping files that :meth:`Traces.save` writes beside the tables; never trace input.
-BOOKKEEPING = frozenset({"ingest.json", "quarantine.jsonl"})
-_HEAD_BYTES = 1 << 20
-# Numbers the DuckDB connections of this process (each spills to its own directory).
-_CONNECTIONS = itertools.count()
-
-
-@dataclass
-class FileReport:
-    """Accounting for one input file, where a record is a JSON Lines line, a list item, a
-    simulation, a span, an observation or a Parquet row (whatever the format's unit is).
-
-    ``records_read == ingested + deduplicated + quarantined`` always holds. ``deduplicated``:
-    records whose trajectory id and content were already ingested (from this or an earlier run);
-    ``renamed``: ingested records whose id was taken by different content, kept under
-    ``<id>~<first 8 hex of record_sha256>`` with a warning. ``status``: ``read`` (read this
-    run), ``unchanged`` (same SHA-256 as a file already in the store, skipped), ``kept`` (in the
-    store from an earlier run, not among this run's inputs); the counts of a skipped file are
-    those of the run that read it. ``sha256``: of the file's bytes as stored (compressed);
-    ``size`` (bytes) and ``mtime_ns`` (modification time, ns since the epoch) as last seen: a
-    file whose path, size and modification time are unchanged is not hashed again (the rule
-    make and rsync use).
-    """
-
-    path: str
-    format: str
-    records_read: int = 0
-    ingested: int = 0
-    deduplicated: int = 0
-    quarantined: int = 0
-    renamed: int = 0
-    trajectories: int = 0
-    steps: int = 0
-    feedback: int = 0
-    sha256: str = ""
-    status: str = "read"
-    size: int = -1
-    mtime_ns: int = -1
-
-
-@dataclass
-class Traces:
-    """The canonical tables of an ingest (cumulative over incremental runs), with the quarantine,
-    per-file accounting, warnings and the settings they were read with.
-
-    ``quarantine`` rows: ``{"file": str, "where": str, "reason": str, "raw": str}``.
-    ``warnings``: one line each (duplicate ids with different content, a rebuild).
-    ``settings``: ``{"format", "reward_threshold", "outcome_feedback"}``: what labels depend on.
-    """
-
-    trajectories: pa.Table
-    steps: pa.Table
-    feedback: pa.Table
-    quarantine: list[dict[str, str]] = field(default_factory=list)
-    files: list[FileReport] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    _COUNT_KEYS = (
-        "records_read",
-        "ingested",
-        "deduplicated",
-        "quarantined",
-        "renamed",
-        "trajectories",
-        "steps",
-        "feedback",
-    )
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Totals over every file in the store: ``records_read``, ``ingested``,
-        ``deduplicated``, ``quarantined``, ``renamed``, ``trajectories``, ``steps``,
-        ``feedback``."""
-        return {k: sum(getattr(f, k) for f in self.files) for k in self._COUNT_KEYS}
-
-    @property
-    def counts_this_run(self) -> dict[str, int]:
-        """The same totals over the files read by this run only (status ``read``)."""
-        read = [f for f in self.files if f.status == "read"]
-        return {k: sum(getattr(f, k) for f in read) for k in self._COUNT_KEYS}
-
-    def content_hash(self) -> str:
-        """SHA-256 over the trajectory ids, outcomes and step counts: equal inputs give equal
-        hashes."""
-        digest = hashlib.sha256()
-        for name in ("trajectory_id", "outcome_label", "n_steps"):
-            digest.update(json.dumps(self.trajectories.column(name).to_pylist()).encode())
-        return digest.hexdigest()
-
-    def connect(
-        self, *, memory_limit: str | None = None, threads: int | None = None
-    ) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with the three tables registered as views of the
-        same names (zero-copy scans of the Arrow tables).
-
-        ``memory_limit`` (DuckDB size text such as ``"1GB"``; default: DuckDB's, 80% of RAM)
-        bounds DuckDB's own buffers; beyond it, operators and temp tables spill to a private
-        directory under the system temp directory, removed when the connection closes.
-        ``threads``: DuckDB worker threads (default: one per core)."""
-        settings: dict[str, str | bool | int | float | list[str]] = {}
-        if memory_limit is not None:
-            settings["memory_limit"] = memory_limit
-        if threads is not None:
-            settings["threads"] = threads
-        spill = Path(tempfile.gettempdir()) / f"coach-duckdb-{os.getpid()}-{next(_CONNECTIONS)}"
-        settings["temp_directory"] = str(spill)
-        con = duckdb.connect(config=settings)
-        # DuckDB removes its spill files on close; a connection still open when the process
-        # exits is never closed, so remove them then (or when the connection is collected)
-        weakref.finalize(con, shutil.rmtree, spill, True)
-        con.execute("set enable_progress_bar = false")
-        for name in TABLES:
-            con.register(name, getattr(self, name))
-        return con
-
-    def save(self, directory: Path) -> dict[str, Path]:
-        """Write ``<name>.parquet`` for each table, ``quarantine.jsonl`` and ``ingest.json`` into
-        ``directory`` (created if needed). Returns the paths written by name."""
-        directory.mkdir(parents=True, exist_ok=True)
-        written: dict[str, Path] = {}
-        for name in TABLES:
-            path = directory / f"{name}.parquet"
-            tmp = path.with_suffix(".parquet.tmp")
-            pq.write_table(getattr(self, name), tmp)
-            tmp.replace(path)
-            written[name] = path
-        quarantine = directory / "quarantine.jsonl"
-        quarantine.write_text(
-            "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in self.quarantine),
-            encoding="utf-8",
-        )
-        written["quarantine"] = quarantine
-        report = directory / "ingest.json"
-        report.write_text(
-            json.dumps(
-                {
-                    "settings": self.settings,
-                    "files": [asdict(f) for f in self.files],
-                    "totals": self.counts,
-                    "warnings": self.warnings,
-                },
-                indent=2,
-            )
-            + "\n",
-            encoding="utf-8",
-        )
-        written["report"] = report
-        return written
-
-    @classmethod
-    def load(cls, directory: Path) -> Traces:
-        """Read what :meth:`save` wrote.
-
-        Raises:
-            InputError: a table file is missing or unreadable.
-        """
-        tables = {}
-        for name, schema in TABLES.items():
-            path = directory / f"{name}.parquet"
-            try:
-                table = read_table(path)
-                for missing in (f for f in schema if f.name not in table.column_names):
-                    table = table.append_column(missing, pa.nulls(table.num_rows, missing.type))
-                tables[name] = table.select(schema.names).cast(schema)
-            except (OSError, pa.ArrowException) as exc:
-                raise InputError(
-                    f"{path}: cannot read the {name} table ({exc}); run 'coach ingest' first"
-                ) from exc
-        quarantine_path = directory / "quarantine.jsonl"
-        quarantine = (
-            [
-                json.loads(line)
-                for line in quarantine_path.read_text(encoding="utf-8").splitlines()
-                if line.strip()
-            ]
-            if quarantine_path.exists()
-            else []
-        )
-        report_path = directory / "ingest.json"
-        report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else {}
-        known = {f.name for f in fields(FileReport)}
-        files = [
-            FileReport(**{k: v for k, v in f.items() if k in known})
-            for f in report.get("files", [])
-        ]
-        return cls(
-            tables["trajectories"],
-            tables["steps"],
-            tables["feedback"],
-            quarantine,
-            files,
-            list(report.get("warnings", [])),
-            dict(report.get("settings", {})),
-        )
-
-
-def is_data_file(path: Path) -> bool:
-    """True when ``path``'s name ends in a data suffix (``DATA_SUFFIXES``), optionally followed by
-    ``.gz`` or ``.zst``, and it is not one of coach's bookkeeping files."""
-    return data_suffix(path) in DATA_SUFFIXES and path.name not in BOOKKEEPING
-
-
-def _expand_glob(pattern: str) -> list[Path]:
-    anchor = Path(pattern).anchor
-    relative = pattern[len(anchor) :] if anchor else pattern
-    return sorted(Path(anchor or ".").glob(relative))
-
-
-def discover(paths: Sequence[str | Path]) -> list[Path]:
-    """Expand ``paths`` into the data files to read, sorted and without repeats.
-
-    - a directory contributes every data file below it (see :func:`is_data_file`), except hidden
-      files and folders;
-    - a glob pattern (``traces/**/*.jsonl.gz``; ``*``, ``?`` or ``[``) contributes the data files
-      and directories it matches;
-    - a file is taken as given, whatever its name.
-
-    Raises:
-        InputError: a path does not exist, a glob matches nothing, or a directory holds no data
-            file.
-    """
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists() and any(c in str(raw) for c in "*?["):
-            matches = _expand_glob(str(raw))
-            if not matches:
-                raise InputError(f"{raw}: the pattern matches no file")
-            found.extend(discover([m for m in matches if m.is_dir() or is_data_file(m)] or matches))
-            continue
-        if not path.exists():
-            raise InputError(f"{path}: no such file or directory")
-        if path.is_dir():
-            files = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and is_data_file(p)
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            if not files:
-                suffixes = ", ".join(DATA_SUFFIXES)
-                compressed = "/".join(COMPRESSED_SUFFIXES)
-                raise InputError(
-                    f"{path}: no trace files ({suffixes}, optionally {compressed}) found"
-                )
-            found.extend(files)
-        else:
-            found.append(path)
-    return sorted(dict.fromkeys(found))
-
-
-def sniff_format(path: Path) -> str:
-    """The name of the first adapter in ``ADAPTERS`` that recognises ``path``.
-
-    Raises:
-        InputError: the file cannot be read.
-        UnknownFormatError: no adapter recognises it (the message lists those tried).
-    """
-    head = read_head(path, _HEAD_BYTES)
-    if not head.strip():
-        raise InputError(f"{path}: empty file")
-    for adapter in ADAPTERS:
-        if adapter.sniff(path, head):
-            return str(adapter.NAME)
-    tried = ", ".join(a.NAME for a in ADAPTERS)
-    raise UnknownFormatError(f"{path}: unknown trace format (tried {tried}); pass --format")
 
 
 def _convert(records: list[Record]) -> tuple[dict[str, pa.Table], list[tuple[Record, str]]]:
@@ -520,19 +244,6 @@ def _all_ids_fresh(
     return not seen or not any(trajectory_id in seen for trajectory_id in column.to_pylist())
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 (hex) of the file's bytes, read in chunks.
-
-    Raises:
-        InputError: the file cannot be read.
-    """
-    try:
-        with path.open("rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-
-
 def ingest(
     paths: Iterable[str | Path],
     *,
@@ -668,9 +379,10 @@ def outcomes_from_feedback(
     :func:`~pipeline.formats._common.outcome_from_feedback`. Rows with a known outcome, or
     without usable feedback, are unchanged.
     """
-    if feedback.num_rows == 0 or not pc.any(
-        pc.equal(trajectories.column("outcome_label"), "unknown")
-    ).as_py():
+    if (
+        feedback.num_rows == 0
+        or not pc.any(pc.equal(trajectories.column("outcome_label"), "unknown")).as_py()
+    ):
         return trajectories
     labels = trajectories.column("outcome_label").to_pylist()
     unknown = {
@@ -746,9 +458,10 @@ def _drop_orphans(
 ) -> pa.Table:
     """``table`` without the rows whose trajectory was not ingested; those are quarantined."""
     column = table.column("trajectory_id")
-    if column.null_count == 0 and pc.all(
-        pc.is_in(column, value_set=pa.array(list(known), type=pa.string()))
-    ).as_py():
+    if (
+        column.null_count == 0
+        and pc.all(pc.is_in(column, value_set=pa.array(list(known), type=pa.string()))).as_py()
+    ):
         return table
     ids = column.to_pylist()
     keep = [i for i, t in enumerate(ids) if t in known]

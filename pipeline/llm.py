@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.llm_cache import ResponseCache
 
 __all__ = [
     "LLMClient",
@@ -242,59 +243,6 @@ def _schema_note(schema: dict[str, Any]) -> str:
     )
 
 
-class _Cache:
-    """The DuckDB response cache (see the module docstring)."""
-
-    def __init__(self, path: Path) -> None:
-        import duckdb
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(path))
-            self.con.execute(
-                """create table if not exists llm_cache (
-                    model varchar, endpoint varchar, prompt_sha256 varchar,
-                    request varchar, response varchar, refusal varchar,
-                    input_tokens integer, output_tokens integer, created_at varchar,
-                    primary key (model, endpoint, prompt_sha256))"""
-            )
-        except duckdb.Error as exc:
-            raise ConfigError(
-                f"{path}: cannot open the LLM cache ({exc}); another coach run may be using it, "
-                "or delete the file to start a new cache"
-            ) from exc
-        self.lock = threading.Lock()
-
-    def get(self, model: str, endpoint: str, key: str) -> tuple[Any, ...] | None:
-        with self.lock:
-            return self.con.execute(
-                "select response, refusal, input_tokens, output_tokens from llm_cache "
-                "where model = ? and endpoint = ? and prompt_sha256 = ?",
-                [model, endpoint, key],
-            ).fetchone()
-
-    def put(self, model: str, endpoint: str, key: str, request: Request, reply: Reply) -> None:
-        with self.lock:
-            self.con.execute(
-                "insert or replace into llm_cache values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    model,
-                    endpoint,
-                    key,
-                    json.dumps({"messages": list(request.messages), "schema": request.schema}),
-                    reply.text,
-                    reply.refusal,
-                    reply.input_tokens,
-                    reply.output_tokens,
-                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                ],
-            )
-
-    def close(self) -> None:
-        with self.lock:
-            self.con.close()
-
-
 class LLMClient:
     """An OpenAI-compatible chat client with cache, budget and retries (module docstring).
 
@@ -314,7 +262,7 @@ class LLMClient:
         self._lock = threading.Lock()
         self._reserved = {"tokens": 0, "usd": 0.0}
         self._json_schema_ok = config.structured != "json"
-        self._cache = _Cache(cache_path)
+        self._cache = ResponseCache(cache_path)
         self._client: Any = None
 
     def __enter__(self) -> LLMClient:

@@ -21,6 +21,9 @@ from pipeline.cli_llm import LLM_OPTIONS, llm_config
 from pipeline.clikit import (
     BASE_PROMPT_OPTION,
     CONTEXT,
+    FDR_OPTION,
+    MIN_SUPPORT_OPTION,
+    MODE_OPTION,
     OUT_OPTION,
     SKILLBOOK_OPTION,
     TEMPLATES_OPTION,
@@ -137,13 +140,7 @@ def _parse_section_modes(
 _learning_options = [
     SKILLBOOK_OPTION,
     OUT_OPTION,
-    click.option(
-        "--mode",
-        type=click.Choice(["auto", "propose"]),
-        default="auto",
-        show_default=True,
-        help="auto: significant skills become active; propose: every new skill waits for approval.",
-    ),
+    MODE_OPTION,
     click.option(
         "--section-mode",
         "section_modes",
@@ -160,20 +157,8 @@ _learning_options = [
         show_default=True,
         help="Recency weighting of evidence across runs: its weight halves every this many days.",
     ),
-    click.option(
-        "--min-support",
-        type=click.IntRange(min=1),
-        default=10,
-        show_default=True,
-        help="Fewest trajectories with and without a behaviour for it to be tested.",
-    ),
-    click.option(
-        "--fdr",
-        type=click.FloatRange(0, 1, min_open=True, max_open=True),
-        default=0.05,
-        show_default=True,
-        help="False discovery rate (BH q-value level).",
-    ),
+    MIN_SUPPORT_OPTION,
+    FDR_OPTION,
     TEMPLATES_OPTION,
     BASE_PROMPT_OPTION,
     *LLM_OPTIONS,

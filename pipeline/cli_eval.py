@@ -8,7 +8,16 @@ from typing import Any
 import click
 
 from pipeline.analyze import AnalyzerConfig
-from pipeline.clikit import SKILLBOOK_OPTION, common, domain_errors, emit, say
+from pipeline.clikit import (
+    FDR_OPTION,
+    MIN_SUPPORT_OPTION,
+    MODE_OPTION,
+    SKILLBOOK_OPTION,
+    common,
+    domain_errors,
+    emit,
+    say,
+)
 from pipeline.config import timestamp
 from pipeline.errors import InputError
 from pipeline.evaluate import SPLITS, Evaluation, evaluate, split_traces
@@ -101,27 +110,9 @@ def _text(result: Evaluation) -> str:
     show_default=True,
     help="A reward at or above it labels success.",
 )
-@click.option(
-    "--mode",
-    type=click.Choice(["auto", "propose"]),
-    default="auto",
-    show_default=True,
-    help="As in coach learn.",
-)
-@click.option(
-    "--min-support",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="As in coach learn.",
-)
-@click.option(
-    "--fdr",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.05,
-    show_default=True,
-    help="False discovery rate, for learning and for 'still significant' on the test part.",
-)
+@MODE_OPTION
+@MIN_SUPPORT_OPTION
+@FDR_OPTION
 @SKILLBOOK_OPTION
 @click.option(
     "--apply",
@@ -152,7 +143,9 @@ def evaluate_command(
     written unless --apply), then measure each active and proposed skill on the test part with
     the same features and within-task contrast, and report the share whose direction holds.
 
-    Give --train and --test, or PATHS with --split time|task|random and --ratio.
+    Give --train and --test, or PATHS with --split time|task|random and --ratio. --mode,
+    --min-support and --fdr are those of coach learn; --fdr is also the level at which a skill
+    "stays significant" on the test part.
 
     Example: coach evaluate traces/ --split task --ratio 0.7 --json
     """

@@ -13,6 +13,9 @@ import polars as pl
 from pipeline.analyze import Analysis, Analyzer, AnalyzerConfig
 from pipeline.clikit import (
     BASE_PROMPT_OPTION,
+    FDR_OPTION,
+    MIN_SUPPORT_OPTION,
+    MODE_OPTION,
     OUT_OPTION,
     SKILLBOOK_OPTION,
     TEMPLATES_OPTION,
@@ -34,20 +37,8 @@ def _load_analysis_inputs(data_dir: Path) -> Traces:
 
 
 @click.command("analyze")
-@click.option(
-    "--min-support",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Fewest trajectories with and without a behaviour for it to be tested.",
-)
-@click.option(
-    "--fdr",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.05,
-    show_default=True,
-    help="False discovery rate (BH q-value level).",
-)
+@MIN_SUPPORT_OPTION
+@FDR_OPTION
 @common
 @domain_errors
 def analyze_command(
@@ -127,13 +118,7 @@ def extract_command(data_dir: Path, as_json: bool, quiet: bool) -> None:
 @click.command("merge")
 @SKILLBOOK_OPTION
 @OUT_OPTION
-@click.option(
-    "--mode",
-    type=click.Choice(["auto", "propose"]),
-    default="auto",
-    show_default=True,
-    help="How new significant skills enter.",
-)
+@MODE_OPTION
 @common
 @domain_errors
 def merge_command(

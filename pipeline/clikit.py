@@ -19,6 +19,9 @@ from pipeline.errors import CoachError
 __all__ = [
     "BASE_PROMPT_OPTION",
     "CONTEXT",
+    "FDR_OPTION",
+    "MIN_SUPPORT_OPTION",
+    "MODE_OPTION",
     "OUT_OPTION",
     "SKILLBOOK_OPTION",
     "TEMPLATES_OPTION",
@@ -105,4 +108,26 @@ BASE_PROMPT_OPTION = click.option(
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
     help="Base system prompt file for every namespace (default: the traces' most common one).",
+)
+
+MODE_OPTION = click.option(
+    "--mode",
+    type=click.Choice(["auto", "propose"]),
+    default="auto",
+    show_default=True,
+    help="auto: significant skills become active; propose: every new skill waits for approval.",
+)
+MIN_SUPPORT_OPTION = click.option(
+    "--min-support",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Fewest trajectories with and without a behaviour for it to be tested.",
+)
+FDR_OPTION = click.option(
+    "--fdr",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="False discovery rate (Benjamini-Hochberg q-value level).",
 )

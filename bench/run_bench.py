@@ -48,14 +48,16 @@ if profile:
     profiler = Profiler()
     profiler.start()
 result = learn(config)
+# from the summary: a re-run with nothing new reads no table for it
+summary = result.summary()
 if profile:
     profiler.stop()
     Path(sys.argv[3]).write_text(profiler.output_text(unicode=True, show_all=False))
 print(json.dumps({
     "seconds": time.perf_counter() - start,
     "timings": result.timings,
-    "trajectories": result.traces.counts["trajectories"],
-    "skills": result.skillbook.by_status(),
+    "trajectories": summary["trajectories"],
+    "skills": summary["skills"],
     "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
 }))
 """

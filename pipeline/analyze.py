@@ -25,7 +25,8 @@ within them); otherwise ``not_significant``. Failed trajectories are grouped int
 shared signature.
 
 The units, strata, per-stratum counting queries and failure clusters live in
-:mod:`pipeline.strata`; ``_units`` and ``_stratified`` are re-exported here.
+:mod:`pipeline.strata`; ``_units`` and ``_stratified`` are re-exported here, and
+:class:`AnalyzerConfig` from :mod:`pipeline.config` (where it is kept free of the analysis stack).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline.features import FeatureConfig, create_feature_table
+from pipeline.config import AnalyzerConfig
+from pipeline.features import create_feature_table
 from pipeline.ingest import Traces
 from pipeline.stats import (
     Effect,
@@ -91,31 +93,6 @@ RESULT_COLUMNS = (
     "runs_needed",
     "status",
 )
-
-
-@dataclass(frozen=True)
-class AnalyzerConfig:
-    """Analyzer settings.
-
-    ``min_support``: fewest trajectories with, and without, a feature for it to be tested.
-    ``fdr``: false discovery rate level for q-values. ``min_strata``: fewest informative strata
-    (both outcomes and both feature values present) for a stratified test.
-    ``align_tasks``: align task ids across datasets (:func:`pipeline.tasks.task_keys`).
-    ``examples_per_feature``: example pointers kept in :attr:`Analysis.features` per
-    (namespace, feature, outcome). ``memory_limit`` (DuckDB size text, ``None`` for DuckDB's
-    default of 80% of RAM) and ``threads`` (``None``: one per core): the DuckDB connection the
-    features are derived and counted in (:meth:`pipeline.ingest.Traces.connect`); past the
-    limit DuckDB spills to a temp directory.
-    """
-
-    min_support: int = 10
-    fdr: float = 0.05
-    min_strata: int = 3
-    align_tasks: bool = True
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    examples_per_feature: int = 20
-    memory_limit: str | None = "512MB"
-    threads: int | None = None
 
 
 @dataclass

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-import polars as pl
 
 from pipeline import __version__
-from pipeline.analyze import AnalyzerConfig
 from pipeline.cli_llm import LLM_OPTIONS, llm_config
 from pipeline.clikit import (
     BASE_PROMPT_OPTION,
@@ -32,9 +30,7 @@ from pipeline.clikit import (
     emit,
     say,
 )
-from pipeline.config import Config
-from pipeline.formats import ADAPTERS
-from pipeline.ingest import Traces
+from pipeline.config import AnalyzerConfig, Config
 from pipeline.learn import ingest_store, learn
 from pipeline.report_md import evidence_line
 
@@ -111,8 +107,10 @@ def _ingesting(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _check_strict(strict: bool, traces: Traces) -> None:
-    quarantined = traces.counts_this_run["quarantined"]
+def _check_strict(strict: bool, this_run: dict[str, int]) -> None:
+    """Exit 1 under --strict when this run quarantined records (``this_run``: counts of the
+    files read by this run, :attr:`pipeline.ingest.Traces.counts_this_run`)."""
+    quarantined = this_run["quarantined"]
     if strict and quarantined:
         raise click.ClickException(
             f"--strict: {quarantined} records quarantined (see quarantine.jsonl in the tables "
@@ -123,7 +121,7 @@ def _check_strict(strict: bool, traces: Traces) -> None:
 def _parse_section_modes(
     _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
 ) -> tuple[tuple[str, str], ...]:
-    from pipeline.skillbook import MODES, SECTIONS
+    from pipeline.skillbook_types import MODES, SECTIONS
 
     out = []
     for value in values:
@@ -199,7 +197,9 @@ def _config(paths: tuple[str, ...], **kw: Any) -> Config:
     )
 
 
-def _learn_text(summary: dict[str, Any], result: Any) -> str:
+def _learn_text(summary: dict[str, Any], highlights: dict[str, list[dict[str, Any]]]) -> str:
+    """The text report of ``coach learn``: :meth:`pipeline.learn.LearnResult.summary` and
+    :meth:`~pipeline.learn.LearnResult.highlights`."""
     lines = [
         f"trajectories: {summary['trajectories']} ingested of {summary['records_read']} records "
         f"read, {summary['quarantined']} quarantined",
@@ -223,10 +223,9 @@ def _learn_text(summary: dict[str, Any], result: Any) -> str:
         + "; this run: "
         + ", ".join(f"{len(v)} {k}" for k, v in summary["changes"].items())
     )
-    active = [s for s in result.skillbook.skills.values() if s.status in ("active", "proposed")]
-    for skill in sorted(active, key=lambda s: (-s.value, s.id))[:10]:
-        lines.append(f"  [{skill.status}] {skill.instruction}")
-        lines.append(f"      {evidence_line(skill.evidence)}")
+    for skill in highlights["skills"]:
+        lines.append(f"  [{skill['status']}] {skill['instruction']}")
+        lines.append(f"      {evidence_line(skill['evidence'])}")
 
     def _where(namespace: str) -> str:
         return f"{namespace} " if len(summary["stratification"]) > 1 else ""
@@ -241,12 +240,7 @@ def _learn_text(summary: dict[str, Any], result: Any) -> str:
                 f"  {_where(item['namespace'])}{item['feature_id']}: odds ratio {item['odds_ratio']:.2f}, "
                 f"p={item['p_value']:.3f}, about {item['runs_needed']} labelled runs"
             )
-    confounded = (
-        result.analysis.results.filter(pl.col("status") == "confounded")
-        .sort("naive_p_value")
-        .head(3)
-    )
-    for row in confounded.iter_rows(named=True):
+    for row in highlights["diagnostics"]:
         lines.append(
             f"  diagnostic: {_where(row['namespace'])}{row['feature_id']}: success "
             f"{row['rate_with']:.0%} with vs "
@@ -282,8 +276,8 @@ def learn_command(paths: tuple[str, ...], as_json: bool, quiet: bool, **kw: Any)
     config = _config(paths, **kw)
     result = learn(config, progress=say(quiet))
     summary = result.summary()
-    emit(as_json, summary, _learn_text(summary, result))
-    _check_strict(kw["strict"], result.traces)
+    emit(as_json, summary, _learn_text(summary, result.highlights()))
+    _check_strict(kw["strict"], summary["ingest"]["this_run"])
 
 
 @main.command("ingest")
@@ -334,7 +328,7 @@ def ingest_command(
         f"{traces.feedback.num_rows} feedback rows in {data_dir / 'tables'}"
     )
     emit(as_json, payload, "\n".join(lines))
-    _check_strict(strict, traces)
+    _check_strict(strict, traces.counts_this_run)
 
 
 @main.command("formats")
@@ -344,6 +338,8 @@ def formats_command(as_json: bool) -> None:
 
     Example: coach formats
     """
+    from pipeline.formats import ADAPTERS
+
     rows = [
         {"name": a.NAME, "description": (a.__doc__ or "").strip().splitlines()[0]} for a in ADAPTERS
     ]

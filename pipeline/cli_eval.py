@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipeline.analyze import AnalyzerConfig
 from pipeline.clikit import (
     FDR_OPTION,
     MIN_SUPPORT_OPTION,
@@ -18,15 +17,22 @@ from pipeline.clikit import (
     emit,
     say,
 )
-from pipeline.config import timestamp
+from pipeline.config import AnalyzerConfig, timestamp
 from pipeline.errors import InputError
-from pipeline.evaluate import SPLITS, Evaluation, evaluate, split_traces
 from pipeline.fileio import lock
-from pipeline.ingest import Traces, ingest
-from pipeline.skillbook import Skillbook
+
+if TYPE_CHECKING:
+    from pipeline.evaluate import Evaluation
+    from pipeline.ingest import Traces
+
+# pipeline.evaluate.SPLITS, written out so that the command line loads no analysis module
+# until a command runs (a test checks that the two agree)
+SPLITS = ("time", "task", "random")
 
 
 def _ingest(paths: tuple[str, ...], fmt: str | None, reward_threshold: float) -> Traces:
+    from pipeline.ingest import ingest
+
     return ingest(paths, format=fmt, reward_threshold=reward_threshold)
 
 
@@ -149,6 +155,8 @@ def evaluate_command(
 
     Example: coach evaluate traces/ --split task --ratio 0.7 --json
     """
+    from pipeline.evaluate import evaluate, split_traces
+
     progress = say(quiet)
     if train_paths or test_paths:
         if not (train_paths and test_paths) or paths or split:
@@ -174,6 +182,8 @@ def evaluate_command(
 
 def _record(result: Evaluation, skillbook_dir: Path, now: str) -> dict[str, Any]:
     """Record the validations of skills present in the Skillbook at ``skillbook_dir``."""
+    from pipeline.skillbook import Skillbook
+
     path = skillbook_dir / "skillbook.json"
     if not path.exists():
         raise InputError(f"{path}: no Skillbook to record validations in; run 'coach learn' first")

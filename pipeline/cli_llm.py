@@ -1,5 +1,5 @@
 """The LLM options of ``coach learn`` (spliced into its options in :mod:`pipeline.cli`) and the
-:class:`~pipeline.llm.LLMConfig` they build. Every option can also come from ``coach.toml``
+:class:`~pipeline.config.LLMConfig` they build. Every option can also come from ``coach.toml``
 (:mod:`pipeline.settings`)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from pipeline.llm import LLMConfig
+from pipeline.config import LLMConfig
 
 __all__ = ["LLM_OPTIONS", "llm_config"]
 

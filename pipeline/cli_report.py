@@ -4,27 +4,24 @@ offline HTML report)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.clikit import OUT_OPTION, SKILLBOOK_OPTION, common, domain_errors, emit, say
-from pipeline.diff import (
-    PromptDiff,
-    Snapshot,
-    diff_snapshots,
-    example_sources,
-    markdown_summary,
-    snapshot_from_git,
-    snapshot_from_path,
-)
 from pipeline.fileio import atomic_write
-from pipeline.skillbook import Skillbook
+
+if TYPE_CHECKING:
+    from pipeline.diff import PromptDiff, Snapshot
 
 __all__ = ["diff_command", "report_command"]
 
 
 def _working_tree(skillbook_dir: Path, out_dir: Path) -> Snapshot:
     """The current Skillbook and prompts directories as one side."""
+    from pipeline.diff import Snapshot, snapshot_from_path
+    from pipeline.skillbook import Skillbook
+
     book_path = skillbook_dir / "skillbook.json"
     prompts = None
     manifest = None
@@ -48,6 +45,8 @@ def _sides(
     skillbook_dir: Path,
     out_dir: Path,
 ) -> tuple[Snapshot, Snapshot]:
+    from pipeline.diff import snapshot_from_git, snapshot_from_path
+
     def git(rev: str) -> Snapshot:
         return snapshot_from_git(rev, skillbook_dir=skillbook_dir, prompts_dir=out_dir)
 
@@ -123,6 +122,8 @@ def diff_command(
 
     Example: coach diff --git-rev origin/main --format markdown --exit-code > comment.md
     """
+    from pipeline.diff import diff_snapshots, example_sources, markdown_summary
+
     old_side, new_side = _sides(old, new, git_revs, skillbook_dir, out_dir)
     result = diff_snapshots(old_side, new_side, prompts_dir=out_dir.as_posix())
     if as_json:
@@ -191,6 +192,7 @@ def report_command(
 
     Example: coach report -o report.html --since-rev HEAD
     """
+    from pipeline.diff import diff_snapshots, snapshot_from_git, snapshot_from_path
     from pipeline.report_html import SECTIONS, load_report_data, render_report
 
     if since is not None and since_rev is not None:

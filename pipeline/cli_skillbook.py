@@ -14,7 +14,6 @@ from pipeline.cli_skills import ACTOR_OPTION, NOTE_OPTION, _actor, _change, _loa
 from pipeline.clikit import CONTEXT, OUT_OPTION, SKILLBOOK_OPTION, common, domain_errors, emit
 from pipeline.config import timestamp
 from pipeline.report_md import history_line
-from pipeline.skillbook_history import checkout, diff, load_ref, read_runs
 
 __all__ = ["skillbook_group"]
 
@@ -47,6 +46,8 @@ def log_command(
 
     Example: coach skillbook log --skill sk-3f2a
     """
+    from pipeline.skillbook_history import read_runs
+
     book = _load(skillbook_dir)
     entries = read_runs(skillbook_dir) if runs else list(book.history)
     if skill_ref:
@@ -86,6 +87,8 @@ def checkout_command(
 
     Example: coach skillbook checkout v3 --note 'back to before the nightly run'
     """
+    from pipeline.skillbook_history import checkout, load_ref
+
     earlier = load_ref(skillbook_dir, version)
     who = _actor(actor)
     book, result, prompts = _change(
@@ -128,6 +131,8 @@ def diff_command(
 
     Example: coach skillbook diff v2 v5
     """
+    from pipeline.skillbook_history import diff, load_ref
+
     old = load_ref(skillbook_dir, before)
     new = load_ref(skillbook_dir, after) if after else _load(skillbook_dir)
     result = diff(old, new)

@@ -14,17 +14,18 @@ import getpass
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import polars as pl
 
 from pipeline.clikit import CONTEXT, OUT_OPTION, SKILLBOOK_OPTION, common, domain_errors, emit, say
 from pipeline.config import Config, timestamp
 from pipeline.fileio import lock
-from pipeline.interop import agents_md, from_ace, to_ace
 from pipeline.report_md import evidence_line
-from pipeline.skillbook import SECTIONS, STATUSES, Skill, Skillbook
+from pipeline.skillbook_types import SECTIONS, STATUSES
+
+if TYPE_CHECKING:
+    from pipeline.skillbook import Skill, Skillbook
 
 __all__ = ["skills_group"]
 
@@ -48,11 +49,15 @@ NOTE_OPTION = click.option("--note", default=None, help="Why; kept in the histor
 
 
 def _load(skillbook_dir: Path) -> Skillbook:
+    from pipeline.skillbook import Skillbook
+
     return Skillbook.load(skillbook_dir / "skillbook.json")
 
 
 def _rerender(book: Skillbook, skillbook_dir: Path, out_dir: Path, data_dir: Path) -> list[str]:
     """Render the prompts again when the trace tables give the base prompts; else say so."""
+    import polars as pl
+
     from pipeline.learn import render_prompts
 
     table = data_dir / "tables" / "trajectories.parquet"
@@ -336,6 +341,7 @@ def export_command(
     Example: coach skills export --format agents-md -o AGENTS.skills.md
     """
     from pipeline.fileio import atomic_write
+    from pipeline.interop import agents_md, to_ace
 
     book = _load(skillbook_dir)
     if fmt == "agents-md":
@@ -383,6 +389,8 @@ def import_command(
         raise click.BadParameter(
             "use global, agent:<name>, domain:<name> or user:<id>", param_hint="--namespace"
         )
+    from pipeline.interop import from_ace
+
     skills = from_ace(path, namespace=namespace)
     who = _actor(actor)
     book, added, prompts = _change(

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import polars as pl
 
-from pipeline.analyze import Analysis, Analyzer, AnalyzerConfig
 from pipeline.clikit import (
     BASE_PROMPT_OPTION,
     FDR_OPTION,
@@ -23,17 +22,23 @@ from pipeline.clikit import (
     domain_errors,
     emit,
 )
-from pipeline.config import Config
-from pipeline.extract import Candidate, SkillExtractor
-from pipeline.ingest import Traces
+from pipeline.config import AnalyzerConfig, Config
 from pipeline.learn import merge_and_render, render_prompts
-from pipeline.skillbook import Skillbook
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from pipeline.analyze import Analysis
+    from pipeline.ingest import Traces
 
 __all__ = ["analyze_command", "extract_command", "merge_command", "render_command"]
 
 
 def _load_analysis_inputs(data_dir: Path) -> Traces:
-    return Traces.load(data_dir / "tables")
+    from pipeline.ingest import Traces
+
+    # the Analyzer scans the steps in their Parquet file through DuckDB
+    return Traces.load(data_dir / "tables", steps_in_memory=False)
 
 
 @click.command("analyze")
@@ -50,6 +55,8 @@ def analyze_command(
 
     Example: coach analyze --min-support 10 --fdr 0.05
     """
+    from pipeline.analyze import Analyzer
+
     traces = _load_analysis_inputs(data_dir)
     analysis = Analyzer(AnalyzerConfig(min_support=min_support, fdr=fdr)).run(traces)
     out = data_dir / "analysis"
@@ -76,6 +83,10 @@ def analyze_command(
 
 
 def _load_analysis(data_dir: Path) -> Analysis:
+    import polars as pl
+
+    from pipeline.analyze import Analysis
+
     out = data_dir / "analysis"
     try:
         frames = {
@@ -104,6 +115,8 @@ def extract_command(data_dir: Path, as_json: bool, quiet: bool) -> None:
 
     Example: coach extract --json
     """
+    from pipeline.extract import SkillExtractor
+
     candidates = SkillExtractor().run(_load_analysis(data_dir))
     data = [asdict(c) for c in candidates]
     (data_dir / "candidates.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -128,6 +141,8 @@ def merge_command(
 
     Example: coach merge --skillbook skillbook --mode propose
     """
+    from pipeline.extract import Candidate
+
     path = data_dir / "candidates.json"
     try:
         candidates = [Candidate(**c) for c in json.loads(path.read_text())]
@@ -154,6 +169,8 @@ def merge_command(
 
 
 def _trajectories(data_dir: Path) -> pl.DataFrame | None:
+    import polars as pl
+
     path = data_dir / "tables" / "trajectories.parquet"
     return pl.read_parquet(path, columns=["domain", "system_prompt"]) if path.exists() else None
 
@@ -178,6 +195,8 @@ def render_command(
 
     Example: coach render --skillbook skillbook --out prompts_out
     """
+    from pipeline.skillbook import Skillbook
+
     config = Config(
         data_dir=data_dir,
         skillbook_dir=skillbook_dir,

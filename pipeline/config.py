@@ -1,4 +1,11 @@
-"""The one frozen configuration of a run, built by the CLI or by library users."""
+"""The one frozen configuration of a run, built by the CLI or by library users.
+
+Plain dataclasses only: importing this module loads none of the analysis stack nor the LLM
+client, so that a ``learn`` with nothing new to do stays quick (:func:`pipeline.learn.learn`).
+:class:`AnalyzerConfig`, :class:`FeatureConfig` and :class:`LLMConfig` are also importable from
+:mod:`pipeline.analyze`, :mod:`pipeline.features` and :mod:`pipeline.llm`, whose settings they
+are.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,127 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.analyze import AnalyzerConfig
 from pipeline.errors import ConfigError
-from pipeline.llm import LLMConfig
 
-__all__ = ["Config", "timestamp"]
+__all__ = ["AnalyzerConfig", "Config", "FeatureConfig", "LLMConfig", "timestamp"]
+
+DEFAULT_ENDPOINT = "https://api.openai.com/v1"
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How features are derived (:mod:`pipeline.features`).
+
+    ``write_tool_pattern``: regex (case-insensitive, searched in the tool name) for write actions,
+    the tool calls that change state. ``transfer_tool_pattern``: regex for hand-offs to a human.
+    ``confirmation_pattern``: regex a user message must match to count as explicit confirmation.
+    ``max_arg_values``: a write argument with more distinct values than this (ids, free text) is
+    not turned into ``write_arg`` features.
+    """
+
+    write_tool_pattern: str = (
+        r"^(book|cancel|update|modify|create|delete|remove|add|send|exchange|return|refund|"
+        r"issue|set|submit|post|write|edit|change|pay|place|make|upgrade|apply)"
+    )
+    transfer_tool_pattern: str = r"(transfer|escalat|handoff|hand_off)"
+    confirmation_pattern: str = (
+        r"\b(yes|yeah|yep|yup|confirm|confirmed|proceed|go ahead|sure|ok|okay|please do|correct|"
+        r"that'?s right|do it|sounds good|absolutely|affirmative)\b"
+    )
+    max_arg_values: int = 8
+
+
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    """Analyzer settings (:class:`pipeline.analyze.Analyzer`).
+
+    ``min_support``: fewest trajectories with, and without, a feature for it to be tested.
+    ``fdr``: false discovery rate level for q-values. ``min_strata``: fewest informative strata
+    (both outcomes and both feature values present) for a stratified test.
+    ``align_tasks``: align task ids across datasets (:func:`pipeline.tasks.task_keys`).
+    ``examples_per_feature``: example pointers kept in
+    :attr:`pipeline.analyze.Analysis.features` per
+    (namespace, feature, outcome). ``memory_limit`` (DuckDB size text, ``None`` for DuckDB's
+    default of 80% of RAM) and ``threads`` (``None``: one per core): the DuckDB connection the
+    features are derived and counted in (:meth:`pipeline.ingest.Traces.connect`); past the
+    limit DuckDB spills to a temp directory.
+    """
+
+    min_support: int = 10
+    fdr: float = 0.05
+    min_strata: int = 3
+    align_tasks: bool = True
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    examples_per_feature: int = 20
+    memory_limit: str | None = "512MB"
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """LLM settings of a run (all optional; ``enabled`` is False by default), for
+    :class:`pipeline.llm.LLMClient`.
+
+    ``model``, ``base_url`` (default ``OPENAI_BASE_URL`` or OpenAI's), ``api_key`` (default
+    ``OPENAI_API_KEY``; a local server without keys gets a placeholder). ``timeout_s``: per
+    HTTP request (seconds). ``max_retries`` and ``backoff_s``: see :mod:`pipeline.llm`.
+    ``max_calls``, ``max_tokens``, ``max_usd``: run budgets (None = unlimited).
+    ``usd_per_1k_input`` / ``usd_per_1k_output``: prices for the cost estimate (USD per 1,000
+    tokens). ``max_output_tokens``: completion limit per call. ``excerpt_tokens``: budget of the
+    trace excerpts in one prompt (tokens, estimated at 4 characters each). ``max_clusters``:
+    failure clusters distilled per namespace. ``concurrency``: requests in flight at once.
+    ``auto``: LLM-worded skills may become active like rule-worded ones (default: proposed).
+    ``label``: label trajectories without an outcome with the LLM judge (needs ``enabled``;
+    see :mod:`pipeline.judge`). ``label_rubric``: a rubric for the judge, plain text or a Jinja
+    template replacing ``pipeline/templates/judge.md.j2``. ``template_file``: a
+    Jinja template replacing ``pipeline/templates/distill.md.j2``. ``cache_path``: the DuckDB
+    cache (default ``<data dir>/llm_cache.duckdb``). ``structured``: ``auto`` (JSON schema, with
+    the fallback), ``json_schema`` or ``json`` (schema in the prompt only).
+    """
+
+    enabled: bool = False
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    backoff_s: float = 1.0
+    max_calls: int | None = None
+    max_tokens: int | None = None
+    max_usd: float | None = None
+    usd_per_1k_input: float = 0.0
+    usd_per_1k_output: float = 0.0
+    max_output_tokens: int = 400
+    excerpt_tokens: int = 1200
+    max_clusters: int = 5
+    concurrency: int = 4
+    auto: bool = False
+    label: bool = False
+    label_rubric: Path | None = None
+    template_file: Path | None = None
+    cache_path: Path | None = None
+    structured: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.structured not in ("auto", "json_schema", "json"):
+            raise ConfigError(
+                f"structured must be auto, json_schema or json, not {self.structured!r}"
+            )
+        for name in ("max_calls", "max_tokens", "max_usd"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must not be negative, not {value}")
+        if self.label and not self.enabled:
+            raise ConfigError("--llm-label needs --llm (and a model): pass --llm --model NAME")
+        if self.enabled and not self.model:
+            raise ConfigError("--llm needs a model: pass --model NAME or set COACH_MODEL")
+        if self.concurrency < 1 or self.max_retries < 0 or self.timeout_s <= 0:
+            raise ConfigError("concurrency must be >= 1, max_retries >= 0 and timeout_s > 0")
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL actually used (no trailing slash)."""
+        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_ENDPOINT).rstrip("/")
 
 
 def timestamp() -> str:
@@ -45,7 +168,7 @@ class Config:
     ``out_dir``: rendered prompts. ``mode``: ``auto`` or ``propose``. ``template_dir`` and
     ``base_prompt_file``: optional overrides for rendering. ``max_prompt_chars``: size budget of
     the skills part of each prompt (characters). ``llm``: optional LLM distillation
-    (:class:`pipeline.llm.LLMConfig`; off unless ``llm.enabled``). ``section_modes``: per
+    (:class:`LLMConfig`; off unless ``llm.enabled``). ``section_modes``: per
     section learning mode overriding ``mode``, as ((section, ``auto`` | ``propose`` | ``off``),
     ...). ``half_life_days``: recency weighting of evidence across runs (days).
     """

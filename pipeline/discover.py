@@ -1,6 +1,9 @@
 """File discovery for ingest: expanding paths, directories and glob patterns into the data files
 to read (:func:`discover`), sniffing a file's format (:func:`sniff_format`) and hashing its bytes
 (:func:`file_sha256`).
+
+:func:`discover` loads neither the format adapters nor pyarrow (a ``learn`` with nothing new
+calls it before deciding to do nothing).
 """
 
 from __future__ import annotations
@@ -10,13 +13,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.errors import InputError, UnknownFormatError
-from pipeline.formats import ADAPTERS
-from pipeline.formats._io import COMPRESSED_SUFFIXES, data_suffix, read_head
-from pipeline.store import BOOKKEEPING
+from pipeline.formats._paths import COMPRESSED_SUFFIXES, data_suffix
 
-__all__ = ["DATA_SUFFIXES", "discover", "file_sha256", "is_data_file", "sniff_format"]
+__all__ = [
+    "BOOKKEEPING",
+    "DATA_SUFFIXES",
+    "discover",
+    "file_sha256",
+    "is_data_file",
+    "sniff_format",
+]
 
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet")
+# Bookkeeping files that :meth:`pipeline.store.Traces.save` writes beside the tables; never
+# trace input.
+BOOKKEEPING = frozenset({"ingest.json", "quarantine.jsonl"})
 _HEAD_BYTES = 1 << 20
 
 
@@ -83,6 +94,9 @@ def sniff_format(path: Path) -> str:
         InputError: the file cannot be read.
         UnknownFormatError: no adapter recognises it (the message lists those tried).
     """
+    from pipeline.formats import ADAPTERS
+    from pipeline.formats._io import read_head
+
     head = read_head(path, _HEAD_BYTES)
     if not head.strip():
         raise InputError(f"{path}: empty file")

@@ -27,15 +27,18 @@ termination         ``termination:<reason>``                the run ended for th
 
 ``turns`` and ``termination`` describe how a run went rather than what the agent chose to do:
 they are tested and reported as diagnostics but never become skills (:data:`DIAGNOSTIC_KINDS`).
+
+:class:`FeatureConfig` is re-exported from :mod:`pipeline.config` (kept free of DuckDB there).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import duckdb
 import polars as pl
+
+from pipeline.config import FeatureConfig
 
 __all__ = [
     "DIAGNOSTIC_KINDS",
@@ -55,29 +58,6 @@ _MASKS: tuple[tuple[str, str], ...] = (
     (r"[A-Za-z_]*[0-9][A-Za-z0-9_.:\-]*", "<n>"),
     (r"\s+", " "),
 )
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """How features are derived.
-
-    ``write_tool_pattern``: regex (case-insensitive, searched in the tool name) for write actions,
-    the tool calls that change state. ``transfer_tool_pattern``: regex for hand-offs to a human.
-    ``confirmation_pattern``: regex a user message must match to count as explicit confirmation.
-    ``max_arg_values``: a write argument with more distinct values than this (ids, free text) is
-    not turned into ``write_arg`` features.
-    """
-
-    write_tool_pattern: str = (
-        r"^(book|cancel|update|modify|create|delete|remove|add|send|exchange|return|refund|"
-        r"issue|set|submit|post|write|edit|change|pay|place|make|upgrade|apply)"
-    )
-    transfer_tool_pattern: str = r"(transfer|escalat|handoff|hand_off)"
-    confirmation_pattern: str = (
-        r"\b(yes|yeah|yep|yup|confirm|confirmed|proceed|go ahead|sure|ok|okay|please do|correct|"
-        r"that'?s right|do it|sounds good|absolutely|affirmative)\b"
-    )
-    max_arg_values: int = 8
 
 
 def error_signature(message: str) -> str:

@@ -111,8 +111,11 @@ _BATCH = 5000
 
 def _read_file(
     path: Path, adapter: Any, options: ReadOptions, report: FileReport, run: _Run
-) -> dict[str, list[pa.Table]]:
-    out: dict[str, list[pa.Table]] = {name: [] for name in TABLES}
+) -> dict[str, list[tuple[pa.Table, bool]]]:
+    """The tables read from ``path`` by name, each with whether its rows are tied to their
+    trajectory by construction (built from whole records: True) or by id alone (canonical
+    table chunks: False, to be checked for orphans)."""
+    out: dict[str, list[tuple[pa.Table, bool]]] = {name: [] for name in TABLES}
     records: list[Record] = []
 
     def reject(where: str, reason: str, raw: str, records: int = 1) -> None:
@@ -130,7 +133,7 @@ def _read_file(
                 record.records,
             )
         for name, table in tables.items():
-            out[name].append(table)
+            out[name].append((table, True))
             setattr(report, name, getattr(report, name) + table.num_rows)
         records.clear()
 
@@ -190,7 +193,7 @@ def _take_chunk(
     chunk: TableChunk,
     report: FileReport,
     seen: dict[str, tuple[str, str | None]],
-    out: dict[str, list[pa.Table]],
+    out: dict[str, list[tuple[pa.Table, bool]]],
     reject: Any,
 ) -> None:
     """Take a canonical table chunk. Its steps and feedback rows are tied to trajectories by id
@@ -206,7 +209,7 @@ def _take_chunk(
                 (trajectory_id, (f"{path} row {row}", None))
                 for row, trajectory_id in enumerate(column.to_pylist())
             )
-        out[chunk.name].append(table)
+        out[chunk.name].append((table, False))
         setattr(report, chunk.name, getattr(report, chunk.name) + table.num_rows)
         return
     ids = column.to_pylist()
@@ -226,7 +229,7 @@ def _take_chunk(
                 seen[trajectory_id] = (f"{path} row {row}", None)
             keep.append(row)
     kept = table.take(pa.array(keep, type=pa.int64()))
-    out[chunk.name].append(kept)
+    out[chunk.name].append((kept, False))
     setattr(report, chunk.name, getattr(report, chunk.name) + kept.num_rows)
 
 
@@ -293,7 +296,8 @@ def ingest(
     files = discover(list(paths))
     run = _Run({}, set(), [], warnings)
     reports: list[FileReport] = []
-    parts: list[tuple[FileReport, str, pa.Table]] = []
+    # (file, table name, table, rows tied to their trajectory by construction)
+    parts: list[tuple[FileReport, str, pa.Table, bool]] = []
     stored_by_hash: dict[str, FileReport] = {}
     stored_by_path: dict[str, FileReport] = {}
     if previous is not None:
@@ -338,18 +342,24 @@ def ingest(
             outcome_feedback=outcome_feedback,
             max_record_bytes=max_record_bytes,
         )
-        for name, tables in _read_file(path, adapter, options, report, run).items():
-            parts.extend((report, name, t) for t in tables)
+        for name, read in _read_file(path, adapter, options, report, run).items():
+            parts.extend((report, name, t, tied) for t, tied in read)
         reports.append(report)
     known = set(run.seen)
-    parts.extend(_attach_loose_feedback(run, known))
-    for index, (report, name, table) in enumerate(parts):
-        if name != "trajectories":
-            parts[index] = (report, name, _drop_orphans(report, name, table, known, run.quarantine))
+    parts.extend((report, name, t, True) for report, name, t in _attach_loose_feedback(run, known))
+    # rows built from whole records belong to their trajectory; only canonical table chunks,
+    # tied by id alone, can hold orphans (checked against one id array built once)
+    known_ids = None
+    for index, (report, name, table, tied) in enumerate(parts):
+        if name != "trajectories" and not tied:
+            if known_ids is None:
+                known_ids = pa.array(list(known), type=pa.string())
+            kept = _drop_orphans(report, name, table, known, known_ids, run.quarantine)
+            parts[index] = (report, name, kept, True)
     tables = {
         name: pa.concat_tables(
             ([getattr(previous, name)] if previous is not None else [])
-            + [t for _, n, t in parts if n == name]
+            + [t for _, n, t, _ in parts if n == name]
             or [schema.empty_table()]
         )
         for name, schema in TABLES.items()
@@ -454,14 +464,13 @@ def _drop_orphans(
     name: str,
     table: pa.Table,
     known: set[str],
+    known_ids: pa.Array,
     quarantine: list[dict[str, str]],
 ) -> pa.Table:
-    """``table`` without the rows whose trajectory was not ingested; those are quarantined."""
+    """``table`` without the rows whose trajectory was not ingested; those are quarantined.
+    ``known_ids``: ``known`` as a string array."""
     column = table.column("trajectory_id")
-    if (
-        column.null_count == 0
-        and pc.all(pc.is_in(column, value_set=pa.array(list(known), type=pa.string()))).as_py()
-    ):
+    if column.null_count == 0 and pc.all(pc.is_in(column, value_set=known_ids)).as_py():
         return table
     ids = column.to_pylist()
     keep = [i for i, t in enumerate(ids) if t in known]

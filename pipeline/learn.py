@@ -1,4 +1,9 @@
-"""The whole pipeline in one call: ingest -> analyze -> extract -> merge -> render."""
+"""The whole pipeline in one call: ingest -> analyze -> extract -> merge -> render.
+
+A run with nothing new to do (:func:`learn`) is decided from file sizes, modification times and
+hashes alone and answered from the last run's ``last_run.json``; this module therefore imports
+the stages (polars, DuckDB, pyarrow) only inside the functions that run them.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,21 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
-from pipeline.analyze import Analysis, Analyzer
 from pipeline.config import Config, timestamp
-from pipeline.distill import refine
-from pipeline.extract import Candidate, SkillExtractor, feedback_namespaces, tested_evidence
 from pipeline.fileio import atomic_write, kill_point, lock, sweep_temporary
-from pipeline.ingest import Traces, ingest
-from pipeline.judge import label_unknown
-from pipeline.render import PromptGenerator, base_prompts
-from pipeline.skillbook import MergePolicy, MergeResult, Skillbook
-from pipeline.skillbook_history import append_run
+from pipeline.learn_result import LearnResult, UnchangedResult
+from pipeline.skillbook_types import MergePolicy, MergeResult
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from pipeline.analyze import Analysis
+    from pipeline.extract import Candidate
+    from pipeline.ingest import Traces
+    from pipeline.skillbook import Skillbook
 
 __all__ = [
     "LearnResult",
@@ -34,76 +38,14 @@ __all__ = [
 ]
 
 
-@dataclass
-class LearnResult:
-    """What a run did; :meth:`summary` is the ``coach learn --json`` object."""
-
-    traces: Traces
-    analysis: Analysis
-    candidates: list[Candidate]
-    skillbook: Skillbook
-    merge: MergeResult
-    prompts: list[Path]
-    timings: dict[str, float] = field(default_factory=dict)
-    llm: dict[str, Any] = field(default_factory=dict)
-    unchanged: bool = False
-    skillbook_run_id: str = ""
-
-    def summary(self) -> dict[str, Any]:
-        """Keys: trajectories, quarantined, records_read, features_tested, features_untested,
-        significant, candidates, skills (counts by status), skillbook_version, changes,
-        prompts (paths), llm_calls, llm (screened candidates; with --llm also model, endpoint,
-        usage: calls, cache hits, tokens, cost_usd, budget_reached; see
-        :func:`pipeline.distill.refine`; with --llm-label also ``labelled``: the judge's
-        report, see :class:`pipeline.judge.Labelling`), stratification (per namespace), not_enough_evidence,
-        timings_s (seconds per stage), unchanged (True when nothing had changed since the last
-        run and no stage ran, see :func:`learn`)."""
-        results = self.analysis.results
-        status = results["status"] if results.height else pl.Series([], dtype=pl.String)
-        needed = (
-            results.filter(pl.col("runs_needed").is_not_null())
-            .sort("runs_needed")
-            .head(5)
-            .select("namespace", "feature_id", "odds_ratio", "p_value", "runs_needed")
-            .to_dicts()
-            if results.height
-            else []
-        )
-        counts = self.traces.counts
-        return {
-            "trajectories": counts["trajectories"],
-            "records_read": counts["records_read"],
-            "quarantined": counts["quarantined"],
-            "ingest": {
-                "this_run": self.traces.counts_this_run,
-                "store": counts,
-                "warnings": self.traces.warnings,
-            },
-            "features_tested": results.height,
-            "features_untested": self.analysis.untested,
-            "significant": int((status == "significant").sum()),
-            "confounded": int((status == "confounded").sum()),
-            "candidates": len(self.candidates),
-            "skills": self.skillbook.by_status(),
-            "skillbook_version": self.skillbook.version,
-            "changes": self.merge.as_dict(),
-            "prompts": [str(p) for p in self.prompts],
-            "llm_calls": self.llm.get("usage", {}).get("calls", 0)
-            + self.llm.get("labelled", {}).get("calls", 0),
-            "llm": self.llm,
-            "stratification": dict(sorted(self.analysis.namespaces.items())),
-            "not_enough_evidence": needed,
-            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
-            "unchanged": self.unchanged,
-        }
-
-
 def render_prompts(
     config: Config, book: Skillbook, trajectories: pl.DataFrame | None
 ) -> list[Path]:
     """Render and write the prompts for ``book``; base prompts come from
     ``config.base_prompt_file`` (for every namespace) or the traces' system prompts.
     Returns the prompt paths written (manifest excluded)."""
+    from pipeline.render import PromptGenerator, base_prompts, prompt_filename
+
     generator = PromptGenerator(config.template_dir, max_chars=config.max_prompt_chars)
     bases = base_prompts(trajectories) if trajectories is not None else {}
     if config.base_prompt_file is not None:
@@ -111,8 +53,6 @@ def render_prompts(
         bases = dict.fromkeys(bases or {"global": ""}, text)
     prompts = generator.run(book, bases)
     generator.write(prompts, config.out_dir, book.version)
-    from pipeline.render import prompt_filename
-
     return [config.out_dir / prompt_filename(p.namespace) for p in prompts]
 
 
@@ -132,6 +72,10 @@ def merge_and_render(
     Raises:
         LockError: another run holds the lock. SkillbookError: the Skillbook is unreadable.
     """
+    from pipeline.extract import tested_evidence
+    from pipeline.skillbook import Skillbook
+    from pipeline.skillbook_history import append_run
+
     path = config.skillbook_dir / "skillbook.json"
     with lock(config.skillbook_dir / ".skillbook.lock"):
         sweep_temporary(config.skillbook_dir)
@@ -169,6 +113,8 @@ def ingest_store(config: Config) -> Traces:
     Raises:
         InputError, UnknownFormatError (see :func:`pipeline.ingest.ingest`).
     """
+    from pipeline.ingest import Traces, ingest
+
     tables = config.data_dir / "tables"
     previous = None
     if not config.rebuild and (tables / "ingest.json").exists():
@@ -191,8 +137,13 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
 
     Writes the canonical tables to ``config.data_dir / "tables"``, the analysis to
     ``config.data_dir / "analysis"`` (:func:`save_analysis`), the run summary to
-    ``config.data_dir / "last_run.json"``, the Skillbook to ``config.skillbook_dir`` and prompts
-    to ``config.out_dir``.
+    ``config.data_dir / "last_run.json"`` (:meth:`LearnResult.summary` with ``run_id``, ``at``,
+    :meth:`LearnResult.highlights` and the :func:`run_fingerprint`), the Skillbook to
+    ``config.skillbook_dir`` and prompts to ``config.out_dir``.
+
+    When the fingerprint equals the last run's, no stage runs and nothing is written: the
+    result is an :class:`~pipeline.learn_result.UnchangedResult` answered from
+    ``last_run.json``, which reads the tables, analysis and Skillbook only if asked for them.
 
     Raises:
         InputError, UnknownFormatError, LockError, SkillbookError, TemplateError (see
@@ -203,17 +154,18 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
         last = _last_run(config)
         fingerprint = run_fingerprint(config)
         if fingerprint is not None and last.get("fingerprint") == fingerprint:
-            result = _unchanged_result(config, last)
-            if result is not None:
-                result.timings["check"] = time.perf_counter() - start
+            unchanged = UnchangedResult.from_last_run(config, last)
+            if unchanged is not None:
+                unchanged.timings["check"] = time.perf_counter() - start
                 if progress is not None:
                     progress(
                         "no new traces and no change of settings, Skillbook, templates or "
                         f"prompts since the last run ({last.get('at')}): nothing to do"
                     )
-                return result
+                return unchanged
         result = _learn(config, progress)
         summary = result.summary() | {"run_id": result.skillbook_run_id, "at": timestamp()}
+        summary["highlights"] = result.highlights()
         summary["fingerprint"] = run_fingerprint(config)
         atomic_write(config.data_dir / "last_run.json", json.dumps(summary, indent=2) + "\n")
         return result
@@ -242,7 +194,7 @@ def run_fingerprint(config: Config) -> str | None:
     """
     from dataclasses import asdict
 
-    from pipeline.ingest import discover
+    from pipeline.discover import discover
 
     try:
         stored = json.loads(
@@ -277,56 +229,6 @@ def run_fingerprint(config: Config) -> str | None:
     return digest.hexdigest()
 
 
-def _unchanged_result(config: Config, last: dict[str, Any]) -> LearnResult | None:
-    """The result of a run that had nothing to do, from what the last run stored: the Skillbook,
-    the saved analysis (without its long feature table) and the store's file reports. ``None``
-    if any of it cannot be read, in which case the run goes ahead."""
-    from dataclasses import fields
-
-    from pipeline.ingest import FileReport
-    from pipeline.schema import empty_table
-
-    analysis_dir = config.data_dir / "analysis"
-    try:
-        stored = json.loads(
-            (config.data_dir / "tables" / "ingest.json").read_text(encoding="utf-8")
-        )
-        frames = {
-            name: pl.read_parquet(analysis_dir / f"{name}.parquet")
-            for name in ("results", "units", "clusters")
-        }
-        frames["features"] = pl.read_parquet(analysis_dir / "features.parquet", n_rows=0)
-        meta = json.loads((analysis_dir / "meta.json").read_text(encoding="utf-8"))
-        book = Skillbook.load(config.skillbook_dir / "skillbook.json")
-    except (OSError, ValueError, pl.exceptions.PolarsError):
-        return None
-    names = {f.name for f in fields(FileReport)}
-    reports = [
-        FileReport(**{k: v for k, v in f.items() if k in names} | {"status": "unchanged"})
-        for f in stored.get("files", [])
-    ]
-    traces = Traces(
-        empty_table("trajectories"),
-        empty_table("steps"),
-        empty_table("feedback"),
-        [],
-        reports,
-        list(stored.get("warnings", [])),
-        dict(stored.get("settings", {})),
-    )
-    analysis = Analysis(
-        frames["results"],
-        frames["features"],
-        frames["units"],
-        frames["clusters"],
-        int(meta.get("untested", 0)),
-        config.analyzer,
-        dict(meta.get("namespaces", {})),
-    )
-    prompts = [Path(p) for p in last.get("prompts", [])]
-    return LearnResult(traces, analysis, [], book, MergeResult(), prompts, {}, {}, unchanged=True)
-
-
 def _remaining_budget(config: Config, used: dict[str, Any]) -> Config:
     """``config`` with the LLM budgets reduced by what ``used`` (an
     :meth:`~pipeline.llm.LLMUsage.as_dict` of the labelling step) spent, so that labelling and
@@ -353,10 +255,20 @@ def _remaining_budget(config: Config, used: dict[str, Any]) -> Config:
 
 
 def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResult:
+    import polars as pl
+
+    from pipeline.analyze import Analyzer
+    from pipeline.distill import refine
+    from pipeline.extract import SkillExtractor, feedback_namespaces
+    from pipeline.judge import label_unknown
+
     say = progress or (lambda _message: None)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     traces = ingest_store(config)
+    # the stages after ingest scan the steps in their stored Parquet file through DuckDB, so
+    # the large table is not held in memory during the analysis
+    traces.release_steps()
     timings["ingest"] = time.perf_counter() - start
     counts = traces.counts
     new = traces.counts_this_run
@@ -386,10 +298,13 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
     )
 
     start = time.perf_counter()
+    # the columns the extractor and the base prompts read, not the whole table
+    trajectories = pl.from_arrow(
+        traces.trajectories.select(["domain", "system_prompt", "outcome_label", "outcome_source"])
+    )
+    assert isinstance(trajectories, pl.DataFrame)
     candidates = SkillExtractor().run(
-        analysis,
-        feedback_namespaces(pl.from_arrow(traces.trajectories)),  # type: ignore[arg-type]
-        judged=labelling.judged,
+        analysis, feedback_namespaces(trajectories), judged=labelling.judged
     )
     timings["extract"] = time.perf_counter() - start
     say(f"extract: {len(candidates)} candidate skills ({timings['extract']:.1f}s)")
@@ -429,8 +344,6 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
             "llm_judged": len(labelling.judged),
         },
     }
-    trajectories = pl.from_arrow(traces.trajectories)
-    assert isinstance(trajectories, pl.DataFrame)
     book, merged, prompts = merge_and_render(
         config, candidates, analysis, trajectories, run, judged=labelling.judged
     )

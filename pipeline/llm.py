@@ -22,6 +22,9 @@ call. It works with any server that speaks the OpenAI Chat Completions API
   exponential backoff (``backoff_s`` x 2^attempt, or the server's ``Retry-After`` up to 30 s);
   after that the request is reported as failed and the caller keeps its deterministic result.
   Nothing an endpoint returns raises out of :meth:`LLMClient.complete_many`.
+
+The settings, :class:`~pipeline.config.LLMConfig`, are re-exported here from
+:mod:`pipeline.config`.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import DEFAULT_ENDPOINT, LLMConfig
 from pipeline.errors import ConfigError
 from pipeline.llm_cache import ResponseCache
 
@@ -50,74 +54,7 @@ __all__ = [
     "retry_request",
 ]
 
-DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 CHARS_PER_TOKEN = 4
-
-
-@dataclass(frozen=True)
-class LLMConfig:
-    """LLM settings of a run (all optional; ``enabled`` is False by default).
-
-    ``model``, ``base_url`` (default ``OPENAI_BASE_URL`` or OpenAI's), ``api_key`` (default
-    ``OPENAI_API_KEY``; a local server without keys gets a placeholder). ``timeout_s``: per
-    HTTP request (seconds). ``max_retries`` and ``backoff_s``: see the module docstring.
-    ``max_calls``, ``max_tokens``, ``max_usd``: run budgets (None = unlimited).
-    ``usd_per_1k_input`` / ``usd_per_1k_output``: prices for the cost estimate (USD per 1,000
-    tokens). ``max_output_tokens``: completion limit per call. ``excerpt_tokens``: budget of the
-    trace excerpts in one prompt (tokens, estimated at 4 characters each). ``max_clusters``:
-    failure clusters distilled per namespace. ``concurrency``: requests in flight at once.
-    ``auto``: LLM-worded skills may become active like rule-worded ones (default: proposed).
-    ``label``: label trajectories without an outcome with the LLM judge (needs ``enabled``;
-    see :mod:`pipeline.judge`). ``label_rubric``: a rubric for the judge, plain text or a Jinja
-    template replacing ``pipeline/templates/judge.md.j2``. ``template_file``: a
-    Jinja template replacing ``pipeline/templates/distill.md.j2``. ``cache_path``: the DuckDB
-    cache (default ``<data dir>/llm_cache.duckdb``). ``structured``: ``auto`` (JSON schema, with
-    the fallback), ``json_schema`` or ``json`` (schema in the prompt only).
-    """
-
-    enabled: bool = False
-    model: str | None = None
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    backoff_s: float = 1.0
-    max_calls: int | None = None
-    max_tokens: int | None = None
-    max_usd: float | None = None
-    usd_per_1k_input: float = 0.0
-    usd_per_1k_output: float = 0.0
-    max_output_tokens: int = 400
-    excerpt_tokens: int = 1200
-    max_clusters: int = 5
-    concurrency: int = 4
-    auto: bool = False
-    label: bool = False
-    label_rubric: Path | None = None
-    template_file: Path | None = None
-    cache_path: Path | None = None
-    structured: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.structured not in ("auto", "json_schema", "json"):
-            raise ConfigError(
-                f"structured must be auto, json_schema or json, not {self.structured!r}"
-            )
-        for name in ("max_calls", "max_tokens", "max_usd"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"{name} must not be negative, not {value}")
-        if self.label and not self.enabled:
-            raise ConfigError("--llm-label needs --llm (and a model): pass --llm --model NAME")
-        if self.enabled and not self.model:
-            raise ConfigError("--llm needs a model: pass --model NAME or set COACH_MODEL")
-        if self.concurrency < 1 or self.max_retries < 0 or self.timeout_s <= 0:
-            raise ConfigError("concurrency must be >= 1, max_retries >= 0 and timeout_s > 0")
-
-    @property
-    def endpoint(self) -> str:
-        """The base URL actually used (no trailing slash)."""
-        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_ENDPOINT).rstrip("/")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -258,12 +257,25 @@ def compose(skills: list[Skill], namespaces: list[str]) -> list[Skill]:
 
 def base_prompts(trajectories: Any) -> dict[str, str]:
     """The most common system prompt per namespace (ties: the lexically smallest), from a
-    polars DataFrame with ``domain`` and ``system_prompt`` columns."""
-    counts: dict[str, Counter[str]] = {}
-    for domain, prompt in zip(
-        trajectories["domain"].to_list(), trajectories["system_prompt"].to_list(), strict=True
-    ):
-        if prompt:
-            namespace = f"domain:{domain}" if domain else "global"
-            counts.setdefault(namespace, Counter())[prompt] += 1
-    return {ns: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for ns, c in counts.items()}
+    polars DataFrame with ``domain`` and ``system_prompt`` columns (String). Rows without a
+    system prompt are skipped; rows without a domain count for ``global``."""
+    import polars as pl
+
+    frame = trajectories.lazy() if hasattr(trajectories, "lazy") else pl.LazyFrame(trajectories)
+    top = (
+        frame.select("domain", "system_prompt")
+        .filter(pl.col("system_prompt").is_not_null() & (pl.col("system_prompt") != ""))
+        .with_columns(
+            pl.when(pl.col("domain").is_not_null() & (pl.col("domain") != ""))
+            .then(pl.lit("domain:") + pl.col("domain"))
+            .otherwise(pl.lit("global"))
+            .alias("namespace")
+        )
+        .group_by("namespace", "system_prompt")
+        .len()
+        .sort(["namespace", "len", "system_prompt"], descending=[False, True, False])
+        .group_by("namespace", maintain_order=True)
+        .first()
+        .collect()
+    )
+    return dict(zip(top["namespace"].to_list(), top["system_prompt"].to_list(), strict=True))

@@ -20,14 +20,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# BOOKKEEPING: the files save writes beside the tables, which discovery never takes for input
+from pipeline.discover import BOOKKEEPING
 from pipeline.errors import InputError
-from pipeline.formats.canonical import read_table
+from pipeline.formats.canonical import read_table, table_memory_pool
 from pipeline.schema import TABLES
 
 __all__ = ["BOOKKEEPING", "FileReport", "Traces"]
 
-# Bookkeeping files that :meth:`Traces.save` writes beside the tables; never trace input.
-BOOKKEEPING = frozenset({"ingest.json", "quarantine.jsonl"})
 # Numbers the DuckDB connections of this process (each spills to its own directory).
 _CONNECTIONS = itertools.count()
 
@@ -73,15 +73,23 @@ class Traces:
     ``quarantine`` rows: ``{"file": str, "where": str, "reason": str, "raw": str}``.
     ``warnings``: one line each (duplicate ids with different content, a rebuild).
     ``settings``: ``{"format", "reward_threshold", "outcome_feedback"}``: what labels depend on.
+    ``directory``: where :meth:`save` last wrote the tables (or :meth:`load` read them), else
+    ``None``.
+
+    The steps table (the large one: about 14 rows per trajectory) may live only in
+    ``directory``: after :meth:`release_steps`, or from ``load(..., steps_in_memory=False)``.
+    :attr:`steps` then reads it back on each access, and :meth:`connect` lets DuckDB scan the
+    Parquet file instead of an in-memory copy, so the analysis never holds it whole.
     """
 
     trajectories: pa.Table
-    steps: pa.Table
+    _steps: pa.Table | None
     feedback: pa.Table
     quarantine: list[dict[str, str]] = field(default_factory=list)
     files: list[FileReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    directory: Path | None = None
 
     _COUNT_KEYS = (
         "records_read",
@@ -93,6 +101,37 @@ class Traces:
         "steps",
         "feedback",
     )
+
+    @property
+    def steps(self) -> pa.Table:
+        """The steps table; read from ``directory / "steps.parquet"`` when not held in memory
+        (each access reads it again: prefer :meth:`connect` for queries).
+
+        Raises:
+            InputError: the stored file is missing or unreadable.
+        """
+        if self._steps is not None:
+            return self._steps
+        assert self.directory is not None, "steps released without a stored copy"
+        return _read_stored(self.directory, "steps")
+
+    @property
+    def steps_in_memory(self) -> bool:
+        """Whether the steps table is held in memory (else it is read from ``directory``)."""
+        return self._steps is not None
+
+    def release_steps(self) -> None:
+        """Drop the in-memory steps table in favour of the copy :meth:`save` wrote, and hand
+        the freed buffers back to the system (:meth:`pyarrow.MemoryPool.release_unused`).
+
+        Raises:
+            ValueError: the tables were never saved (``directory`` is ``None``).
+        """
+        if self.directory is None:
+            raise ValueError("save the tables before releasing the steps")
+        self._steps = None
+        for pool in _memory_pools():
+            pool.release_unused()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -119,7 +158,8 @@ class Traces:
         self, *, memory_limit: str | None = None, threads: int | None = None
     ) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the three tables registered as views of the
-        same names (zero-copy scans of the Arrow tables).
+        same names (zero-copy scans of the Arrow tables; a released steps table is a view
+        over its Parquet file).
 
         ``memory_limit`` (DuckDB size text such as ``"1GB"``; default: DuckDB's, 80% of RAM)
         bounds DuckDB's own buffers; beyond it, operators and temp tables spill to a private
@@ -138,7 +178,12 @@ class Traces:
         weakref.finalize(con, shutil.rmtree, spill, True)
         con.execute("set enable_progress_bar = false")
         for name in TABLES:
-            con.register(name, getattr(self, name))
+            if name == "steps" and self._steps is None:
+                assert self.directory is not None
+                path = str(self.directory / "steps.parquet").replace("'", "''")
+                con.execute(f"create view steps as select * from read_parquet('{path}')")
+            else:
+                con.register(name, getattr(self, name))
         return con
 
     def save(self, directory: Path) -> dict[str, Path]:
@@ -148,6 +193,9 @@ class Traces:
         written: dict[str, Path] = {}
         for name in TABLES:
             path = directory / f"{name}.parquet"
+            if name == "steps" and self._steps is None and self.directory == directory:
+                written[name] = path  # released: the stored file is the table
+                continue
             tmp = path.with_suffix(".parquet.tmp")
             pq.write_table(getattr(self, name), tmp)
             tmp.replace(path)
@@ -173,27 +221,24 @@ class Traces:
             encoding="utf-8",
         )
         written["report"] = report
+        self.directory = directory
         return written
 
     @classmethod
-    def load(cls, directory: Path) -> Traces:
-        """Read what :meth:`save` wrote.
+    def load(cls, directory: Path, *, steps_in_memory: bool = True) -> Traces:
+        """Read what :meth:`save` wrote. With ``steps_in_memory=False`` the steps table stays
+        in its file (see :meth:`release_steps`), unless the file predates a column of the
+        canonical schema, in which case it is read (and converted) now.
 
         Raises:
             InputError: a table file is missing or unreadable.
         """
-        tables = {}
-        for name, schema in TABLES.items():
-            path = directory / f"{name}.parquet"
-            try:
-                table = read_table(path)
-                for missing in (f for f in schema if f.name not in table.column_names):
-                    table = table.append_column(missing, pa.nulls(table.num_rows, missing.type))
-                tables[name] = table.select(schema.names).cast(schema)
-            except (OSError, pa.ArrowException) as exc:
-                raise InputError(
-                    f"{path}: cannot read the {name} table ({exc}); run 'coach ingest' first"
-                ) from exc
+        tables: dict[str, pa.Table | None] = {}
+        for name in TABLES:
+            if name == "steps" and not steps_in_memory and _is_current(directory / "steps.parquet"):
+                tables[name] = None
+                continue
+            tables[name] = _read_stored(directory, name)
         quarantine_path = directory / "quarantine.jsonl"
         quarantine = (
             [
@@ -211,12 +256,50 @@ class Traces:
             FileReport(**{k: v for k, v in f.items() if k in known})
             for f in report.get("files", [])
         ]
+        trajectories, feedback = tables["trajectories"], tables["feedback"]
+        assert trajectories is not None and feedback is not None
         return cls(
-            tables["trajectories"],
+            trajectories,
             tables["steps"],
-            tables["feedback"],
+            feedback,
             quarantine,
             files,
             list(report.get("warnings", [])),
             dict(report.get("settings", {})),
+            directory,
         )
+
+
+def _read_stored(directory: Path, name: str) -> pa.Table:
+    """The stored table ``name`` in the canonical schema (columns added since it was written
+    are null).
+
+    Raises:
+        InputError: the file is missing or unreadable.
+    """
+    schema = TABLES[name]
+    path = directory / f"{name}.parquet"
+    try:
+        table = read_table(path)
+        for missing in (f for f in schema if f.name not in table.column_names):
+            table = table.append_column(missing, pa.nulls(table.num_rows, missing.type))
+        return table.select(schema.names).cast(schema)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(
+            f"{path}: cannot read the {name} table ({exc}); run 'coach ingest' first"
+        ) from exc
+
+
+def _is_current(path: Path) -> bool:
+    """Whether the Parquet file at ``path`` holds exactly the canonical steps schema (False when
+    unreadable: the eager read then raises the error)."""
+    try:
+        return pq.read_schema(path).remove_metadata().equals(TABLES["steps"])
+    except (OSError, pa.ArrowException):
+        return False
+
+
+def _memory_pools() -> list[pa.MemoryPool]:
+    """The Arrow pools tables are built in: the default one and the one Parquet reads use."""
+    pools = {p.backend_name: p for p in (table_memory_pool(), pa.default_memory_pool())}
+    return list(pools.values())

@@ -110,3 +110,51 @@ def test_connect_applies_memory_limit_and_threads(traces: Traces) -> None:
     assert settings["memory_limit"] in ("256.0 MB", "244.1 MiB")
     assert Path(settings["temp_directory"]).name.startswith("coach-duckdb-")
     con.close()
+
+
+def test_released_steps_are_scanned_from_their_parquet_file(
+    traces: Traces, analysis: Analysis, tmp_path: Path
+) -> None:
+    traces.save(tmp_path)
+    released = Traces.load(tmp_path, steps_in_memory=False)
+    assert not released.steps_in_memory
+    assert released.directory == tmp_path
+    con = released.connect()
+    # the steps view reads the file, not an in-memory table
+    plan = con.sql("explain select tool_name from steps").fetchall()
+    assert "READ_PARQUET" in str(plan).upper() or "PARQUET_SCAN" in str(plan).upper()
+    assert con.execute("select count(*) from steps").fetchall() == [(traces.steps.num_rows,)]
+    con.close()
+    # reading it back gives the same rows, and the analysis the same results
+    assert released.steps.equals(traces.steps)
+    again = Analyzer(AnalyzerConfig(examples_per_feature=3)).run(released)
+    assert again.results.equals(analysis.results)
+    assert again.features.equals(analysis.features)
+
+
+def test_release_steps_needs_a_saved_copy_and_saving_again_keeps_it(
+    traces: Traces, tmp_path: Path
+) -> None:
+    copy = Traces(traces.trajectories, traces.steps, traces.feedback)
+    with pytest.raises(ValueError, match="save the tables"):
+        copy.release_steps()
+    copy.save(tmp_path / "a")
+    copy.release_steps()
+    assert not copy.steps_in_memory
+    copy.save(tmp_path / "a")  # the released table is its stored file: left as it is
+    copy.save(tmp_path / "b")  # elsewhere: read back and written
+    for name in ("a", "b"):
+        assert Traces.load(tmp_path / name).steps.equals(traces.steps)
+
+
+def test_a_steps_file_from_before_a_schema_column_is_read_now(
+    traces: Traces, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    traces.save(tmp_path)
+    old = traces.steps.drop_columns(["actor"])
+    pq.write_table(old, tmp_path / "steps.parquet")
+    loaded = Traces.load(tmp_path, steps_in_memory=False)
+    assert loaded.steps_in_memory
+    assert loaded.steps.column("actor").null_count == old.num_rows

@@ -199,3 +199,9 @@ def test_validations_use_the_units_of_the_test_part(planted_traces: Traces) -> N
     (validation,) = validate([_skill("transfer:transfer_to_human_agents", "harmful")], test)
     ids = pl.from_arrow(test.trajectories)["trajectory_id"]  # type: ignore[index]
     assert validation.n_with + validation.n_without == len(ids)
+
+
+def test_the_command_line_offers_the_splits_of_the_library() -> None:
+    from pipeline import cli_eval, evaluate
+
+    assert cli_eval.SPLITS == evaluate.SPLITS

@@ -31,6 +31,7 @@ import zstandard
 
 from pipeline.errors import InputError
 from pipeline.formats._common import Parsed, Quarantined, Record, truncate
+from pipeline.formats._paths import COMPRESSED_SUFFIXES, data_suffix
 
 __all__ = [
     "COMPRESSED_SUFFIXES",
@@ -52,7 +53,6 @@ __all__ = [
     "read_text",
 ]
 
-COMPRESSED_SUFFIXES = (".gz", ".zst")
 # A JSON Lines record (one line) or a JSON document larger than this is quarantined or refused
 # rather than parsed: 64 MiB.
 DEFAULT_MAX_RECORD_BYTES = 64 << 20
@@ -83,15 +83,6 @@ class ReadOptions:
     outcome_feedback: str | None = None
 
 
-def data_suffix(path: Path) -> str:
-    """The data suffix of ``path`` in lower case, under any compression suffix:
-    ``runs.jsonl.gz`` -> ``.jsonl``, ``spans.json`` -> ``.json``."""
-    suffixes = [s.lower() for s in path.suffixes]
-    while suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
-        suffixes.pop()
-    return suffixes[-1] if suffixes else ""
-
-
 @contextmanager
 def open_binary(path: Path) -> Iterator[IO[bytes]]:
     """``path`` opened for binary reading, decompressed on the fly when its name ends in ``.gz``
@@ -108,7 +99,7 @@ def open_binary(path: Path) -> Iterator[IO[bytes]]:
     try:
         if suffix == ".gz":
             with gzip.GzipFile(fileobj=raw) as stream:
-                yield stream
+                yield stream  # type: ignore[misc]
         elif suffix == ".zst":
             with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as zs:
                 yield io.BufferedReader(zs, _CHUNK)  # type: ignore[arg-type]

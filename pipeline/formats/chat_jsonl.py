@@ -54,7 +54,8 @@ def _record(obj: Any, options: ReadOptions, where: str) -> Record:
     if outcome is not None:
         if outcome not in OUTCOME_LABELS:
             raise ValueError(f"'outcome' must be one of {', '.join(OUTCOME_LABELS)}: {outcome!r}")
-        label, source = outcome, "outcome"
+        label: str = outcome
+        source: str | None = "outcome"
     else:
         label = label_from_reward(reward, options.reward_threshold)
         source = "reward" if reward is not None else None

@@ -63,6 +63,7 @@ def _scenario(task: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The task's user-scenario instructions as one text, and the user id it names."""
     scenario = task.get("user_scenario") or {}
     instructions = scenario.get("instructions") if isinstance(scenario, Mapping) else None
+    text: str | None
     if isinstance(instructions, Mapping):
         text = "\n".join(str(v) for v in instructions.values() if v)
     else:

@@ -192,7 +192,7 @@ def report(
     for r in rows:
         t = r["timings"]
         lines.append(
-            f"| {r['size']:,} | {r['input']} | {r['wall_seconds']:.1f} | "
+            f"| {r['size']:,} | {r['input']} | {r['wall_seconds']:.2f} | "
             + " | ".join(f"{t.get(s, 0.0):.1f}" for s in STAGES)
             + f" | {r['size'] / r['wall_seconds']:,.0f} | {r['peak_rss_kib'] / (1 << 20):.2f} |"
         )
@@ -228,7 +228,7 @@ def report(
         if (size, "rerun") in by and (size, "parquet") in by:
             share = by[(size, "rerun")]["wall_seconds"] / by[(size, "parquet")]["wall_seconds"]
             lines.append(
-                f"- re-run with no new traces, {size:,}: {share:.0%} of the first run "
+                f"- re-run with no new traces, {size:,}: {share:.1%} of the first run "
                 f"({'met' if share <= TARGET_RERUN else 'MISSED'}: at most "
                 f"{TARGET_RERUN:.0%})"
             )

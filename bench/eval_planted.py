@@ -14,7 +14,6 @@ Usage: python bench/eval_planted.py [--sizes 200,2000,20000] [--effects 0.1,0.2,
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
 import sys
@@ -25,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine, machine_line  # noqa: E402
+from machine import machine, machine_line, write_results  # noqa: E402
 
 from pipeline.analyze import Analyzer, AnalyzerConfig  # noqa: E402
 from pipeline.evaluate import score_recovery  # noqa: E402
@@ -194,17 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         argv if argv is not None else sys.argv[1:]
     )
     text = report(rows, runs, info, command.strip())
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text, encoding="utf-8")
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            {"command": command.strip(), "machine": info, "summary": rows, "runs": runs}, indent=2
-        )
-        + "\n",
-        encoding="utf-8",
+    write_results(
+        Path(args.out),
+        text,
+        {"command": command.strip(), "machine": info, "summary": rows, "runs": runs},
     )
-    print(text)
     return 0
 
 

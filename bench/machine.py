@@ -1,7 +1,9 @@
-"""The machine a benchmark ran on, and the commit it ran at, for the results files."""
+"""The machine a benchmark ran on, and the commit it ran at, for the results files; writing
+those files."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -56,3 +58,12 @@ def machine_line(info: dict[str, object]) -> str:
         f"{info['nproc']} CPUs ({info['cpu']}), {info['ram_gib']} GiB RAM, Python "
         f"{info['python']}, {info['platform']}, commit {info['commit']}"
     )
+
+
+def write_results(out: Path, text: str, data: dict[str, object]) -> None:
+    """Write ``text`` (Markdown) to ``<out>.md`` and ``data`` (indented JSON) to ``<out>.json``,
+    creating ``out``'s directory, then print ``text``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    print(text)

@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine, machine_line  # noqa: E402
+from machine import machine, machine_line, write_results  # noqa: E402
 
 SHARD = 100_000
 STAGES = ("ingest", "analyze", "extract", "merge+render")
@@ -292,16 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     for item in llm:
         print(f"bench: learn --llm on {item['size']:,}: {item['llm_calls']} calls", file=sys.stderr)
     text = report(rows, info, command.strip(), llm)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text, encoding="utf-8")
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            {"command": command.strip(), "machine": info, "runs": rows, "llm": llm}, indent=2
-        )
-        + "\n",
-        encoding="utf-8",
+    write_results(
+        out, text, {"command": command.strip(), "machine": info, "runs": rows, "llm": llm}
     )
-    print(text)
     return 0
 
 

@@ -326,13 +326,14 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
         settings["llm"] = {"model": config.llm.model, "endpoint": config.llm.endpoint}
     if config.section_modes:
         settings["section_modes"] = dict(config.section_modes)
+    inputs_sha256 = traces.content_hash()
     run_id = hashlib.sha256(
-        (traces.content_hash() + json.dumps(settings, sort_keys=True)).encode()
+        (inputs_sha256 + json.dumps(settings, sort_keys=True)).encode()
     ).hexdigest()[:16]
     run = {
         "run_id": run_id,
         "inputs": sorted({f.path for f in traces.files}),
-        "inputs_sha256": traces.content_hash(),
+        "inputs_sha256": inputs_sha256,
         "settings": settings,
         "counts": {
             "trajectories": counts["trajectories"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,7 +176,6 @@ class UnchangedResult(LearnResult):
         # no LearnResult.__init__: traces, analysis and skillbook are read when first used
         self._config = config
         self._last = last
-        self._loaded: dict[str, Any] = {}
         self.candidates = []
         self.merge = MergeResult()
         self.prompts = [Path(p) for p in last["prompts"]]
@@ -228,42 +228,20 @@ class UnchangedResult(LearnResult):
         highlights: dict[str, list[dict[str, Any]]] = self._last["highlights"]
         return highlights
 
-    @property
-    def traces(self) -> Traces:
-        if "traces" not in self._loaded:
-            self._loaded["traces"] = self._read_traces()
-        traces: Traces = self._loaded["traces"]
-        return traces
+    # read on first use (and settable, as on a LearnResult)
+    @cached_property
+    def traces(self) -> Traces:  # type: ignore[override]
+        return self._read_traces()
 
-    @traces.setter
-    def traces(self, value: Traces) -> None:
-        self._loaded["traces"] = value
+    @cached_property
+    def analysis(self) -> Analysis:  # type: ignore[override]
+        return self._read_analysis()
 
-    @property
-    def analysis(self) -> Analysis:
-        if "analysis" not in self._loaded:
-            self._loaded["analysis"] = self._read_analysis()
-        analysis: Analysis = self._loaded["analysis"]
-        return analysis
+    @cached_property
+    def skillbook(self) -> Skillbook:  # type: ignore[override]
+        from pipeline.skillbook import Skillbook
 
-    @analysis.setter
-    def analysis(self, value: Analysis) -> None:
-        self._loaded["analysis"] = value
-
-    @property
-    def skillbook(self) -> Skillbook:
-        if "skillbook" not in self._loaded:
-            from pipeline.skillbook import Skillbook
-
-            self._loaded["skillbook"] = Skillbook.load(
-                self._config.skillbook_dir / "skillbook.json"
-            )
-        book: Skillbook = self._loaded["skillbook"]
-        return book
-
-    @skillbook.setter
-    def skillbook(self, value: Skillbook) -> None:
-        self._loaded["skillbook"] = value
+        return Skillbook.load(self._config.skillbook_dir / "skillbook.json")
 
     def _read_traces(self) -> Traces:
         """The store's file reports (status ``unchanged``) and warnings, with empty tables.

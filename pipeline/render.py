@@ -261,9 +261,9 @@ def base_prompts(trajectories: Any) -> dict[str, str]:
     system prompt are skipped; rows without a domain count for ``global``."""
     import polars as pl
 
-    frame = trajectories.lazy() if hasattr(trajectories, "lazy") else pl.LazyFrame(trajectories)
     top = (
-        frame.select("domain", "system_prompt")
+        trajectories.lazy()
+        .select("domain", "system_prompt")
         .filter(pl.col("system_prompt").is_not_null() & (pl.col("system_prompt") != ""))
         .with_columns(
             pl.when(pl.col("domain").is_not_null() & (pl.col("domain") != ""))

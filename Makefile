@@ -1,18 +1,30 @@
-# Every target installs what it needs into .venv first.
+# Every target installs what it needs into .venv first, at the versions the suite was tested
+# with (requirements.lock); `make lock` refreshes the lock from pyproject.toml's ranges.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 
-.PHONY: install learn test lint fmt bench eval report clean
+.PHONY: install lock learn test lint fmt bench eval report clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Resolve the newest versions that pyproject.toml allows (core and dev) for every platform,
+# pin them in requirements.lock, and reinstall; run `make test` before committing the lock.
+lock:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		--upgrade --quiet -o $(LOCK)
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	touch $(STAMP)
 
 learn: $(STAMP)
 	$(BIN)/coach learn traces/
@@ -39,11 +51,13 @@ fmt: $(STAMP)
 	$(BIN)/ruff format pipeline tests
 	$(BIN)/ruff check --fix pipeline tests
 
+# Benchmarks write to the ignored bench/out/; UPDATE=1 rewrites the committed figures
+# (bench/results.*, bench/eval_results.*) instead.
 bench: $(STAMP)
-	$(BIN)/python bench/run_bench.py
+	$(BIN)/python bench/run_bench.py --out $(if $(UPDATE),bench/results,bench/out/results)
 
 eval: $(STAMP)
-	$(BIN)/python bench/eval_planted.py
+	$(BIN)/python bench/eval_planted.py --out $(if $(UPDATE),bench/eval_results,bench/out/eval_results)
 
 report: $(STAMP)
 	$(BIN)/coach report -o .coach/report.html

@@ -20,6 +20,7 @@ from pipeline.clikit import (
     BASE_PROMPT_OPTION,
     CONTEXT,
     FDR_OPTION,
+    FORMAT_OPTION,
     MIN_SUPPORT_OPTION,
     MODE_OPTION,
     OUT_OPTION,
@@ -28,6 +29,7 @@ from pipeline.clikit import (
     common,
     domain_errors,
     emit,
+    paths_argument,
     say,
 )
 from pipeline.config import AnalyzerConfig, Config
@@ -45,29 +47,25 @@ def main(ctx: click.Context) -> None:
 
     Example: coach learn traces/
     """
-    ctx.default_map = _settings_defaults()
+    ctx.default_map = _settings_defaults(ctx.invoked_subcommand)
 
 
-def _settings_defaults() -> dict[str, Any] | None:
-    """click's default_map from the settings file of the current directory (pipeline.settings)."""
-    from pipeline.errors import ConfigError
+def _settings_defaults(command: str | None) -> dict[str, Any] | None:
+    """click's default_map from the settings file of the current directory (pipeline.settings),
+    with the values for ``command`` checked. The file is input like the options: an error in it
+    is bad usage (exit 2)."""
+    from pipeline.errors import SettingsFileError
     from pipeline.settings import default_map, find_settings, load_settings
 
     try:
         path = find_settings(Path.cwd())
-        return default_map(main, load_settings(path), path) if path else None
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+        return default_map(main, load_settings(path), path, command) if path else None
+    except SettingsFileError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 _ingest_options = [
-    click.option(
-        "--format",
-        "fmt",
-        default=None,
-        envvar="COACH_FORMAT",
-        help="Input format for every file instead of sniffing (see 'coach formats').",
-    ),
+    FORMAT_OPTION,
     click.option(
         "--reward-threshold",
         type=float,
@@ -262,7 +260,7 @@ def _learn_text(summary: dict[str, Any], highlights: dict[str, list[dict[str, An
 
 
 @main.command("learn")
-@click.argument("paths", nargs=-1, type=click.Path())
+@paths_argument()
 @_learning
 @common
 @domain_errors
@@ -281,7 +279,7 @@ def learn_command(paths: tuple[str, ...], as_json: bool, quiet: bool, **kw: Any)
 
 
 @main.command("ingest")
-@click.argument("paths", nargs=-1, type=click.Path())
+@paths_argument()
 @_ingesting
 @common
 @domain_errors

@@ -9,12 +9,15 @@ import click
 
 from pipeline.clikit import (
     FDR_OPTION,
+    FORMAT_OPTION,
     MIN_SUPPORT_OPTION,
     MODE_OPTION,
     SKILLBOOK_OPTION,
     common,
     domain_errors,
     emit,
+    existing_paths,
+    paths_argument,
     say,
 )
 from pipeline.config import AnalyzerConfig, timestamp
@@ -83,12 +86,22 @@ def _text(result: Evaluation) -> str:
 
 
 @click.command("evaluate")
-@click.argument("paths", nargs=-1, type=click.Path())
+@paths_argument(default=None)
 @click.option(
-    "--train", "train_paths", multiple=True, type=click.Path(), help="Training traces (repeatable)."
+    "--train",
+    "train_paths",
+    multiple=True,
+    type=click.Path(),
+    callback=existing_paths,
+    help="Training traces (repeatable).",
 )
 @click.option(
-    "--test", "test_paths", multiple=True, type=click.Path(), help="Held-out traces (repeatable)."
+    "--test",
+    "test_paths",
+    multiple=True,
+    type=click.Path(),
+    callback=existing_paths,
+    help="Held-out traces (repeatable).",
 )
 @click.option(
     "--split",
@@ -106,9 +119,7 @@ def _text(result: Evaluation) -> str:
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the task and random splits."
 )
-@click.option(
-    "--format", "fmt", default=None, envvar="COACH_FORMAT", help="Input format instead of sniffing."
-)
+@FORMAT_OPTION
 @click.option(
     "--reward-threshold",
     type=float,

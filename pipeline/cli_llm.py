@@ -136,7 +136,8 @@ def llm_config(kw: dict[str, Any]) -> LLMConfig:
     """The :class:`LLMConfig` of the parsed :data:`LLM_OPTIONS` in ``kw``.
 
     Raises:
-        ConfigError: an inconsistent value (see :class:`LLMConfig`).
+        SettingError: an inconsistent value (see :class:`LLMConfig`); its ``setting`` names the
+            field (:func:`pipeline.clikit.option_of` gives the option).
     """
     return LLMConfig(
         enabled=kw["llm"],

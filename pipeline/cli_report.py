@@ -67,8 +67,8 @@ def _sides(
 
 
 @click.command("diff")
-@click.argument("old", required=False)
-@click.argument("new", required=False)
+@click.argument("old", required=False, type=click.Path(exists=True))
+@click.argument("new", required=False, type=click.Path(exists=True))
 @click.option(
     "--git-rev",
     "git_revs",

@@ -6,7 +6,9 @@ recorded, re-rendering change (:func:`pipeline.cli_skills._change`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,6 +18,18 @@ from pipeline.config import timestamp
 from pipeline.report_md import history_line
 
 __all__ = ["skillbook_group"]
+
+
+def _ref(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A version (vN or N), a Skillbook directory or a skillbook.json file, else bad usage
+    (exit 2); whether version N is kept is for the command to say (exit 1)."""
+    if value is None or re.fullmatch(r"v?\d+", value) or Path(value).exists():
+        return value
+    raise click.BadParameter(
+        f"{value!r} is neither a version (vN) nor an existing Skillbook directory or file",
+        ctx=ctx,
+        param=param,
+    )
 
 
 @click.group("skillbook", context_settings=CONTEXT)
@@ -65,7 +79,7 @@ def log_command(
 
 
 @skillbook_group.command("checkout")
-@click.argument("version")
+@click.argument("version", callback=_ref)
 @SKILLBOOK_OPTION
 @OUT_OPTION
 @NOTE_OPTION
@@ -113,8 +127,8 @@ def checkout_command(
 
 
 @skillbook_group.command("diff")
-@click.argument("before")
-@click.argument("after", required=False)
+@click.argument("before", callback=_ref)
+@click.argument("after", required=False, callback=_ref)
 @SKILLBOOK_OPTION
 @common
 @domain_errors

@@ -126,7 +126,9 @@ def skills_group() -> None:
     "--status", "statuses", multiple=True, type=click.Choice(STATUSES), help="Repeatable."
 )
 @click.option("--namespace", "namespaces", multiple=True, help="e.g. domain:airline; repeatable.")
-@click.option("--section", "sections", multiple=True, help=f"One of {', '.join(SECTIONS)}.")
+@click.option(
+    "--section", "sections", multiple=True, type=click.Choice(SECTIONS), help="Repeatable."
+)
 @common
 @domain_errors
 def list_command(
@@ -355,7 +357,7 @@ def export_command(
 
 
 @skills_group.command("import")
-@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--format", "fmt", type=click.Choice(["ace"]), default="ace", show_default=True)
 @click.option(
     "--namespace",

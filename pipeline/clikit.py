@@ -14,12 +14,14 @@ from typing import Any
 
 import click
 
-from pipeline.errors import CoachError
+from pipeline.errors import CoachError, SettingError
 
 __all__ = [
     "BASE_PROMPT_OPTION",
     "CONTEXT",
     "FDR_OPTION",
+    "FORMATS",
+    "FORMAT_OPTION",
     "MIN_SUPPORT_OPTION",
     "MODE_OPTION",
     "OUT_OPTION",
@@ -28,23 +30,110 @@ __all__ = [
     "common",
     "domain_errors",
     "emit",
+    "existing_paths",
+    "option_of",
+    "paths_argument",
     "say",
 ]
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
+# The option of a setting (the ``setting`` of a :class:`pipeline.errors.SettingError`: a field of
+# :class:`pipeline.config.Config` or :class:`~pipeline.config.LLMConfig`) where it is not ``--``
+# and the field's name with dashes (``fdr``: ``--fdr``).
+SETTING_OPTIONS = {
+    "section_modes": "--section-mode",
+    "max_record_bytes": "--max-record-mb",
+    "enabled": "--llm",
+    "label": "--llm-label",
+    "structured": "--llm-structured",
+    "max_calls": "--max-llm-calls",
+    "timeout_s": "--llm-timeout",
+    "max_retries": "--llm-retries",
+    "backoff_s": "--llm-backoff",
+    "concurrency": "--llm-concurrency",
+    "template_file": "--llm-template",
+    "label_rubric": "--llm-label-rubric",
+    "cache_path": "--llm-cache",
+    "skillbook_dir": "--skillbook",
+    "out_dir": "--out",
+    "template_dir": "--templates",
+    "base_prompt_file": "--base-prompt",
+}
+
+
+def option_of(setting: str) -> str:
+    """The command-line option of a setting (:data:`SETTING_OPTIONS`)."""
+    return SETTING_OPTIONS.get(setting, "--" + setting.replace("_", "-"))
+
 
 def domain_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a :class:`~pipeline.errors.CoachError` into a click error: message on stderr, exit 1."""
+    """Turn a :class:`~pipeline.errors.CoachError` into a click error: message on stderr, exit 1;
+    a :class:`~pipeline.errors.SettingError` (a value out of range, a conflict between options)
+    is bad usage naming the option, exit 2."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except SettingError as exc:
+            raise click.BadParameter(
+                str(exc),
+                ctx=click.get_current_context(silent=True),
+                param_hint=f"'{option_of(exc.setting)}'",
+            ) from exc
         except CoachError as exc:
             raise click.ClickException(str(exc)) from exc
 
     return wrapper
+
+
+def _is_pattern(raw: str) -> bool:
+    return any(c in raw for c in "*?[")
+
+
+def _matches(pattern: str) -> bool:
+    """True when the glob ``pattern`` matches a path (as :func:`pipeline.discover.discover`
+    expands it)."""
+    anchor = Path(pattern).anchor
+    relative = pattern[len(anchor) :] if anchor else pattern
+    return next(iter(Path(anchor or ".").glob(relative)), None) is not None
+
+
+def _existing(default: str | None) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def check(ctx: click.Context, param: click.Parameter, values: Any) -> Any:
+        if not values:
+            if default is not None and not Path(default).exists():
+                raise click.BadParameter(
+                    f"none given and no {default}/ here; pass trace files or directories",
+                    ctx=ctx,
+                    param=param,
+                )
+            return values
+        for raw in values:
+            if Path(raw).exists():
+                continue
+            if _is_pattern(raw):
+                if _matches(raw):
+                    continue
+                raise click.BadParameter(
+                    f"{raw}: the pattern matches no file", ctx=ctx, param=param
+                )
+            raise click.BadParameter(f"{raw}: no such file or directory", ctx=ctx, param=param)
+        return values
+
+    return check
+
+
+def paths_argument(default: str | None = "traces") -> Callable[..., Any]:
+    """The ``PATHS`` argument of trace files, directories or glob patterns: each must exist
+    (a pattern must match), else bad usage (exit 2). With none given, ``default`` (a directory)
+    must exist; None: may be empty."""
+    return click.argument("paths", nargs=-1, type=click.Path(), callback=_existing(default))
+
+
+# The callback of a ``multiple`` option of trace paths: each exists (a pattern matches).
+existing_paths = _existing(None)
 
 
 def common(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -97,7 +186,7 @@ OUT_OPTION = click.option(
 TEMPLATES_OPTION = click.option(
     "--templates",
     "template_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
     default=None,
     envvar="COACH_TEMPLATES",
     help="Directory with a system_prompt.md.j2 overriding the default template.",
@@ -105,7 +194,7 @@ TEMPLATES_OPTION = click.option(
 BASE_PROMPT_OPTION = click.option(
     "--base-prompt",
     "base_prompt_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
     help="Base system prompt file for every namespace (default: the traces' most common one).",
 )
@@ -130,4 +219,31 @@ FDR_OPTION = click.option(
     default=0.05,
     show_default=True,
     help="False discovery rate (Benjamini-Hochberg q-value level).",
+)
+
+# The names of the format adapters (pipeline.formats.ADAPTERS), written out so that the command
+# line loads no adapter until a command runs (tests/test_exit_codes.py checks that they agree).
+FORMATS = (
+    "canonical",
+    "tau2",
+    "tau-bench",
+    "openai-agents",
+    "openai-responses",
+    "mini-swe-agent",
+    "swe-bench-results",
+    "who-and-when",
+    "langfuse",
+    "langsmith",
+    "otel",
+    "openinference",
+    "chat-jsonl",
+)
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    envvar="COACH_FORMAT",
+    metavar="NAME",
+    help="Input format for every file instead of sniffing (see 'coach formats').",
 )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, SettingError
 
 __all__ = ["AnalyzerConfig", "Config", "FeatureConfig", "LLMConfig", "timestamp"]
 
@@ -116,20 +116,35 @@ class LLMConfig:
     structured: str = "auto"
 
     def __post_init__(self) -> None:
+        """Check the values.
+
+        Raises:
+            SettingError: a value out of its range, or a conflict; ``setting`` names the field.
+        """
         if self.structured not in ("auto", "json_schema", "json"):
-            raise ConfigError(
-                f"structured must be auto, json_schema or json, not {self.structured!r}"
+            raise SettingError(
+                "structured",
+                f"structured must be auto, json_schema or json, not {self.structured!r}",
             )
         for name in ("max_calls", "max_tokens", "max_usd"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise ConfigError(f"{name} must not be negative, not {value}")
+                raise SettingError(name, f"{name} must not be negative, not {value}")
+        for name in ("usd_per_1k_input", "usd_per_1k_output", "backoff_s"):
+            if getattr(self, name) < 0:
+                raise SettingError(name, f"{name} must not be negative, not {getattr(self, name)}")
         if self.label and not self.enabled:
-            raise ConfigError("--llm-label needs --llm (and a model): pass --llm --model NAME")
+            raise SettingError(
+                "label", "--llm-label needs --llm (and a model): pass --llm --model NAME"
+            )
         if self.enabled and not self.model:
-            raise ConfigError("--llm needs a model: pass --model NAME or set COACH_MODEL")
-        if self.concurrency < 1 or self.max_retries < 0 or self.timeout_s <= 0:
-            raise ConfigError("concurrency must be >= 1, max_retries >= 0 and timeout_s > 0")
+            raise SettingError("model", "--llm needs a model: pass --model NAME or set COACH_MODEL")
+        if self.concurrency < 1:
+            raise SettingError("concurrency", f"concurrency must be >= 1, not {self.concurrency}")
+        if self.max_retries < 0:
+            raise SettingError("max_retries", f"max_retries must be >= 0, not {self.max_retries}")
+        if not self.timeout_s > 0:
+            raise SettingError("timeout_s", f"timeout_s must be > 0, not {self.timeout_s}")
 
     @property
     def endpoint(self) -> str:
@@ -192,16 +207,32 @@ class Config:
     half_life_days: float = 30.0
 
     def __post_init__(self) -> None:
+        """Check the values.
+
+        Raises:
+            SettingError: a value out of its range; ``setting`` names the field (``fdr`` and
+                ``min_support`` for those of ``analyzer``).
+        """
         if self.mode not in ("auto", "propose"):
-            raise ConfigError(f"mode must be auto or propose, not {self.mode!r}")
+            raise SettingError("mode", f"mode must be auto or propose, not {self.mode!r}")
         for section, mode in self.section_modes:
             if mode not in ("auto", "propose", "off"):
-                raise ConfigError(
-                    f"--section-mode {section}={mode}: the mode must be auto, propose or off"
+                raise SettingError(
+                    "section_modes",
+                    f"--section-mode {section}={mode}: the mode must be auto, propose or off",
                 )
         if not self.half_life_days > 0:
-            raise ConfigError(f"--half-life-days must be positive, not {self.half_life_days}")
+            raise SettingError(
+                "half_life_days", f"--half-life-days must be positive, not {self.half_life_days}"
+            )
         if not 0 < self.analyzer.fdr < 1:
-            raise ConfigError(f"--fdr must be between 0 and 1, not {self.analyzer.fdr}")
+            raise SettingError("fdr", f"--fdr must be between 0 and 1, not {self.analyzer.fdr}")
         if self.analyzer.min_support < 1:
-            raise ConfigError("--min-support must be at least 1")
+            raise SettingError(
+                "min_support", f"--min-support must be at least 1, not {self.analyzer.min_support}"
+            )
+        if self.max_record_bytes < 1:
+            raise SettingError(
+                "max_record_bytes",
+                f"max_record_bytes must be positive, not {self.max_record_bytes}",
+            )

@@ -6,9 +6,14 @@ The tree is small on purpose; every error a user can meet says what went wrong a
     ├── InputError                  a path, file or record cannot be read as a trace
     │   └── UnknownFormatError      no format adapter recognised the file
     ├── ConfigError                 an option or configuration value is invalid
+    │   ├── SettingError            one setting is out of range or conflicts with another
+    │   └── SettingsFileError       the settings file is missing, not TOML, or has a bad key
     ├── SkillbookError              the Skillbook file is unreadable or of an unknown format version
     │   └── LockError               another run holds the Skillbook lock
     └── TemplateError               a prompt template cannot be loaded or rendered
+
+The command line reports :class:`SettingError` and :class:`SettingsFileError` as bad usage
+(exit 2, naming the option or the file and key) and every other error as a domain error (exit 1).
 
 A malformed *record* inside an otherwise readable file is not an exception: it is quarantined
 (see :mod:`pipeline.ingest`) and counted.
@@ -21,6 +26,8 @@ __all__ = [
     "ConfigError",
     "InputError",
     "LockError",
+    "SettingError",
+    "SettingsFileError",
     "SkillbookError",
     "TemplateError",
     "UnknownFormatError",
@@ -41,6 +48,25 @@ class UnknownFormatError(InputError):
 
 class ConfigError(CoachError):
     """An option or configuration value is invalid."""
+
+
+class SettingError(ConfigError):
+    """A setting of a run (:class:`pipeline.config.Config`, :class:`pipeline.config.LLMConfig`)
+    is out of its range, not one of its choices, or in conflict with another setting.
+
+    ``setting`` names it as the field is called (``fdr``, ``max_calls``, ``model``, ...), so
+    that the command line can name its option.
+    """
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class SettingsFileError(ConfigError):
+    """The settings file (``coach.toml``, ``[tool.coach]`` in ``pyproject.toml``, or the file
+    ``COACH_CONFIG`` names) does not exist, is not TOML, or has a key that is no option or a
+    value its option does not accept; the message names the file and the key."""
 
 
 class SkillbookError(CoachError):

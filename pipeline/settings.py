@@ -19,6 +19,11 @@ after a command applies to that command only::
 Precedence: an option given on the command line, then its environment variable, then the file,
 then the built-in default (click's ``default_map``). Relative paths are relative to the current
 directory. Read with :mod:`tomllib` (TOML 1.0).
+
+The file is input to the command line like its options: a missing ``COACH_CONFIG`` file, a file
+that is not TOML, a key that is no option and a value its option does not accept raise
+:class:`~pipeline.errors.SettingsFileError` naming the file and the key, which ``coach`` reports
+as bad usage (exit 2).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 
 import click
 
-from pipeline.errors import ConfigError
+from pipeline.errors import SettingsFileError
 
 __all__ = ["default_map", "find_settings", "load_settings"]
 
@@ -40,13 +45,13 @@ def find_settings(directory: Path) -> Path | None:
     ``pyproject.toml`` when it has a ``[tool.coach]`` table; None when there is none.
 
     Raises:
-        ConfigError: ``COACH_CONFIG`` names a file that does not exist.
+        SettingsFileError: ``COACH_CONFIG`` names a file that does not exist.
     """
     named = os.environ.get("COACH_CONFIG")
     if named:
         path = Path(named)
         if not path.is_file():
-            raise ConfigError(f"COACH_CONFIG={named}: no such file")
+            raise SettingsFileError(f"COACH_CONFIG={named}: no such file")
         return path
     if (directory / "coach.toml").is_file():
         return directory / "coach.toml"
@@ -61,7 +66,7 @@ def _read(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: not a valid TOML file: {exc}") from exc
+        raise SettingsFileError(f"{path}: not a valid TOML file: {exc}") from exc
 
 
 def load_settings(path: Path) -> dict[str, Any]:
@@ -69,36 +74,58 @@ def load_settings(path: Path) -> dict[str, Any]:
     the ``[tool.coach]`` table for ``pyproject.toml``.
 
     Raises:
-        ConfigError: the file is not valid TOML, or the table is not a table.
+        SettingsFileError: the file is not valid TOML, or the table is not a table.
     """
     data = _read(path)
     if path.name == "pyproject.toml":
         data = data.get("tool", {}).get("coach", {})
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: [tool.coach] must be a table")
+        raise SettingsFileError(f"{path}: [tool.coach] must be a table")
     return data
 
 
-def _params(command: click.Command) -> dict[str, str]:
-    """Setting key (long option name without dashes, with underscores) -> parameter name."""
+def _params(command: click.Command) -> dict[str, click.Option]:
+    """Setting key (long option name without dashes, with underscores) -> its option."""
     keys = {}
     for param in command.params:
         if not isinstance(param, click.Option) or param.name is None:
             continue
-        keys[param.name] = param.name
+        keys[param.name] = param
         for opt in param.opts + param.secondary_opts:
             if opt.startswith("--"):
-                keys[opt[2:].replace("-", "_")] = param.name
+                keys[opt[2:].replace("-", "_")] = param
     return keys
 
 
-def default_map(group: click.Group, settings: dict[str, Any], source: Path) -> dict[str, Any]:
+def _check(
+    command: click.Command, option: click.Option, value: Any, source: Path, where: str
+) -> None:
+    """Raise :class:`SettingsFileError` naming ``source`` and the key ``where`` when ``option``
+    of ``command`` does not accept ``value`` (its type, range, choices and callback)."""
+    ctx = click.Context(command, info_name=command.name)
+    try:
+        option.process_value(ctx, value)
+    except click.BadParameter as exc:
+        flag = max(option.opts, key=len)
+        raise SettingsFileError(
+            f"{source}: {where} = {value!r} is not a valid {flag} of 'coach {command.name}': "
+            f"{exc.message}"
+        ) from exc
+
+
+def default_map(
+    group: click.Group, settings: dict[str, Any], source: Path, command: str | None = None
+) -> dict[str, Any]:
     """click's ``default_map`` for ``group`` from ``settings`` (see the module docstring):
     ``{command name: {parameter name: value}}``.
 
+    ``command``: the command about to run; its values are checked as its options check a value
+    given on the command line (None: every command's).
+
     Raises:
-        ConfigError: a key is no option of any command (or of the command its table names);
-            the message names the file and the key.
+        SettingsFileError: a key is no option of any command (or of the command its table
+            names), or its value is not one the option accepts; the message names the file
+            and the key.
     """
     commands = group.commands
     params = {name: _params(cmd) for name, cmd in commands.items()}
@@ -110,16 +137,22 @@ def default_map(group: click.Group, settings: dict[str, Any], source: Path) -> d
         norm = key.replace("-", "_")
         for name, keys in params.items():
             if norm in keys:
-                out[name][keys[norm]] = value
+                if command in (None, name):
+                    _check(commands[name], keys[norm], value, source, repr(key))
+                out[name][keys[norm].name or norm] = value
                 used.add(key)
         if key not in used:
-            raise ConfigError(f"{source}: {key!r} is not an option of any coach command")
+            raise SettingsFileError(f"{source}: {key!r} is not an option of any coach command")
     for name, table in settings.items():
         if name not in commands or not isinstance(table, dict):
             continue
         for key, value in table.items():
             norm = key.replace("-", "_")
             if norm not in params[name]:
-                raise ConfigError(f"{source}: [{name}] {key!r} is not an option of 'coach {name}'")
-            out[name][params[name][norm]] = value
+                raise SettingsFileError(
+                    f"{source}: [{name}] {key!r} is not an option of 'coach {name}'"
+                )
+            if command in (None, name):
+                _check(commands[name], params[name][norm], value, source, f"[{name}] {key!r}")
+            out[name][params[name][norm].name or norm] = value
     return {name: values for name, values in out.items() if values}

@@ -88,7 +88,7 @@ def test_missing_path_is_a_clear_domain_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main, ["learn", str(tmp_path / "nope"), "-q", "--data-dir", str(tmp_path / "d")]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a PATHS argument that does not exist is bad usage
     assert "no such file or directory" in result.output
     assert "Traceback" not in result.output
 

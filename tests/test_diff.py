@@ -195,8 +195,8 @@ def test_cli_formats_and_exit_code(versions: tuple[Path, Path]) -> None:
 def test_cli_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(main, ["diff", str(tmp_path / "nope"), str(tmp_path)])
-    assert result.exit_code == 1
-    assert "nope: no such file or directory" in result.output
+    assert result.exit_code == 2  # bad usage: a path argument that does not exist
+    assert "nope' does not exist" in result.output
     result = runner.invoke(main, ["diff", str(tmp_path), str(tmp_path)])
     assert result.exit_code == 1
     assert "neither a Skillbook" in result.output

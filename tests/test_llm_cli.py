@@ -80,10 +80,10 @@ def test_pyproject_tool_coach_table(tmp_path: Path, planted: Path, server: Scrip
 def test_bad_settings_are_a_domain_error(tmp_path: Path) -> None:
     (tmp_path / "coach.toml").write_text("modle = 'typo'\n")
     code, out = _learn([], tmp_path)
-    assert code == 1 and "'modle' is not an option" in out and "coach.toml" in out
+    assert code == 2 and "'modle' is not an option" in out and "coach.toml" in out
     (tmp_path / "coach.toml").write_text("llm = [\n")
     code, out = _learn([], tmp_path)
-    assert code == 1 and "not a valid TOML file" in out
+    assert code == 2 and "not a valid TOML file" in out
 
 
 def test_llm_without_a_model_is_a_domain_error(tmp_path: Path, planted: Path) -> None:
@@ -93,7 +93,7 @@ def test_llm_without_a_model_is_a_domain_error(tmp_path: Path, planted: Path) ->
     finally:
         if env_model is not None:
             os.environ["COACH_MODEL"] = env_model
-    assert code == 1 and "--model" in out
+    assert code == 2 and "--model" in out
 
 
 def _item(excerpt: str) -> Item:

@@ -266,8 +266,9 @@ class Skillbook:
         self, ref: str, result: dict[str, Any], now: str, actor: str = "coach"
     ) -> Skill:
         """Store a skill's latest held-out validation: ``validation`` becomes ``{**result,
-        "at": now}`` and the skill's history gets a ``validation`` entry holding it. This is
-        not a content change (no version increment): it does not alter any prompt.
+        "at": now}`` (finite floats rounded to 6 decimal places, as the evidence is) and the
+        skill's history gets a ``validation`` entry holding it. This is not a content change
+        (no version increment): it does not alter any prompt.
 
         ``result`` is a JSON-ready dict chosen by the evaluator, e.g. ``{"dataset": str,
         "odds_ratio": float, "ci_low": float, "ci_high": float, "p_value": float, "n": int,

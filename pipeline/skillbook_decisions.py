@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -108,12 +109,19 @@ def record_validation(
     book: Skillbook, ref: str, result: dict[str, Any], now: str, actor: str = "coach"
 ) -> Skill:
     """Store a skill's latest held-out validation in ``book`` (the body of
-    :meth:`pipeline.skillbook.Skillbook.record_validation`); not a content change.
+    :meth:`pipeline.skillbook.Skillbook.record_validation`); not a content change. Finite
+    floats of ``result`` are stored rounded to 6 decimal places.
 
     Raises:
         SkillbookError: unknown skill.
     """
     skill = book.find(ref)
+    # rounded as the evidence is (pipeline.extract), so the stored figures do not carry the
+    # last digits that differ between CPUs
+    result = {
+        k: round(v, 6) if isinstance(v, float) and math.isfinite(v) else v
+        for k, v in result.items()
+    }
     validation = {**result, "at": now}
     new = replace(skill, validation=validation).with_event(
         now, actor, "validation", figures=dict(result)

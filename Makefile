@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 
-.PHONY: install lock learn test lint fmt bench eval report clean
+.PHONY: install lock learn test lint docs fmt bench eval report clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -42,10 +42,18 @@ test: $(STAMP)
 	@$(CHROMIUM_INSTALL)
 	COACH_REQUIRE_CHROMIUM=1 $(BIN)/python -m pytest
 
+# The Markdown files with cog blocks (docs/cli.md: every command's --help, generated).
+COG_FILES = $(shell grep -l -F '[[[cog' README.md docs/*.md)
+
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests
 	$(BIN)/ruff format --check pipeline tests
 	$(BIN)/mypy pipeline
+	$(BIN)/cog --check --diff --check-fail-msg 'run make docs' $(COG_FILES)
+
+# Regenerate what cog blocks print (every command's --help in docs/cli.md) after a change.
+docs: $(STAMP)
+	$(BIN)/cog -r $(COG_FILES)
 
 fmt: $(STAMP)
 	$(BIN)/ruff format pipeline tests

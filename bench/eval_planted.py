@@ -1,10 +1,10 @@
 """Planted-rule benchmark: precision and recall of the rules coach recovers (``make eval``).
 
 For each size and effect, synthetic Chat JSONL with the five planted rules of
-:func:`pipeline.synth.airline_domain` (plus noise and a task-difficulty confound) is generated,
+:func:`synth.airline_domain` (plus noise and a task-difficulty confound) is generated,
 ingested and analysed exactly as ``coach learn`` would; the skills that would be active
 (significant candidates) are scored against the planted rules with
-:func:`pipeline.evaluate.score_recovery`. The same is done on data with random labels, where
+:func:`synth.score_recovery`. The same is done on data with random labels, where
 every active skill is a false discovery. Writes ``<out>.md`` and ``<out>.json``.
 
 Usage: python bench/eval_planted.py [--sizes 200,2000,20000] [--effects 0.1,0.2,0.3]
@@ -23,14 +23,21 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the planted-set generator and the loopback LLM server live with the tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from machine import machine, machine_line, write_results  # noqa: E402
+from synth import (  # noqa: E402
+    PlantedConfig,
+    airline_domain,
+    generate_planted,
+    score_recovery,
+    write_jsonl,
+)
 
 from pipeline.analyze import Analyzer, AnalyzerConfig  # noqa: E402
-from pipeline.evaluate import score_recovery  # noqa: E402
 from pipeline.extract import SkillExtractor  # noqa: E402
 from pipeline.ingest import ingest  # noqa: E402
-from pipeline.synth import PlantedConfig, airline_domain, generate_planted, write_jsonl  # noqa: E402
 
 TARGET_PRECISION, TARGET_RECALL, TARGET_SIZE, TARGET_EFFECT = 0.95, 0.90, 2000, 0.2
 
@@ -119,13 +126,13 @@ def report(
         f"Machine: {machine_line(info)}",
         "",
         "Five planted rules (missing confirmation, wrong argument shape, wrong tool order, no",
-        "retry after an error, needless transfer; `pipeline/synth.py: airline_domain`), each",
+        "retry after an error, needless transfer; `tests/synth.py: airline_domain`), each",
         "broken by about 30% of its eligible runs, each lowering the success probability by the",
         "effect shown; noise tools, a repeated lookup and a `notify` argument without effect;",
         "harder tasks break rules and call noise tools more often. "
         f"{runs[0]['trials_per_task']} runs per task.",
         "A rule is recovered when a skill that would be active maps onto it",
-        "(`pipeline/synth.py: rule_features`). Precision is averaged over the seeds with at least",
+        "(`tests/synth.py: rule_features`). Precision is averaged over the seeds with at least",
         "one active skill; recall over all seeds.",
         "",
         "| trajectories | effect (points) | seeds | precision | recall | active skills | "

@@ -1,6 +1,6 @@
 """Throughput benchmark of the deterministic ``learn`` (``make bench``).
 
-For each size: planted-rule trajectories (about 14 steps each, :func:`pipeline.synth.generate_planted`)
+For each size: planted-rule trajectories (about 14 steps each, :func:`synth.generate_planted`)
 are written as Chat JSONL in shards of 100,000; ``coach learn`` runs on them (JSONL input); the
 canonical tables that run stored are copied as the Parquet input and ``learn`` runs on those
 from a fresh store (Parquet input), then once more with no new traces (re-run). Every run is a
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the planted-set generator and the loopback LLM server live with the tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from machine import machine, machine_line, write_results  # noqa: E402
 
@@ -66,7 +68,7 @@ print(json.dumps({
 def generate(size: int, directory: Path) -> Path:
     """Write ``size`` planted trajectories as JSONL shards under ``directory/jsonl`` (kept
     between runs: a ``done`` marker says the shards are complete)."""
-    from pipeline.synth import PlantedConfig, generate_planted
+    from synth import PlantedConfig, generate_planted
 
     target = directory / "jsonl"
     if (target / "done").exists():
@@ -142,7 +144,6 @@ def llm_calls(size: int, work: Path) -> dict[str, Any]:
     """LLM calls of ``coach learn --llm`` on the Parquet input of ``size`` trajectories, against
     the scripted OpenAI-compatible loopback server of the tests (``tests/llm_server.py``), from
     a fresh store and LLM cache."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from llm_server import start_server
 
     directory = work / str(size)
@@ -179,7 +180,7 @@ def report(
         "",
         f"Machine: {machine_line(info)}",
         "",
-        "Input: planted-rule trajectories (`pipeline/synth.py: generate_planted`, seed 1), about",
+        "Input: planted-rule trajectories (`tests/synth.py: generate_planted`, seed 1), about",
         "14 steps each. *jsonl*: Chat JSONL shards of 100,000; *parquet*: the canonical tables",
         "(Parquet) that the JSONL run stored, learned into a fresh store; *rerun*: the same",
         "command again with no new traces. Wall time is the whole child process (imports",

@@ -1,37 +1,43 @@
 """coach: an offline learning layer for AI agents.
 
-Traces in, evidence-backed skills out: ``ingest`` -> :class:`Analyzer` -> :class:`SkillExtractor`
--> :class:`Skillbook` merge -> :class:`PromptGenerator`.
+Traces in, evidence-backed skills out, one stage package after another::
 
-The names below are imported on first use (PEP 562), so that ``import pipeline.config`` or a
-``coach learn`` with nothing new to do does not load the analysis stack (polars, DuckDB,
-pyarrow, numpy).
+    from pipeline.ingest import ingest
+
+    traces = ingest(["traces/"])                        # pipeline.ingest
+    analysis = Analyzer().run(traces)                   # pipeline.analyze
+    candidates = SkillExtractor().run(analysis)         # pipeline.extract
+    book = Skillbook.load(path); book.merge(candidates)  # pipeline.skillbook
+    prompts = PromptGenerator().run(book, bases)        # pipeline.render
+
+:func:`pipeline.learn.learn` runs them all in order, as ``coach learn`` does.
+
+The classes below are imported on first use (PEP 562), so that ``import pipeline`` loads
+nothing of the analysis stack (polars, DuckDB, pyarrow, numpy).
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from pipeline.version import __version__
 
 if TYPE_CHECKING:
     from pipeline.analyze import Analysis, Analyzer
     from pipeline.config import AnalyzerConfig, Config
-    from pipeline.extract import Candidate, SkillExtractor
-    from pipeline.ingest import FileReport, Traces, ingest
-    from pipeline.learn import LearnResult, learn
+    from pipeline.extract import SkillExtractor
+    from pipeline.ingest import FileReport, Traces
+    from pipeline.learn import LearnResult
     from pipeline.render import PromptGenerator
-    from pipeline.skillbook import Skill, Skillbook
+    from pipeline.skillbook import Candidate, Skill, Skillbook
 
-# public name -> the module that defines it
+# public name -> the package or module whose face defines it
 _EXPORTS = {
     "Analysis": "pipeline.analyze",
     "Analyzer": "pipeline.analyze",
     "AnalyzerConfig": "pipeline.config",
-    "Candidate": "pipeline.extract",
+    "Candidate": "pipeline.skillbook",
     "Config": "pipeline.config",
     "FileReport": "pipeline.ingest",
     "LearnResult": "pipeline.learn",
@@ -40,8 +46,6 @@ _EXPORTS = {
     "SkillExtractor": "pipeline.extract",
     "Skillbook": "pipeline.skillbook",
     "Traces": "pipeline.ingest",
-    "ingest": "pipeline.ingest",
-    "learn": "pipeline.learn",
 }
 
 
@@ -58,19 +62,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-class _Package(types.ModuleType):
-    """The ``pipeline`` package, whose ``ingest`` and ``learn`` are the functions of those names,
-    not the submodules that the import system binds on their package when they are loaded."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("ingest", "learn") and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 __all__ = [
     "Analysis",
     "Analyzer",
@@ -85,6 +76,4 @@ __all__ = [
     "Skillbook",
     "Traces",
     "__version__",
-    "ingest",
-    "learn",
 ]

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.errors import ConfigError, SettingError
+from pipeline.skillbook import DEFAULT_HALF_LIFE_DAYS
 
 __all__ = ["AnalyzerConfig", "Config", "FeatureConfig", "LLMConfig", "timestamp"]
 
@@ -204,7 +205,7 @@ class Config:
     max_prompt_chars: int = 4000
     llm: LLMConfig = field(default_factory=LLMConfig)
     section_modes: tuple[tuple[str, str], ...] = ()
-    half_life_days: float = 30.0
+    half_life_days: float = DEFAULT_HALF_LIFE_DAYS
 
     def __post_init__(self) -> None:
         """Check the values.

@@ -1,19 +1,15 @@
-"""Evaluation: do learned skills hold on trajectories they were not learned from, and does the
-pipeline recover rules planted in synthetic traces?
+"""Evaluation: do learned skills hold on trajectories they were not learned from?
 
 Held-out validation (``coach evaluate``): :func:`split_traces` divides one ingest into a training
 and a test part (by time, by task or at random), or two ingests are given; :func:`evaluate`
 learns on the training part (Analyzer, SkillExtractor, merge into an empty in-memory Skillbook)
 and :func:`validate` measures every active and proposed skill on the test part with the same
-feature definitions (:func:`pipeline.features.derive_features`) and the same contrast as the
+feature definitions (:func:`pipeline.analyze.derive_features`) and the same contrast as the
 Analyzer (within task, CMH or conditional logistic regression adjusted for agent, where tasks
-repeat; see :mod:`pipeline.analyze`). A skill *replicates* when the direction of its effect
-(odds ratio below or above 1) is the same on the test part; it *stays significant* when, in
-addition, its Benjamini–Hochberg q-value over the skills measured is below the FDR level.
-
-Planted-rule benchmark (``make eval``): :func:`score_recovery` compares the skills that would be
-active (significant candidates) with the rules planted by :func:`pipeline.synth.generate_planted`,
-through :func:`pipeline.synth.rule_features`.
+repeat: :func:`pipeline.analyze.stratified_contrast`). A skill *replicates* when the direction
+of its effect (odds ratio below or above 1) is the same on the test part; it *stays
+significant* when, in addition, its Benjamini–Hochberg q-value over the skills measured is
+below the FDR level.
 """
 
 from __future__ import annotations
@@ -29,23 +25,27 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.analyze import Analysis, Analyzer, AnalyzerConfig, _stratified, _units
+from pipeline.analyze import (
+    Analysis,
+    Analyzer,
+    AnalyzerConfig,
+    Effect,
+    benjamini_hochberg,
+    derive_features,
+    stratified_contrast,
+    task_keys,
+    units_and_strata,
+)
 from pipeline.errors import InputError
-from pipeline.extract import Candidate, SkillExtractor, tested_evidence
-from pipeline.features import derive_features
+from pipeline.extract import SkillExtractor, tested_evidence
 from pipeline.ingest import Traces
 from pipeline.skillbook import Skill, Skillbook
-from pipeline.stats import Effect, benjamini_hochberg, fisher
-from pipeline.synth import DomainSpec, rule_features
-from pipeline.tasks import task_keys
 
 __all__ = [
     "Evaluation",
-    "Recovery",
     "SPLITS",
     "SkillValidation",
     "evaluate",
-    "score_recovery",
     "split_traces",
     "subset",
     "validate",
@@ -82,7 +82,7 @@ def split_traces(
     - ``time``: the earliest ``ratio`` of trajectories by ``started_at`` (ties and missing times
       ordered by trajectory id, missing times last) train, the rest test.
     - ``task``: whole tasks go to one side (task keys as the Analyzer aligns them,
-      :func:`pipeline.tasks.task_keys`; a trajectory without a task is a task of its own), drawn
+      :func:`pipeline.analyze.task_keys`; a trajectory without a task is a task of its own), drawn
       at random with ``seed`` until the training part holds ``ratio`` of the trajectories.
     - ``random``: each trajectory independently, shuffled with ``seed``.
 
@@ -181,27 +181,6 @@ class SkillValidation:
         return data | {"verdict": self.verdict}
 
 
-def _measure(
-    x: np.ndarray,
-    y: np.ndarray,
-    strata: np.ndarray,
-    agents: np.ndarray,
-    strategy: str,
-    min_strata: int,
-) -> tuple[Effect, int, str]:
-    """The Analyzer's stratified contrast (see :meth:`pipeline.analyze.Analyzer.run`)."""
-    by_task = strategy.startswith("task")
-    effect, n_strata, method = _stratified(x, y, strata, agents, "adjusted for agent" in strategy)
-    if not by_task and len(set(strata.tolist())) == 1:
-        s_with, s_without = int((x & y).sum()), int(((1 - x) & y).sum())
-        n_with, n_without = int(x.sum()), int(len(x) - x.sum())
-        effect = fisher(s_with, n_with - s_with, s_without, n_without - s_without)
-        method = "fisher"
-    elif by_task and n_strata < min_strata:
-        effect = Effect(math.nan, math.nan, math.nan, 1.0)
-    return effect, n_strata, method
-
-
 def validate(
     skills: Iterable[Skill], test: Traces, config: AnalyzerConfig | None = None
 ) -> list[SkillValidation]:
@@ -219,7 +198,7 @@ def validate(
     """
     cfg = config or AnalyzerConfig()
     features = derive_features(test.connect(), cfg.features)
-    units, strategies = _units(test, cfg)
+    units, strata = units_and_strata(test, cfg)
     measured: list[dict[str, Any]] = []
     for skill in sorted(skills, key=lambda s: s.id):
         pattern = str(skill.source.get("pattern_id", ""))
@@ -230,15 +209,15 @@ def validate(
         n_with = int(x.sum())
         n_without = len(x) - n_with
         s_with, s_without = int((x & y).sum()), int(((1 - x) & y).sum())
-        strategy = strategies.get(skill.namespace, "not tested")
+        how = strata.get(skill.namespace)
         effect, n_strata, method = Effect(math.nan, math.nan, math.nan, 1.0), 0, "none"
-        if n_with and n_without and not strategy.startswith("not tested"):
-            effect, n_strata, method = _measure(
+        if n_with and n_without and how is not None and how.tested:
+            effect, n_strata, method = stratified_contrast(
                 x,
                 y,
                 group["stratum"].to_numpy(),
                 group["agent"].to_numpy(),
-                strategy,
+                how,
                 cfg.min_strata,
             )
         direction = str(skill.source.get("direction") or skill.evidence.get("direction") or "")
@@ -363,65 +342,3 @@ def evaluate(
         split,
         cfg.fdr,
     )
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """Planted rules against the skills that would be active.
-
-    ``active``: (namespace, feature_id) of the significant candidates. ``true_positive``: those
-    that recover some planted rule. ``rules``: per planted rule, ``{"domain", "kind", "tool",
-    "effect", "recovered": bool, "by": [feature ids that recovered it]}``. ``precision``:
-    true positives / active (None without any active skill); ``recall``: rules recovered /
-    rules planted (None without any planted rule).
-    """
-
-    active: tuple[tuple[str, str], ...]
-    true_positive: tuple[tuple[str, str], ...]
-    rules: tuple[dict[str, Any], ...]
-
-    @property
-    def precision(self) -> float | None:
-        return len(self.true_positive) / len(self.active) if self.active else None
-
-    @property
-    def recall(self) -> float | None:
-        if not self.rules:
-            return None
-        return sum(r["recovered"] for r in self.rules) / len(self.rules)
-
-    @property
-    def false_positives(self) -> list[tuple[str, str]]:
-        return sorted(set(self.active) - set(self.true_positive))
-
-
-def score_recovery(candidates: Iterable[Candidate], domains: Sequence[DomainSpec]) -> Recovery:
-    """Score the significant ``candidates`` (the skills ``auto`` mode would activate) against
-    the rules planted in ``domains`` (rule -> feature ids: :func:`pipeline.synth.rule_features`;
-    a domain's namespace is ``domain:<name>``)."""
-    active = sorted({(c.namespace, c.pattern_id) for c in candidates if c.significant})
-    wanted: dict[tuple[str, str], list[int]] = {}
-    rules: list[dict[str, Any]] = []
-    for domain in domains:
-        namespace = f"domain:{domain.name}"
-        for rule in domain.rules:
-            if rule.effect == 0:
-                continue
-            for feature_id in rule_features(rule, domain):
-                wanted.setdefault((namespace, feature_id), []).append(len(rules))
-            rules.append(
-                {
-                    "domain": domain.name,
-                    "kind": rule.kind,
-                    "tool": rule.tool,
-                    "effect": rule.effect,
-                    "recovered": False,
-                    "by": [],
-                }
-            )
-    hits = [key for key in active if key in wanted]
-    for key in hits:
-        for index in wanted[key]:
-            rules[index]["recovered"] = True
-            rules[index]["by"].append(key[1])
-    return Recovery(tuple(active), tuple(hits), tuple(rules))

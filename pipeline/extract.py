@@ -10,15 +10,14 @@ diagnostics by definition.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
-from pipeline.analyze import Analysis
-from pipeline.features import DIAGNOSTIC_KINDS
+from pipeline.analyze import DIAGNOSTIC_KINDS, Analysis
+from pipeline.skillbook import Candidate, skill_id
 
 __all__ = [
     "Candidate",
@@ -86,12 +85,6 @@ TEMPLATES: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
-def skill_id(namespace: str, pattern_id: str) -> str:
-    """Stable skill id: ``sk-`` + the first 12 hex digits of SHA-256(namespace NUL pattern_id)."""
-    digest = hashlib.sha256(f"{namespace}\0{pattern_id}".encode()).hexdigest()
-    return f"sk-{digest[:12]}"
-
-
 @dataclass(frozen=True)
 class ExtractorConfig:
     """``max_examples``: example (trajectory_id, step_idx) pointers kept per skill.
@@ -99,24 +92,6 @@ class ExtractorConfig:
 
     max_examples: int = 5
     propose_suggestive: bool = True
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A candidate skill. ``significant`` is True when its q-value passed the FDR level (it may
-    become active); otherwise it can only be proposed. ``evidence`` is a JSON-ready dict of the
-    Analyzer's figures (see :meth:`SkillExtractor.run`). ``source``: provenance merged into the
-    skill's ``source`` (empty for template wording; ``{"method": "llm", "llm":
-    {"model", "prompt_sha256", ...}}`` for LLM wording, see :mod:`pipeline.distill`)."""
-
-    id: str
-    pattern_id: str
-    namespace: str
-    section: str
-    instruction: str
-    significant: bool
-    evidence: dict[str, Any]
-    source: dict[str, Any] = field(default_factory=dict)
 
 
 def _number(value: Any) -> float | None:
@@ -198,7 +173,7 @@ def tested_evidence(
 def feedback_namespaces(trajectories: pl.DataFrame) -> frozenset[str]:
     """Namespaces (``domain:<name>``, or ``global`` without a domain) where more than half of
     the labelled trajectories take their outcome from an explicit feedback score
-    (``outcome_source`` ``feedback:<name>``, see :func:`pipeline.formats._common.outcome_from_feedback`).
+    (``outcome_source`` ``feedback:<name>``, as the ingest adapters set it).
     ``trajectories``: columns ``domain``, ``outcome_label``, ``outcome_source``."""
     if trajectories.height == 0 or "outcome_source" not in trajectories.columns:
         return frozenset()

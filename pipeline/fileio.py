@@ -1,16 +1,20 @@
 """Safe writes of lasting artifacts: atomic replace, and a lock against concurrent runs.
 
-Test hook: when the environment variable ``COACH_TEST_KILL_AT`` names a stage passed to
-:func:`kill_point`, the process sends itself SIGKILL there (no clean-up runs, as with a crash or
-``kill -9``). The stages are ``before-merge``, ``after-snapshot``, ``after-skillbook-json``,
-``before-manifest`` and ``atomic-write`` (inside :func:`atomic_write`, after the temporary file is
-written and synced, before it replaces the target). It exists only so that tests can check that a
-run killed at any of these points leaves the previous Skillbook and prompts intact.
+Fault injection, the one seam for crash tests: when the environment variable
+``COACH_TEST_KILL_AT`` is ``PHASE:NAME``, :func:`atomic_write` sends its own process SIGKILL (no
+clean-up runs, as with a crash or ``kill -9``) at that phase of writing a file whose name matches
+the glob ``NAME``: ``before`` anything is written, ``during`` (the temporary file is written and
+synced but has not replaced the target) or ``after`` the target is replaced. For example
+``before:v*.json`` stops a run before its Skillbook snapshot, ``after:skillbook.json`` between
+the Skillbook's JSON and Markdown, ``during:*`` inside the first lasting write. Every lasting
+artifact is written through :func:`atomic_write`, so tests can stop a run at any write point and
+check that what it leaves is whole.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import signal
 import stat
@@ -21,23 +25,22 @@ from pathlib import Path
 
 from pipeline.errors import LockError
 
-__all__ = ["KILL_POINTS", "atomic_write", "kill_point", "lock", "sweep_temporary"]
+__all__ = ["FAULT_ENV", "atomic_write", "lock", "sweep_temporary"]
 
-KILL_POINTS = (
-    "before-merge",
-    "after-snapshot",
-    "after-skillbook-json",
-    "before-manifest",
-    "atomic-write",
-)
+FAULT_ENV = "COACH_TEST_KILL_AT"
 _TMP_SUFFIX = ".tmp"
 _held: dict[Path, int] = {}
 
 
-def kill_point(stage: str) -> None:
-    """SIGKILL this process when ``COACH_TEST_KILL_AT`` equals ``stage`` (a test hook: see the
-    module docstring); otherwise do nothing."""
-    if os.environ.get("COACH_TEST_KILL_AT") == stage:
+def _fault(phase: str, path: Path) -> None:
+    """SIGKILL this process when :data:`FAULT_ENV` is ``phase:<glob matching path's name>``
+    (see the module docstring); otherwise do nothing."""
+    wanted = os.environ.get(FAULT_ENV)
+    if (
+        wanted
+        and wanted.startswith(f"{phase}:")
+        and fnmatch.fnmatchcase(path.name, wanted[len(phase) + 1 :])
+    ):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -45,6 +48,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never a part:
     a temporary file in the same directory, fsync, ``os.replace``, then fsync of the directory
     (so the rename itself survives a power loss). Creates parent dirs."""
+    _fault("before", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
@@ -56,13 +60,14 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
-        kill_point("atomic-write")
+        _fault("during", path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     _fsync_directory(path.parent)
+    _fault("after", path)
 
 
 def _file_mode(path: Path) -> int:

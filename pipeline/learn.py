@@ -1,8 +1,20 @@
-"""The whole pipeline in one call: ingest -> analyze -> extract -> merge -> render.
+"""The whole pipeline in one call, the stages in order, each taking the previous one's output:
+
+1. :func:`ingest_store`: trace files -> the canonical tables (:mod:`pipeline.ingest`), saved in
+   ``data_dir/tables``; the base prompts come from them (:func:`base_prompts_for`);
+2. optionally, an LLM judge labels runs without an outcome (:func:`pipeline.llm.label_unknown`);
+3. :class:`~pipeline.analyze.Analyzer`: tables -> :class:`~pipeline.analyze.Analysis`;
+4. :class:`~pipeline.extract.SkillExtractor`: analysis -> candidate skills, and the evidence of
+   every pattern tested (:func:`~pipeline.extract.tested_evidence`);
+5. optionally, an LLM rewords them (:func:`pipeline.llm.refine`);
+6. :func:`merge_and_render`: candidates and evidence -> the Skillbook (:mod:`pipeline.skillbook`)
+   and its prompts (:mod:`pipeline.render`).
 
 A run with nothing new to do (:func:`learn`) is decided from file sizes, modification times and
-hashes alone and answered from the last run's ``last_run.json``; this module therefore imports
-the stages (polars, DuckDB, pyarrow) only inside the functions that run them.
+hashes alone and answered from the last run's ``last_run.json``. So that it loads none of the
+analysis stack, the stage packages are used through their faces, which load a module on first
+use of one of its names, and the stages that need polars, DuckDB or pyarrow are imported in
+:func:`_learn`, the one function that runs them.
 """
 
 from __future__ import annotations
@@ -10,87 +22,128 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline import ingest, render
 from pipeline.config import Config, timestamp
-from pipeline.fileio import atomic_write, kill_point, lock, sweep_temporary
+from pipeline.fileio import atomic_write, lock, sweep_temporary
 from pipeline.learn_result import LearnResult, UnchangedResult
-from pipeline.skillbook_types import MergePolicy, MergeResult
+from pipeline.skillbook import Candidate, MergePolicy, MergeResult, Skillbook, append_run
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from pipeline.analyze import Analysis
-    from pipeline.extract import Candidate
     from pipeline.ingest import Traces
-    from pipeline.skillbook import Skillbook
 
 __all__ = [
     "LearnResult",
+    "base_prompts_for",
     "ingest_store",
     "learn",
     "merge_and_render",
     "merge_policy",
     "render_prompts",
-    "save_analysis",
+    "stored_base_prompts",
 ]
 
 
-def render_prompts(
-    config: Config, book: Skillbook, trajectories: pl.DataFrame | None
-) -> list[Path]:
-    """Render and write the prompts for ``book``; base prompts come from
-    ``config.base_prompt_file`` (for every namespace) or the traces' system prompts.
-    Returns the prompt paths written (manifest excluded)."""
-    from pipeline.render import PromptGenerator, base_prompts, prompt_filename
+def ingest_store(config: Config) -> Traces:
+    """Stage 1. Ingest ``config.paths`` into the store at ``config.data_dir / "tables"``: only
+    files not already there are read, unless ``config.rebuild``; the updated store is saved and
+    returned.
 
-    generator = PromptGenerator(config.template_dir, max_chars=config.max_prompt_chars)
-    bases = base_prompts(trajectories) if trajectories is not None else {}
+    Raises:
+        InputError, UnknownFormatError (see :func:`pipeline.ingest.ingest`).
+    """
+    tables = config.data_dir / "tables"
+    previous = None
+    if not config.rebuild and (tables / "ingest.json").exists():
+        previous = ingest.Traces.load(tables)
+    traces = ingest.ingest(
+        config.paths,
+        format=config.format,
+        reward_threshold=config.reward_threshold,
+        outcome_feedback=config.outcome_feedback,
+        max_record_bytes=config.max_record_bytes,
+        previous=previous,
+    )
+    traces.save(tables)
+    return traces
+
+
+def base_prompts_for(config: Config, trajectories: pl.DataFrame | None) -> dict[str, str]:
+    """The base prompt of each namespace: ``config.base_prompt_file`` for every namespace when
+    set, else the traces' most common system prompt per namespace
+    (:func:`pipeline.render.base_prompts`; ``trajectories`` has columns ``domain``,
+    ``system_prompt``; ``None``: no traces, no base prompts).
+
+    Raises:
+        OSError: the base prompt file cannot be read.
+    """
+    bases = render.base_prompts(trajectories) if trajectories is not None else {}
     if config.base_prompt_file is not None:
         text = config.base_prompt_file.read_text(encoding="utf-8")
         bases = dict.fromkeys(bases or {"global": ""}, text)
-    prompts = generator.run(book, bases)
+    return bases
+
+
+def stored_base_prompts(config: Config) -> dict[str, str] | None:
+    """:func:`base_prompts_for` the trajectories stored in ``config.data_dir / "tables"``, for
+    the commands that render again without ingesting; ``None`` when there are no stored tables
+    and no ``config.base_prompt_file``."""
+    import polars as pl
+
+    table = config.data_dir / "tables" / "trajectories.parquet"
+    if not table.exists():
+        return base_prompts_for(config, None) if config.base_prompt_file is not None else None
+    return base_prompts_for(config, pl.read_parquet(table, columns=["domain", "system_prompt"]))
+
+
+def render_prompts(config: Config, book: Skillbook, bases: Mapping[str, str]) -> list[Path]:
+    """Render and write the prompts of ``book`` on ``bases`` (namespace -> base prompt) into
+    ``config.out_dir``. Returns the prompt paths written (manifest excluded).
+
+    Raises:
+        TemplateError: the template cannot be rendered.
+    """
+    generator = render.PromptGenerator(config.template_dir, max_chars=config.max_prompt_chars)
+    prompts = generator.run(book, dict(bases))
     generator.write(prompts, config.out_dir, book.version)
-    return [config.out_dir / prompt_filename(p.namespace) for p in prompts]
+    return [config.out_dir / render.prompt_filename(p.namespace) for p in prompts]
 
 
 def merge_and_render(
     config: Config,
     candidates: list[Candidate],
-    analysis: Analysis | None,
-    trajectories: pl.DataFrame | None,
+    tested: Iterable[tuple[str, str, dict[str, Any]]],
+    bases: Mapping[str, str],
     run: dict[str, Any],
-    *,
-    judged: frozenset[str] = frozenset(),
 ) -> tuple[Skillbook, MergeResult, list[Path]]:
-    """Under the Skillbook lock: load, merge, save, render. Returns the Skillbook, what the
-    merge changed, and the prompt paths. ``judged``: ids of trajectories labelled by the LLM
-    judge, counted in the evidence (:func:`pipeline.extract.tested_evidence`).
+    """Stage 6. Under the Skillbook lock: load, merge ``candidates`` and the evidence of every
+    pattern ``tested`` ((skill id, pattern id, evidence) triples,
+    :func:`pipeline.extract.tested_evidence`), save, render on ``bases``.
+    Returns the Skillbook, what the merge changed, and the prompt paths.
 
     Raises:
         LockError: another run holds the lock. SkillbookError: the Skillbook is unreadable.
     """
-    from pipeline.extract import tested_evidence
-    from pipeline.skillbook import Skillbook
-    from pipeline.skillbook_history import append_run
-
     path = config.skillbook_dir / "skillbook.json"
     with lock(config.skillbook_dir / ".skillbook.lock"):
         sweep_temporary(config.skillbook_dir)
         sweep_temporary(config.out_dir)
         book = Skillbook.load(path)
-        kill_point("before-merge")
         result = book.merge(
             candidates,
             policy=merge_policy(config),
             now=timestamp(),
-            tested=tested_evidence(analysis, judged) if analysis is not None else (),
+            tested=tuple(tested),
             run=run,
         )
-        book.save(config.skillbook_dir)
-        prompts = render_prompts(config, book, trajectories)
+        render.save_skillbook(book, config.skillbook_dir)
+        prompts = render_prompts(config, book, bases)
         if book.last_entry is not None:
             append_run(config.skillbook_dir, book.last_entry)
     return book, result, prompts
@@ -106,37 +159,12 @@ def merge_policy(config: Config) -> MergePolicy:
     )
 
 
-def ingest_store(config: Config) -> Traces:
-    """Ingest ``config.paths`` into the store at ``config.data_dir / "tables"``: only files not
-    already there are read, unless ``config.rebuild``; the updated store is saved and returned.
-
-    Raises:
-        InputError, UnknownFormatError (see :func:`pipeline.ingest.ingest`).
-    """
-    from pipeline.ingest import Traces, ingest
-
-    tables = config.data_dir / "tables"
-    previous = None
-    if not config.rebuild and (tables / "ingest.json").exists():
-        previous = Traces.load(tables)
-    traces = ingest(
-        config.paths,
-        format=config.format,
-        reward_threshold=config.reward_threshold,
-        outcome_feedback=config.outcome_feedback,
-        max_record_bytes=config.max_record_bytes,
-        previous=previous,
-    )
-    traces.save(tables)
-    return traces
-
-
 def learn(config: Config, progress: Callable[[str], None] | None = None) -> LearnResult:
     """Run every stage on ``config.paths``, holding ``config.data_dir / ".learn.lock"`` so that
     two runs (say, overlapping cron jobs) never write the same tables.
 
     Writes the canonical tables to ``config.data_dir / "tables"``, the analysis to
-    ``config.data_dir / "analysis"`` (:func:`save_analysis`), the run summary to
+    ``config.data_dir / "analysis"`` (:meth:`~pipeline.analyze.Analysis.save`), the run summary to
     ``config.data_dir / "last_run.json"`` (:meth:`LearnResult.summary` with ``run_id``, ``at``,
     :meth:`LearnResult.highlights` and the :func:`run_fingerprint`), the Skillbook to
     ``config.skillbook_dir`` and prompts to ``config.out_dir``.
@@ -192,10 +220,6 @@ def run_fingerprint(config: Config) -> str | None:
     Raises:
         InputError: a path is missing or a glob matches nothing (as :func:`ingest` would).
     """
-    from dataclasses import asdict
-
-    from pipeline.discover import discover
-
     try:
         stored = json.loads(
             (config.data_dir / "tables" / "ingest.json").read_text(encoding="utf-8")
@@ -204,7 +228,7 @@ def run_fingerprint(config: Config) -> str | None:
         return None
     known = {f.get("path"): f for f in stored.get("files", []) if isinstance(f, dict)}
     files = []
-    for path in discover(list(config.paths)):
+    for path in ingest.discover(list(config.paths)):
         stat = path.stat()
         report = known.get(str(path))
         if report is None or (report.get("size"), report.get("mtime_ns")) != (
@@ -233,8 +257,6 @@ def _remaining_budget(config: Config, used: dict[str, Any]) -> Config:
     """``config`` with the LLM budgets reduced by what ``used`` (an
     :meth:`~pipeline.llm.LLMUsage.as_dict` of the labelling step) spent, so that labelling and
     distillation share one budget per run; a budget reached stays reached."""
-    from dataclasses import replace
-
     llm = config.llm
     keep = 0.0 if used.get("budget_reached") is not None else 1.0
 
@@ -258,9 +280,8 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
     import polars as pl
 
     from pipeline.analyze import Analyzer
-    from pipeline.distill import refine
-    from pipeline.extract import SkillExtractor, feedback_namespaces
-    from pipeline.judge import label_unknown
+    from pipeline.extract import SkillExtractor, feedback_namespaces, tested_evidence
+    from pipeline.llm import label_unknown, refine
 
     say = progress or (lambda _message: None)
     timings: dict[str, float] = {}
@@ -288,6 +309,12 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
         # in memory only: the store saved above keeps the labels as ingested
         traces = labelling.traces
         config = _remaining_budget(config, label_usage)
+    # the columns the extractor and the base prompts read, not the whole table
+    trajectories = pl.from_arrow(
+        traces.trajectories.select(["domain", "system_prompt", "outcome_label", "outcome_source"])
+    )
+    assert isinstance(trajectories, pl.DataFrame)
+    bases = base_prompts_for(config, trajectories)
 
     start = time.perf_counter()
     analysis = Analyzer(config.analyzer).run(traces)
@@ -298,14 +325,10 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
     )
 
     start = time.perf_counter()
-    # the columns the extractor and the base prompts read, not the whole table
-    trajectories = pl.from_arrow(
-        traces.trajectories.select(["domain", "system_prompt", "outcome_label", "outcome_source"])
-    )
-    assert isinstance(trajectories, pl.DataFrame)
     candidates = SkillExtractor().run(
         analysis, feedback_namespaces(trajectories), judged=labelling.judged
     )
+    tested = tested_evidence(analysis, labelling.judged)
     timings["extract"] = time.perf_counter() - start
     say(f"extract: {len(candidates)} candidate skills ({timings['extract']:.1f}s)")
 
@@ -317,7 +340,26 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
         timings["llm"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    settings = {
+    run = _run_record(config, traces, analysis.results.height, len(candidates), analysis.units)
+    run["counts"]["llm_judged"] = len(labelling.judged)
+    book, merged, prompts = merge_and_render(config, candidates, tested, bases, run)
+    timings["merge+render"] = time.perf_counter() - start
+    say(
+        f"merge: Skillbook v{book.version}, {sum(map(len, merged.as_dict().values()))} changes; "
+        f"render: {len(prompts)} prompts ({timings['merge+render']:.1f}s)"
+    )
+    result = LearnResult(traces, analysis, candidates, book, merged, prompts, timings, llm)
+    result.skillbook_run_id = run["run_id"]
+    analysis.save(config.data_dir / "analysis")
+    return result
+
+
+def _run_record(
+    config: Config, traces: Traces, tested: int, candidates: int, units: pl.DataFrame
+) -> dict[str, Any]:
+    """What the Skillbook's history keeps of this run: its id (a hash of the inputs and the
+    settings that decide), inputs, settings and counts."""
+    settings: dict[str, Any] = {
         "mode": config.mode,
         "min_support": config.analyzer.min_support,
         "fdr": config.analyzer.fdr,
@@ -330,7 +372,8 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
     run_id = hashlib.sha256(
         (inputs_sha256 + json.dumps(settings, sort_keys=True)).encode()
     ).hexdigest()[:16]
-    run = {
+    counts = traces.counts
+    return {
         "run_id": run_id,
         "inputs": sorted({f.path for f in traces.files}),
         "inputs_sha256": inputs_sha256,
@@ -338,38 +381,9 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
         "counts": {
             "trajectories": counts["trajectories"],
             "quarantined": counts["quarantined"],
-            "features_tested": analysis.results.height,
-            "candidates": len(candidates),
-            "labelled": analysis.units.height,
-            "successes": int(analysis.units["success"].sum()) if analysis.units.height else 0,
-            "llm_judged": len(labelling.judged),
+            "features_tested": tested,
+            "candidates": candidates,
+            "labelled": units.height,
+            "successes": int(units["success"].sum()) if units.height else 0,
         },
     }
-    book, merged, prompts = merge_and_render(
-        config, candidates, analysis, trajectories, run, judged=labelling.judged
-    )
-    timings["merge+render"] = time.perf_counter() - start
-    say(
-        f"merge: Skillbook v{book.version}, {sum(map(len, merged.as_dict().values()))} changes; "
-        f"render: {len(prompts)} prompts ({timings['merge+render']:.1f}s)"
-    )
-    result = LearnResult(traces, analysis, candidates, book, merged, prompts, timings, llm)
-    result.skillbook_run_id = run_id
-    save_analysis(analysis, config.data_dir / "analysis")
-    return result
-
-
-def save_analysis(analysis: Analysis, directory: Path) -> None:
-    """Write ``analysis`` for later commands (``coach extract``, ``coach report``):
-    ``{results,features,units,clusters}.parquet``, ``config.json`` (min_support, fdr) and
-    ``meta.json`` (untested, namespaces), each atomically."""
-    import io
-
-    for name in ("results", "features", "units", "clusters"):
-        buffer = io.BytesIO()
-        getattr(analysis, name).write_parquet(buffer)
-        atomic_write(directory / f"{name}.parquet", buffer.getvalue())
-    cfg = {"min_support": analysis.config.min_support, "fdr": analysis.config.fdr}
-    atomic_write(directory / "config.json", json.dumps(cfg))
-    meta = {"untested": analysis.untested, "namespaces": analysis.namespaces}
-    atomic_write(directory / "meta.json", json.dumps(meta, indent=2) + "\n")

@@ -12,20 +12,18 @@ learn``, with or without ``--json``) loads none of polars, pyarrow or DuckDB.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
 from pipeline.errors import InputError
-from pipeline.skillbook_types import MergeResult
+from pipeline.skillbook import Candidate, MergeResult, Skillbook
 
 if TYPE_CHECKING:
     from pipeline.analyze import Analysis
-    from pipeline.extract import Candidate
     from pipeline.ingest import Traces
-    from pipeline.skillbook import Skillbook
 
 __all__ = ["SUMMARY_KEYS", "LearnResult", "UnchangedResult"]
 
@@ -239,8 +237,6 @@ class UnchangedResult(LearnResult):
 
     @cached_property
     def skillbook(self) -> Skillbook:  # type: ignore[override]
-        from pipeline.skillbook import Skillbook
-
         return Skillbook.load(self._config.skillbook_dir / "skillbook.json")
 
     def _read_traces(self) -> Traces:
@@ -249,10 +245,7 @@ class UnchangedResult(LearnResult):
         Raises:
             InputError: ``ingest.json`` is unreadable.
         """
-        from dataclasses import fields
-
-        from pipeline.ingest import FileReport, Traces
-        from pipeline.schema import empty_table
+        from pipeline.ingest import FileReport, Traces, empty_table
 
         path = self._config.data_dir / "tables" / "ingest.json"
         stored = _read_json(path)
@@ -272,38 +265,20 @@ class UnchangedResult(LearnResult):
         )
 
     def _read_analysis(self) -> Analysis:
-        """The analysis saved by the last run (:func:`pipeline.learn.save_analysis`) without its
-        feature table (the columns only).
+        """The analysis saved by the last run (:meth:`pipeline.analyze.Analysis.save`) without
+        its example pointers (the columns only), with this run's analyzer settings.
 
         Raises:
             InputError: a file of it is missing or unreadable.
         """
-        import polars as pl
-
         from pipeline.analyze import Analysis
 
         directory = self._config.data_dir / "analysis"
+        _read_json(directory / "meta.json")
         try:
-            frames = {
-                name: pl.read_parquet(directory / f"{name}.parquet")
-                for name in ("results", "units", "clusters")
-            }
-            frames["features"] = pl.read_parquet(directory / "features.parquet", n_rows=0)
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            raise InputError(
-                f"{directory}: cannot read the last run's analysis ({exc}); run 'coach learn "
-                "--rebuild'"
-            ) from exc
-        meta = _read_json(directory / "meta.json")
-        return Analysis(
-            frames["results"],
-            frames["features"],
-            frames["units"],
-            frames["clusters"],
-            int(meta.get("untested", 0)),
-            self._config.analyzer,
-            dict(meta.get("namespaces", {})),
-        )
+            return Analysis.load(directory, self._config.analyzer, pointers=False)
+        except InputError as exc:
+            raise InputError(f"{exc}; run 'coach learn --rebuild'") from exc
 
 
 def _read_json(path: Path) -> dict[str, Any]:

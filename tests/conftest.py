@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from pipeline.synth import SynthConfig, generate, write_jsonl
+from synth import SynthConfig, generate, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "traces"

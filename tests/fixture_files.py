@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.formats._io import read_head
 from pipeline.ingest import FileReport, Traces, ingest, sniff_format
+from pipeline.ingest.formats._io import read_head
 
 FORMATS = Path(__file__).resolve().parent / "fixtures" / "formats"
 SHARED_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from synth import PlantedConfig, generate_planted, write_jsonl
 
-from pipeline.analyze import Analysis, Analyzer, AnalyzerConfig
-from pipeline.features import derive_features
+from pipeline.analyze import Analysis, Analyzer, AnalyzerConfig, derive_features
 from pipeline.ingest import Traces, ingest
-from pipeline.synth import PlantedConfig, generate_planted, write_jsonl
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.diff import (
+from pipeline.render import (
+    PromptGenerator,
     diff_snapshots,
     markdown_summary,
+    save_skillbook,
     snapshot_from_git,
     snapshot_from_path,
 )
-from pipeline.render import PromptGenerator
 from pipeline.skillbook import Skill, Skillbook
 
 BASE = "You are a travel agent.\n\nFollow the policy."
@@ -64,7 +65,7 @@ def _skill(sid: str, instruction: str, status: str = "active", **kw: object) -> 
 def _write(directory: Path, skills: list[Skill], version: int) -> Path:
     """A checkout-like directory: skillbook/ and prompts_out/ rendered from ``skills``."""
     book = Skillbook({s.id: s for s in skills}, version=version)
-    book.save(directory / "skillbook")
+    save_skillbook(book, directory / "skillbook")
     generator = PromptGenerator()
     generator.write(
         generator.run(book, {"domain:travel": BASE}), directory / "prompts_out", version
@@ -161,7 +162,7 @@ def test_reactivated_skill_is_added_and_example_changes_are_not_changes() -> Non
     old = Skillbook({"a": _skill("a", CONFIRM, status="rejected"), "b": _skill("b", BOOK)})
     moved = _evidence(0.2, 0.01) | {"examples": [{"trajectory_id": "other", "step_idx": 1}]}
     new = Skillbook({"a": _skill("a", CONFIRM), "b": _skill("b", BOOK, evidence=moved)})
-    from pipeline.diff import Snapshot
+    from pipeline.render import Snapshot
 
     diff = diff_snapshots(Snapshot("old", old, None), Snapshot("new", new, None))
     assert [c.skill.id for c in diff.added] == ["a"]
@@ -275,7 +276,7 @@ def test_flagged_skill_change_is_reported(versions: tuple[Path, Path]) -> None:
     old = snapshot_from_path(old_dir)
     book = Skillbook(dict(old.skillbook.skills), version=2)
     book.skills["sk-confirm"] = replace(book.skills["sk-confirm"], flags=("no longer significant",))
-    from pipeline.diff import Snapshot
+    from pipeline.render import Snapshot
 
     diff = diff_snapshots(old, Snapshot("new", book, old.prompts))
     assert [(c.skill.id, c.fields) for c in diff.changed] == [("sk-confirm", ("flags",))]

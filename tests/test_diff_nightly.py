@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from synth import SynthConfig, generate, write_jsonl
 
 from pipeline.cli import main
-from pipeline.synth import SynthConfig, generate, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

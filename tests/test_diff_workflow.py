@@ -16,9 +16,9 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner
+from synth import SynthConfig, generate, write_jsonl
 
 from pipeline.cli import main
-from pipeline.synth import SynthConfig, generate, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "prompt-diff.yml"
@@ -77,7 +77,7 @@ def test_workflow_coach_commands_are_valid(workflow: dict[Any, Any]) -> None:
 
 
 def test_comment_script_finds_the_marker_coach_writes(workflow: dict[Any, Any]) -> None:
-    from pipeline.diff import PromptDiff, Snapshot, markdown_summary
+    from pipeline.render import PromptDiff, Snapshot, markdown_summary
     from pipeline.skillbook import Skillbook
 
     empty = Snapshot("a", Skillbook(), {})

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from synth import PlantedConfig, airline_domain, generate_planted, write_jsonl
 
 from pipeline.cli import main
 from pipeline.config import Config
@@ -17,7 +18,6 @@ from pipeline.evaluate import evaluate, split_traces, validate
 from pipeline.ingest import Traces, ingest
 from pipeline.learn import learn
 from pipeline.skillbook import Skill, Skillbook
-from pipeline.synth import PlantedConfig, airline_domain, generate_planted, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +202,7 @@ def test_validations_use_the_units_of_the_test_part(planted_traces: Traces) -> N
 
 
 def test_the_command_line_offers_the_splits_of_the_library() -> None:
-    from pipeline import cli_eval, evaluate
+    from pipeline import evaluate
+    from pipeline.cli import evaluate as cli_eval
 
     assert cli_eval.SPLITS == evaluate.SPLITS

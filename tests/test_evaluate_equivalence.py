@@ -22,13 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import pipeline.analyze
-from pipeline.analyze import Analyzer, AnalyzerConfig
-from pipeline.ingest import Traces, ingest
-from pipeline.stats import Effect
-from pipeline.strata import _runs_needed
-from pipeline.synth import (
+from synth import (
     PlantedConfig,
     SynthConfig,
     airline_domain,
@@ -37,9 +31,14 @@ from pipeline.synth import (
     write_jsonl,
 )
 
+import pipeline.analyze.analyzer
+from pipeline.analyze import Analyzer, AnalyzerConfig, Effect
+from pipeline.analyze import runs_needed as _runs_needed
+from pipeline.ingest import Traces, ingest
+
 GOLDEN = Path(__file__).parent / "golden" / "analysis_equivalence.json"
 
-# The feature kinds pipeline.features derived when the golden was written.
+# The feature kinds pipeline.analyze derived when the golden was written.
 GOLDEN_KINDS = (
     "tool_called",
     "tool_order",
@@ -124,7 +123,7 @@ def results_records(traces: Traces) -> dict[str, Any]:
 @pytest.fixture
 def golden_kinds_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the Analyzer's feature table hold only the kinds in :data:`GOLDEN_KINDS`."""
-    original = pipeline.analyze.create_feature_table
+    original = pipeline.analyze.analyzer.create_feature_table
 
     def create(con: Any, config: Any, name: str = "features") -> int:
         original(con, config, name)
@@ -133,7 +132,7 @@ def golden_kinds_only(monkeypatch: pytest.MonkeyPatch) -> None:
         ((count,),) = con.execute(f"select count(*) from {name}").fetchall()
         return int(count)
 
-    monkeypatch.setattr(pipeline.analyze, "create_feature_table", create)
+    monkeypatch.setattr(pipeline.analyze.analyzer, "create_feature_table", create)
 
 
 def _rel(field: str, row: dict[str, Any], fitted_family: bool) -> float | None:

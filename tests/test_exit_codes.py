@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.clikit import FORMATS, option_of
+from pipeline.cli.options import FORMATS, option_of
 from pipeline.config import AnalyzerConfig, Config, LLMConfig
 from pipeline.errors import SettingError
 
@@ -404,7 +404,7 @@ def test_exit_code_of_the_process(args: list[str], code: int, needle: str, tmp_p
 
 
 def test_format_choices_are_the_adapters() -> None:
-    from pipeline.formats import ADAPTERS
+    from pipeline.ingest.formats import ADAPTERS
 
     assert tuple(a.NAME for a in ADAPTERS) == FORMATS
 

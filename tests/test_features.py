@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.features import FeatureConfig, derive_features, error_signature
+from pipeline.analyze import FeatureConfig, derive_features, error_signature
 from pipeline.ingest import ingest
 
 CHAT = Path(__file__).resolve().parent / "fixtures" / "chat_small.jsonl"

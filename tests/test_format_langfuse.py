@@ -23,8 +23,8 @@ from fixture_files import (
     trajectories_by_id,
 )
 
-from pipeline.formats import langfuse, langsmith
 from pipeline.ingest import Traces, ingest
+from pipeline.ingest.formats import langfuse, langsmith
 
 TRACES = "langfuse_traces.jsonl"
 OBSERVATIONS = "langfuse_observations.jsonl"

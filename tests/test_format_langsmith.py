@@ -26,8 +26,8 @@ from fixture_files import (
     write_json_lines,
 )
 
-from pipeline.formats import langfuse, langsmith
 from pipeline.ingest import Traces, ingest
+from pipeline.ingest.formats import langfuse, langsmith
 
 RUNS = "langsmith_runs.jsonl"
 FEEDBACK = "langsmith_feedback.jsonl"

@@ -37,9 +37,9 @@ from fixture_files import (
     trajectories_by_id,
 )
 
-from pipeline.formats import mini_swe_agent, swe_bench_results
-from pipeline.formats._common import error_line
 from pipeline.ingest import Traces, ingest, sniff_format
+from pipeline.ingest.formats import mini_swe_agent, swe_bench_results
+from pipeline.ingest.formats._common import error_line
 
 DJANGO = "mini_swe_agent_django.traj.json"
 ASTROPY = "mini_swe_agent_astropy.traj.json"
@@ -358,7 +358,7 @@ def test_leaderboard_results_json(tmp_path: Path) -> None:
 
 
 def _options(path: Path):
-    from pipeline.formats._io import ReadOptions
+    from pipeline.ingest.formats._io import ReadOptions
 
     return ReadOptions(source_uri=str(path))
 

@@ -1,4 +1,4 @@
-"""OpenAI Agents SDK traces (``pipeline.formats.openai_agents``).
+"""OpenAI Agents SDK traces (``pipeline.ingest.formats.openai_agents``).
 
 Fixture ``openai_agents_traces.jsonl``: 20 items of 3 traces, written in the order the SDK's
 batch processor exports them (a trace when it starts, a span when it ends):

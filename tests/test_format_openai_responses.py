@@ -1,4 +1,4 @@
-"""OpenAI Responses API conversations (``pipeline.formats.openai_responses``).
+"""OpenAI Responses API conversations (``pipeline.ingest.formats.openai_responses``).
 
 Fixture ``openai_responses_conversations.jsonl``, 4 lines:
 
@@ -30,8 +30,8 @@ from fixture_files import (
 )
 
 from pipeline.errors import UnknownFormatError
-from pipeline.formats import openai_responses
 from pipeline.ingest import Traces, ingest, sniff_format
+from pipeline.ingest.formats import openai_responses
 
 NAME = "openai_responses_conversations.jsonl"
 IDS = ["conv_weather_001", "conv_booking_002", "resp_68a2b7d4", "resp_68a3c111"]

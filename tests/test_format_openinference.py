@@ -1,4 +1,4 @@
-"""OpenInference spans and Phoenix annotations (``pipeline.formats.openinference``).
+"""OpenInference spans and Phoenix annotations (``pipeline.ingest.formats.openinference``).
 
 Fixtures:
 

@@ -1,4 +1,4 @@
-"""OpenTelemetry GenAI spans in OTLP/JSON (``pipeline.formats.otel``).
+"""OpenTelemetry GenAI spans in OTLP/JSON (``pipeline.ingest.formats.otel``).
 
 Fixture ``otel_genai.jsonl``: 3 ExportTraceServiceRequest lines holding 12 spans of 3 traces:
 
@@ -35,8 +35,8 @@ from fixture_files import (
     trajectories_by_id,
 )
 
-from pipeline.formats import openinference, otel
 from pipeline.ingest import Traces, ingest, sniff_format
+from pipeline.ingest.formats import openinference, otel
 
 NAME = "otel_genai.jsonl"
 A = "5b8efff798038103d269b633813fc60c"

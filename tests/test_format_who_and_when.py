@@ -31,9 +31,9 @@ from fixture_files import (
     trajectories_by_id,
 )
 
-from pipeline.formats import who_and_when
-from pipeline.formats._io import ReadOptions
 from pipeline.ingest import Traces, ingest, sniff_format
+from pipeline.ingest.formats import who_and_when
+from pipeline.ingest.formats._io import ReadOptions
 
 GENERATED = "who_and_when_algorithm_generated.json"
 RUNS = "who_and_when_runs.jsonl"

@@ -21,7 +21,7 @@ import pytest
 
 from pipeline.errors import InputError, UnknownFormatError
 from pipeline.ingest import Traces, ingest, sniff_format
-from pipeline.schema import to_table
+from pipeline.ingest.schema import to_table
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CHAT = FIXTURES / "chat_small.jsonl"

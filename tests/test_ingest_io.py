@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 from pipeline.errors import InputError
-from pipeline.formats._common import outcome_from_feedback
-from pipeline.formats._io import ReadOptions, data_suffix, iter_json_records
 from pipeline.ingest import Traces, discover, ingest, outcomes_from_feedback
-from pipeline.schema import to_table
+from pipeline.ingest.formats._common import outcome_from_feedback
+from pipeline.ingest.formats._io import ReadOptions, data_suffix, iter_json_records
+from pipeline.ingest.schema import to_table
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CHAT = FIXTURES / "chat_small.jsonl"
@@ -270,7 +270,7 @@ def test_cli_strict_exits_1_when_this_run_quarantined(tmp_path: Path) -> None:
 
 
 def test_cli_formats_lists_every_adapter() -> None:
-    from pipeline.formats import ADAPTERS
+    from pipeline.ingest.formats import ADAPTERS
 
     result = CliRunner().invoke(main, ["formats", "--json"])
     assert result.exit_code == 0

@@ -17,6 +17,7 @@ from pipeline.analyze import Analyzer
 from pipeline.config import Config
 from pipeline.ingest import ingest
 from pipeline.learn import learn
+from pipeline.render import save_skillbook
 
 
 def _config(tmp_path: Path, *paths: Path, **kw: object) -> Config:
@@ -189,7 +190,7 @@ def test_tasks_that_never_repeat_are_contrasted_within_the_domain(tmp_path: Path
     """One run per task and one agent (as in SWE-bench): the domain is the one stratum and the
     test is Fisher's exact test. The planted behaviour passes the FDR, but so does the booking
     confound, which only repeated tasks could expose: both become proposals, none is active."""
-    from pipeline.synth import SynthConfig, generate, write_jsonl
+    from synth import SynthConfig, generate, write_jsonl
 
     path = write_jsonl(
         tmp_path / "once.jsonl", generate(SynthConfig(n_tasks=360, trials=1, effect=-3.0, seed=3))
@@ -252,5 +253,5 @@ def test_a_rerun_with_nothing_new_does_no_work(tmp_path: Path, planted: Path) ->
     book = touched.skillbook
     skill_id = next(iter(book.skills))
     book.decide(skill_id, "retire", actor="test", note="", now="2026-11-22T00:00:00Z")
-    book.save(config.skillbook_dir)
+    save_skillbook(book, config.skillbook_dir)
     assert not learn(changed).unchanged

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from synth import SynthConfig, generate, write_jsonl
 
 from pipeline.cli import main
 from pipeline.config import Config
-from pipeline.fileio import KILL_POINTS
+from pipeline.fileio import FAULT_ENV
 from pipeline.learn import learn
 from pipeline.skillbook import Skillbook
-from pipeline.synth import SynthConfig, generate, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,10 +139,13 @@ def test_sigkill_at_every_point_leaves_previous_files_and_next_run_succeeds(
     after = learn(config(reference, planted, more)).skillbook
     assert after.version == 2  # the second input changes the evidence
     killed = {}
-    for point in KILL_POINTS:  # started together: the interpreter start-up dominates
-        where = tmp_path / point
+    # before the merge writes anything, after the snapshot, between the Skillbook's JSON and
+    # Markdown, before the prompts' manifest, and inside the first lasting write of the run
+    points = ("before:v*.json", "after:v*.json", "after:skillbook.json", "before:manifest.json")
+    for point in (*points, "during:*"):  # started together: the interpreter start-up dominates
+        where = tmp_path / point.replace(":", "-").replace("*", "_")
         shutil.copytree(base, where)
-        env = {**os.environ, "COACH_TEST_KILL_AT": point, "SOURCE_DATE_EPOCH": "1790000000"}
+        env = {**os.environ, FAULT_ENV: point, "SOURCE_DATE_EPOCH": "1790000000"}
         args = [sys.executable, "-m", "pipeline", "learn", str(planted), str(more), "-q"]
         args += ["--data-dir", str(where / "data"), "--skillbook", str(where / "sb")]
         args += ["--out", str(where / "out")]
@@ -150,7 +153,7 @@ def test_sigkill_at_every_point_leaves_previous_files_and_next_run_succeeds(
             args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
     for point, proc in killed.items():
-        where = tmp_path / point
+        where = tmp_path / point.replace(":", "-").replace("*", "_")
         _, stderr = proc.communicate(timeout=300)
         assert proc.returncode == -9, (point, stderr[-2000:])
         for name, text in _state(where).items():

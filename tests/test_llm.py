@@ -16,11 +16,11 @@ from llm_server import ScriptedLLM, default_skill, start_server
 
 from pipeline.analyze import Analysis, Analyzer
 from pipeline.config import Config
-from pipeline.distill import refine
-from pipeline.extract import Candidate, SkillExtractor
+from pipeline.extract import SkillExtractor
 from pipeline.ingest import Traces, ingest
 from pipeline.learn import LearnResult, learn
-from pipeline.llm import LLMConfig
+from pipeline.llm import LLMConfig, refine
+from pipeline.skillbook import Candidate
 
 
 @pytest.fixture

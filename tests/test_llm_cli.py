@@ -13,8 +13,7 @@ from click.testing import CliRunner
 from llm_server import ScriptedLLM, start_server
 
 from pipeline.cli import main
-from pipeline.distill import Item, markers
-from pipeline.screen import check_reply
+from pipeline.llm import Item, check_reply, markers
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from llm_server import ScriptedLLM, default_skill, start_server
+from synth import SynthConfig, generate, write_jsonl
 
 from pipeline.analyze import Analyzer
 from pipeline.config import Config
@@ -18,7 +19,6 @@ from pipeline.extract import SkillExtractor
 from pipeline.ingest import ingest
 from pipeline.learn import learn
 from pipeline.llm import LLMConfig
-from pipeline.synth import SynthConfig, generate, write_jsonl
 
 FIXTURES = Path(__file__).parent / "fixtures" / "injection"
 PAYLOADS = (FIXTURES / "payloads.txt").read_text(encoding="utf-8").splitlines()

@@ -13,14 +13,13 @@ from typing import Any
 import polars as pl
 import pytest
 from llm_server import ScriptedLLM, default_skill, start_server
+from synth import SynthConfig, generate, write_jsonl
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.ingest import Traces
-from pipeline.judge import parse_verdict
 from pipeline.learn import LearnResult, learn
-from pipeline.llm import LLMConfig
-from pipeline.synth import SynthConfig, generate, write_jsonl
+from pipeline.llm import LLMConfig, parse_verdict
 
 _ID = re.compile(r'<trace_excerpt id="([^"]+)">')
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from synth import PlantedConfig, SynthConfig, generate, generate_planted, write_jsonl
 
 from pipeline.cli import main
-from pipeline.synth import PlantedConfig, SynthConfig, generate, generate_planted, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "learn"

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from synth import SynthConfig, generate, write_jsonl
 
 from pipeline.cli import main
-from pipeline.report_html import SECTIONS
-from pipeline.synth import SynthConfig, generate, write_jsonl
+from pipeline.render import REPORT_SECTIONS as SECTIONS
 
 
 def _invoke(*args: str) -> str:

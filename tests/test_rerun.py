@@ -142,7 +142,7 @@ def test_a_rerun_through_the_command_line_loads_no_analysis_stack(
 def test_the_configuration_loads_no_analysis_stack() -> None:
     code = (
         "import json, sys\n"
-        "import pipeline, pipeline.config, pipeline.learn, pipeline.cli, pipeline.discover\n"
+        "import pipeline, pipeline.config, pipeline.learn, pipeline.cli, pipeline.ingest.discovery\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -153,12 +153,13 @@ def test_the_package_api_resolves_on_first_use() -> None:
     import pipeline
     import pipeline.ingest
     import pipeline.learn
-    from pipeline import Analyzer, Config, ingest
-    from pipeline import learn as learn_function
+    from pipeline import Analyzer, Config
+    from pipeline.ingest import ingest
+    from pipeline.learn import learn as learn_function
 
-    # the functions, not the submodules of the same names
-    assert ingest is pipeline.ingest is sys.modules["pipeline.ingest"].ingest
-    assert learn_function is pipeline.learn is learn
+    # the stage packages are modules, each with its function on its face
+    assert ingest is pipeline.ingest.ingest is sys.modules["pipeline.ingest.reader"].ingest
+    assert learn_function is pipeline.learn.learn is learn
     assert Analyzer is sys.modules["pipeline.analyze"].Analyzer
     assert Config is sys.modules["pipeline.config"].Config
     assert set(pipeline.__all__) <= set(dir(pipeline))

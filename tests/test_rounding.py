@@ -5,8 +5,8 @@ last digits (see tests/test_evaluate_equivalence.py).
 
 Where the rounding happens, to 6 decimal places: the evidence (``pipeline.extract``, rates,
 lift, odds ratio and interval, p and q), the observations' log odds ratio and standard error
-and the drift figures (``pipeline.skillbook_drift``), the held-out validations
-(``pipeline.skillbook_decisions.record_validation``) and failure-cluster shares
+and the drift figures (``pipeline.skillbook.drift``), the held-out validations
+(``pipeline.skillbook.decisions.record_validation``) and failure-cluster shares
 (``pipeline.distill_items``)."""
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from synth import SynthConfig, generate, write_jsonl
 
 from pipeline.analyze import Analyzer
 from pipeline.cli import main
 from pipeline.config import Config
 from pipeline.learn import learn
 from pipeline.learn_result import LearnResult
-from pipeline.synth import SynthConfig, generate, write_jsonl
 
 DECIMALS = 6
 # A relative change far below the rounding step (1e-6 absolute on figures of order 1 and

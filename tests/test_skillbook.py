@@ -10,9 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import SkillbookError
-from pipeline.extract import Candidate, skill_id
-from pipeline.render import PromptGenerator
-from pipeline.skillbook import Skillbook
+from pipeline.render import PromptGenerator, save_skillbook
+from pipeline.skillbook import Candidate, Skillbook, skill_id
 
 
 def _cand(
@@ -79,7 +78,7 @@ def test_merge_is_idempotent_and_order_independent(patterns: list[str], rnd: obj
 def test_save_load_round_trip_and_format_check(tmp_path: Path) -> None:
     book = Skillbook()
     book.merge([_cand("a")], now="t1")
-    book.save(tmp_path)
+    save_skillbook(book, tmp_path)
     loaded = Skillbook.load(tmp_path / "skillbook.json")
     assert loaded.to_dict() == book.to_dict()
     assert "Avoid a." in (tmp_path / "SKILLBOOK.md").read_text()

@@ -13,12 +13,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import SkillbookError
-from pipeline.extract import Candidate, skill_id
-from pipeline.interop import agents_md, from_ace, to_ace
-from pipeline.render import PromptGenerator, compose
-from pipeline.skillbook import MergePolicy, Skill, Skillbook
-from pipeline.skillbook_drift import material_change, near_duplicate, weighted_effect
-from pipeline.skillbook_history import checkout, diff, load_ref, snapshot_versions
+from pipeline.render import PromptGenerator, agents_md, compose, from_ace, save_skillbook, to_ace
+from pipeline.skillbook import (
+    Candidate,
+    MergePolicy,
+    Skill,
+    Skillbook,
+    checkout,
+    diff,
+    load_ref,
+    material_change,
+    near_duplicate,
+    skill_id,
+    snapshot_versions,
+    weighted_effect,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "skillbooks"
 
@@ -284,11 +293,11 @@ def test_namespaces_compose_with_precedence_and_never_leak_between_users() -> No
 def test_snapshots_checkout_and_diff(tmp_path: Path) -> None:
     book = Skillbook()
     book.merge([_cand("a")], mode="propose", now="t1")
-    book.save(tmp_path)
+    save_skillbook(book, tmp_path)
     book.decide(skill_id("domain:x", "a"), "approve", actor="ada", now="t2")
-    book.save(tmp_path)
+    save_skillbook(book, tmp_path)
     book.merge([_cand("a"), _cand("b")], now="t3")
-    book.save(tmp_path)
+    save_skillbook(book, tmp_path)
     assert snapshot_versions(tmp_path) == [1, 2, 3]
     v1 = load_ref(tmp_path, "v1")
     changes = diff(v1, book)
@@ -314,7 +323,7 @@ def test_format_1_file_is_migrated(tmp_path: Path) -> None:
         assert skill.history[0]["action"] == "added"
         assert skill.direction == "harmful" and len(skill.observations) == 1
     assert book.history[0]["action"] == "run" and book.history[0]["changes"]["retired"] == []
-    book.save(tmp_path)
+    save_skillbook(book, tmp_path)
     again = json.loads((tmp_path / "skillbook.json").read_text())
     assert again["format_version"] == 2
     # the migrated Skillbook merges like a new one: same candidates change nothing

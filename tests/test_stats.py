@@ -12,7 +12,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from pipeline.stats import benjamini_hochberg, cmh, conditional_logit, fisher, wilson_interval
+from pipeline.analyze import benjamini_hochberg, cmh, conditional_logit, fisher, wilson_interval
 
 Z95 = NormalDist().inv_cdf(0.975)
 

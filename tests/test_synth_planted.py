@@ -8,13 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
-from pipeline.analyze import Analyzer
-from pipeline.evaluate import score_recovery
-from pipeline.extract import Candidate, SkillExtractor
-from pipeline.features import FeatureConfig, derive_features
-from pipeline.ingest import ingest
-from pipeline.synth import (
+from synth import (
     RULE_KINDS,
     DomainSpec,
     PlantedConfig,
@@ -23,8 +17,14 @@ from pipeline.synth import (
     airline_domain,
     generate_planted,
     rule_features,
+    score_recovery,
     write_jsonl,
 )
+
+from pipeline.analyze import Analyzer, FeatureConfig, derive_features
+from pipeline.extract import SkillExtractor
+from pipeline.ingest import ingest
+from pipeline.skillbook import Candidate
 
 
 def _write(tmp_path: Path, config: PlantedConfig) -> Path:

@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 
-from pipeline.tasks import task_keys
+from pipeline.analyze import task_keys
 
 CANCEL = (
     "Your user id is mia_li_3668. You want to cancel reservation ABC123 because your plans changed."

@@ -1,0 +1,154 @@
+"""The Analyzer's DuckDB queries over the long feature table, so that only counts, positions
+and example pointers come back to Python.
+
+Each function reads tables of the Analyzer's connection: ``features`` (the feature rows of
+:func:`pipeline.analyze.create_feature_table`), ``unit_index`` (registered from
+:func:`unit_index`), and for :func:`failure_clusters` the ``steps`` and ``trajectories`` views
+of :meth:`pipeline.ingest.Traces.connect`.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from pipeline.analyze.features import signature_sql
+
+__all__ = [
+    "example_pointers",
+    "failure_clusters",
+    "positions",
+    "strata_counts",
+    "unit_index",
+]
+
+
+def unit_index(units: pl.DataFrame) -> pl.DataFrame:
+    """Per labelled trajectory of ``units`` (:func:`pipeline.analyze.units_and_strata`):
+    trajectory_id (str), namespace (str), ``row`` (int64, its position among the namespace's
+    units sorted by trajectory id), ``code`` (int64, its stratum's index in ``np.unique`` of
+    the namespace's strata, ascending) and ``y`` (int64, 1 for success)."""
+    parts = [
+        pl.DataFrame(
+            {
+                "trajectory_id": group["trajectory_id"],
+                "namespace": group["namespace"],
+                "row": np.arange(group.height, dtype=np.int64),
+                "code": np.unique(group["stratum"].to_numpy(), return_inverse=True)[1].astype(
+                    np.int64
+                ),
+                "y": group["success"].cast(pl.Int64),
+            }
+        )
+        for _, group in units.group_by(["namespace"], maintain_order=True)
+    ]
+    schema = {"trajectory_id": pl.String, "namespace": pl.String, "row": pl.Int64,
+              "code": pl.Int64, "y": pl.Int64}  # fmt: skip
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
+
+def strata_counts(
+    con: duckdb.DuckDBPyConnection, wanted: pl.DataFrame
+) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For each (namespace, feature_id) row of ``wanted`` (str columns of those names): the
+    ascending stratum codes where the feature shows, with its trajectories and successes there
+    (three int64 arrays of one length), counted by one SQL ``GROUP BY`` over the ``features``
+    and ``unit_index`` tables of ``con``."""
+    keys = wanted.select("namespace", "feature_id").with_row_index("key")
+    if keys.height == 0:
+        return {}
+    con.register("wanted_features", keys.with_columns(pl.col("key").cast(pl.Int64)).to_arrow())
+    counts = con.sql("""
+        select w.key, u.code, count(*) as n, sum(u.y)::bigint as s
+        from features f join unit_index u using (trajectory_id)
+        join wanted_features w on w.namespace = u.namespace and w.feature_id = f.feature_id
+        group by w.key, u.code order by w.key, u.code
+    """).fetchnumpy()
+    con.unregister("wanted_features")
+    key = np.asarray(counts["key"], dtype=np.int64)
+    code, n, s = (np.asarray(counts[c], dtype=np.int64) for c in ("code", "n", "s"))
+    bounds = np.searchsorted(key, np.arange(keys.height + 1))
+    return {
+        (namespace, feature_id): (
+            code[bounds[i] : bounds[i + 1]],
+            n[bounds[i] : bounds[i + 1]],
+            s[bounds[i] : bounds[i + 1]],
+        )
+        for i, namespace, feature_id in keys.iter_rows()
+    }
+
+
+def positions(con: duckdb.DuckDBPyConnection, namespace: str, feature_id: str) -> np.ndarray:
+    """Positions (``row`` of the unit index) of the namespace's trajectories showing the
+    feature: an int64 array, unordered."""
+    found = con.sql(
+        "select u.row from features f join unit_index u using (trajectory_id) "
+        "where u.namespace = ? and f.feature_id = ?",
+        params=[namespace, feature_id],
+    ).fetchnumpy()
+    return np.asarray(found["row"], dtype=np.int64)
+
+
+def example_pointers(con: duckdb.DuckDBPyConnection, per_outcome: int) -> pl.DataFrame:
+    """:attr:`pipeline.analyze.Analysis.features`: the first ``per_outcome`` trajectories (by
+    id) showing each feature, per (namespace, feature, outcome) of the labelled trajectories;
+    the feature table's columns (trajectory_id, feature_id, kind, step_idx int64, subject,
+    detail str), sorted by feature id and trajectory id."""
+    frame = con.sql(f"""
+        select p.trajectory_id, p.feature_id, p.kind, p.step_idx, p.subject, p.detail
+        from (
+            select unnest(arg_min(
+                struct_pack(trajectory_id := f.trajectory_id, feature_id := f.feature_id,
+                            kind := f.kind, step_idx := f.step_idx, subject := f.subject,
+                            detail := f.detail),
+                f.trajectory_id, {int(per_outcome)})) as p
+            from features f join unit_index u using (trajectory_id)
+            group by u.namespace, f.feature_id, u.y
+        )
+        order by p.feature_id, p.trajectory_id
+    """).pl()
+    return frame.with_columns(pl.col("step_idx").cast(pl.Int64), pl.col("detail").cast(pl.String))
+
+
+def failure_clusters(con: duckdb.DuckDBPyConnection, units: pl.DataFrame) -> pl.DataFrame:
+    """Failed trajectories of ``units`` grouped by (signature of the last tool error, last tool
+    called, termination reason), per namespace.
+
+    Returns:
+        polars DataFrame sorted by namespace, size (descending) and signature: namespace (str),
+        signature (str: ``error=<tool>: <signature> | last_tool=<tool> |
+        termination=<reason>``, ``none``/``unknown`` where absent), size (int64), share (float64,
+        of the namespace's failures), example_ids (list[str], the first 5 by id).
+    """
+    sig = signature_sql("coalesce(error_message, tool_result_text, '')")
+    con.register("units", units.select("trajectory_id", "namespace", "success").to_arrow())
+    frame = con.sql(f"""
+        with last_call as (
+            select trajectory_id, arg_max(tool_name, step_idx) as last_tool
+            from steps where step_type = 'tool_call' group by all
+        ),
+        last_error as (
+            select trajectory_id, arg_max(coalesce(tool_name, '?') || ': ' || {sig}, step_idx)
+                   as last_error
+            from steps where step_type = 'tool_result' and is_error group by all
+        ),
+        failed as (
+            select u.namespace, u.trajectory_id,
+                   concat_ws(' | ',
+                       'error=' || coalesce(e.last_error, 'none'),
+                       'last_tool=' || coalesce(c.last_tool, 'none'),
+                       'termination=' || coalesce(t.termination_reason, 'unknown')) as signature
+            from units u join trajectories t using (trajectory_id)
+            left join last_call c using (trajectory_id)
+            left join last_error e using (trajectory_id)
+            where not u.success
+        )
+        select namespace, signature, count(*) as size,
+               count(*) / sum(count(*)) over (partition by namespace) as share,
+               list(trajectory_id order by trajectory_id)[1:5] as example_ids
+        from failed group by namespace, signature
+        order by namespace, size desc, signature
+    """).pl()
+    con.unregister("units")
+    return frame

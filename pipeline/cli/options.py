@@ -1,0 +1,249 @@
+"""Building blocks shared by the ``coach`` subcommands: common options, error mapping, output.
+
+A subcommand module (``pipeline/cli_*.py``) defines its click command or group with these and is
+registered on :func:`pipeline.cli.main` at the end of ``pipeline/cli.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.errors import CoachError, SettingError
+
+__all__ = [
+    "BASE_PROMPT_OPTION",
+    "CONTEXT",
+    "FDR_OPTION",
+    "FORMATS",
+    "FORMAT_OPTION",
+    "MIN_SUPPORT_OPTION",
+    "MODE_OPTION",
+    "OUT_OPTION",
+    "SKILLBOOK_OPTION",
+    "TEMPLATES_OPTION",
+    "common",
+    "domain_errors",
+    "emit",
+    "existing_paths",
+    "option_of",
+    "paths_argument",
+    "say",
+]
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+# The option of a setting (the ``setting`` of a :class:`pipeline.errors.SettingError`: a field of
+# :class:`pipeline.config.Config` or :class:`~pipeline.config.LLMConfig`) where it is not ``--``
+# and the field's name with dashes (``fdr``: ``--fdr``).
+SETTING_OPTIONS = {
+    "section_modes": "--section-mode",
+    "max_record_bytes": "--max-record-mb",
+    "enabled": "--llm",
+    "label": "--llm-label",
+    "structured": "--llm-structured",
+    "max_calls": "--max-llm-calls",
+    "timeout_s": "--llm-timeout",
+    "max_retries": "--llm-retries",
+    "backoff_s": "--llm-backoff",
+    "concurrency": "--llm-concurrency",
+    "template_file": "--llm-template",
+    "label_rubric": "--llm-label-rubric",
+    "cache_path": "--llm-cache",
+    "skillbook_dir": "--skillbook",
+    "out_dir": "--out",
+    "template_dir": "--templates",
+    "base_prompt_file": "--base-prompt",
+}
+
+
+def option_of(setting: str) -> str:
+    """The command-line option of a setting (:data:`SETTING_OPTIONS`)."""
+    return SETTING_OPTIONS.get(setting, "--" + setting.replace("_", "-"))
+
+
+def domain_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a :class:`~pipeline.errors.CoachError` into a click error: message on stderr, exit 1;
+    a :class:`~pipeline.errors.SettingError` (a value out of range, a conflict between options)
+    is bad usage naming the option, exit 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SettingError as exc:
+            raise click.BadParameter(
+                str(exc),
+                ctx=click.get_current_context(silent=True),
+                param_hint=f"'{option_of(exc.setting)}'",
+            ) from exc
+        except CoachError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def _is_pattern(raw: str) -> bool:
+    return any(c in raw for c in "*?[")
+
+
+def _matches(pattern: str) -> bool:
+    """True when the glob ``pattern`` matches a path (as :func:`pipeline.ingest.discovery.discover`
+    expands it)."""
+    anchor = Path(pattern).anchor
+    relative = pattern[len(anchor) :] if anchor else pattern
+    return next(iter(Path(anchor or ".").glob(relative)), None) is not None
+
+
+def _existing(default: str | None) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def check(ctx: click.Context, param: click.Parameter, values: Any) -> Any:
+        if not values:
+            if default is not None and not Path(default).exists():
+                raise click.BadParameter(
+                    f"none given and no {default}/ here; pass trace files or directories",
+                    ctx=ctx,
+                    param=param,
+                )
+            return values
+        for raw in values:
+            if Path(raw).exists():
+                continue
+            if _is_pattern(raw):
+                if _matches(raw):
+                    continue
+                raise click.BadParameter(
+                    f"{raw}: the pattern matches no file", ctx=ctx, param=param
+                )
+            raise click.BadParameter(f"{raw}: no such file or directory", ctx=ctx, param=param)
+        return values
+
+    return check
+
+
+def paths_argument(default: str | None = "traces") -> Callable[..., Any]:
+    """The ``PATHS`` argument of trace files, directories or glob patterns: each must exist
+    (a pattern must match), else bad usage (exit 2). With none given, ``default`` (a directory)
+    must exist; None: may be empty."""
+    return click.argument("paths", nargs=-1, type=click.Path(), callback=_existing(default))
+
+
+# The callback of a ``multiple`` option of trace paths: each exists (a pattern matches).
+existing_paths = _existing(None)
+
+
+def common(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--data-dir`` (``data_dir``), ``--json`` (``as_json``) and ``-q`` (``quiet``)."""
+    options = [
+        click.option(
+            "--data-dir",
+            type=click.Path(path_type=Path),
+            default=Path(".coach"),
+            envvar="COACH_DATA_DIR",
+            show_default=True,
+            help="Where canonical tables and analysis results are kept.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress on stderr."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def say(quiet: bool) -> Callable[[str], None]:
+    """A progress printer to stderr, silent when ``quiet``."""
+    return (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
+
+
+def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
+    """Print ``payload`` as indented JSON when ``as_json``, else ``text``, to stdout."""
+    click.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
+
+
+SKILLBOOK_OPTION = click.option(
+    "--skillbook",
+    "skillbook_dir",
+    type=click.Path(path_type=Path),
+    default=Path("skillbook"),
+    envvar="COACH_SKILLBOOK",
+    show_default=True,
+    help="Directory of skillbook.json and SKILLBOOK.md.",
+)
+OUT_OPTION = click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("prompts_out"),
+    envvar="COACH_OUT",
+    show_default=True,
+    help="Directory for rendered prompts.",
+)
+TEMPLATES_OPTION = click.option(
+    "--templates",
+    "template_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    envvar="COACH_TEMPLATES",
+    help="Directory with a system_prompt.md.j2 overriding the default template.",
+)
+BASE_PROMPT_OPTION = click.option(
+    "--base-prompt",
+    "base_prompt_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Base system prompt file for every namespace (default: the traces' most common one).",
+)
+
+MODE_OPTION = click.option(
+    "--mode",
+    type=click.Choice(["auto", "propose"]),
+    default="auto",
+    show_default=True,
+    help="auto: significant skills become active; propose: every new skill waits for approval.",
+)
+MIN_SUPPORT_OPTION = click.option(
+    "--min-support",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Fewest trajectories with and without a behaviour for it to be tested.",
+)
+FDR_OPTION = click.option(
+    "--fdr",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="False discovery rate (Benjamini-Hochberg q-value level).",
+)
+
+# The names of the format adapters (pipeline.ingest.formats.ADAPTERS), written out so that the command
+# line loads no adapter until a command runs (tests/test_exit_codes.py checks that they agree).
+FORMATS = (
+    "canonical",
+    "tau2",
+    "tau-bench",
+    "openai-agents",
+    "openai-responses",
+    "mini-swe-agent",
+    "swe-bench-results",
+    "who-and-when",
+    "langfuse",
+    "langsmith",
+    "otel",
+    "openinference",
+    "chat-jsonl",
+)
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    envvar="COACH_FORMAT",
+    metavar="NAME",
+    help="Input format for every file instead of sniffing (see 'coach formats').",
+)

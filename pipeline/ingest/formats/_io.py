@@ -1,0 +1,464 @@
+"""File access shared by the format adapters: options, decompression, streaming JSON records.
+
+Every reader here works on plain, gzip (``.gz``, RFC 1952) and Zstandard (``.zst``, RFC 8878)
+files alike, decompressing as it streams, so no adapter needs to know how a file was stored.
+Nothing here loads a whole JSON Lines file or a JSON array into memory: lines are read one at a
+time with a size limit, and arrays are streamed item by item with ``ijson``.
+
+Besides plain JSON containers (JSON Lines, a top-level array, one document), the readers here
+unwrap the list pages of HTTP APIs, ``{"<envelope>": [items], ...}``: Langfuse's
+``{"data": [...], "meta": {...}}`` (https://api.reference.langfuse.com, e.g. ``GET
+/api/public/traces``) and LangSmith's ``/runs/query`` page ``{"runs": [...], "cursors": {...}}``
+(https://docs.smith.langchain.com). The ``first_*`` functions find a file's first record in its
+first bytes, for the adapters' ``sniff``; :func:`map_records` turns the records into the
+adapters' :class:`~pipeline.ingest.formats._common.Record` items, quarantining those that fail.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import ijson
+import zstandard
+
+from pipeline.errors import InputError
+from pipeline.ingest.formats._common import Parsed, Quarantined, Record, truncate
+from pipeline.ingest.formats._paths import COMPRESSED_SUFFIXES, data_suffix
+
+__all__ = [
+    "COMPRESSED_SUFFIXES",
+    "DEFAULT_MAX_RECORD_BYTES",
+    "ReadOptions",
+    "data_suffix",
+    "first_page_record",
+    "first_record",
+    "iter_json_lines",
+    "iter_json_records",
+    "iter_lines",
+    "iter_page_records",
+    "json_documents",
+    "load_json",
+    "map_records",
+    "open_binary",
+    "peek_first_json_line",
+    "read_head",
+    "read_text",
+]
+
+# A JSON Lines record (one line) or a JSON document larger than this is quarantined or refused
+# rather than parsed: 64 MiB.
+DEFAULT_MAX_RECORD_BYTES = 64 << 20
+# A whole-document JSON format (not JSON Lines, not a top-level array) larger than this is refused.
+DEFAULT_MAX_DOCUMENT_BYTES = 1 << 30
+_CHUNK = 1 << 20
+_JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What an adapter needs besides the path.
+
+    ``source_uri``: the value written to ``trajectories.source_uri``.
+    ``reward_threshold``: a reward at or above it labels a trajectory ``success`` (default 1.0).
+    ``max_record_bytes``: a JSON Lines line longer than this (bytes) is quarantined unread.
+    ``max_document_bytes``: a single-document JSON file larger than this (bytes, decompressed)
+    is refused with an :class:`~pipeline.errors.InputError`.
+    ``outcome_feedback``: the name of the score/feedback that is the outcome, for formats whose
+    outcome comes from scores (see :func:`~pipeline.ingest.formats._common.outcome_from_feedback`);
+    ``None`` picks by the usual names.
+    """
+
+    source_uri: str
+    reward_threshold: float = 1.0
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+    outcome_feedback: str | None = None
+
+
+@contextmanager
+def open_binary(path: Path) -> Iterator[IO[bytes]]:
+    """``path`` opened for binary reading, decompressed on the fly when its name ends in ``.gz``
+    or ``.zst``.
+
+    Raises:
+        InputError: the file cannot be opened.
+    """
+    suffix = path.suffix.lower()
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        if suffix == ".gz":
+            with gzip.GzipFile(fileobj=raw) as stream:
+                yield stream  # type: ignore[misc]
+        elif suffix == ".zst":
+            with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as zs:
+                yield io.BufferedReader(zs, _CHUNK)  # type: ignore[arg-type]
+        else:
+            yield raw
+    except (OSError, EOFError, zstandard.ZstdError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{path}: cannot decompress: {exc}") from exc
+    finally:
+        raw.close()
+
+
+def read_head(path: Path, size: int) -> bytes:
+    """Up to ``size`` bytes from the start of ``path``, decompressed.
+
+    Raises:
+        InputError: unreadable, or corrupt compressed data.
+    """
+    with open_binary(path) as stream:
+        try:
+            return stream.read(size)
+        except (OSError, EOFError, zstandard.ZstdError) as exc:
+            raise InputError(f"{path}: cannot decompress: {exc}") from exc
+
+
+def _decode(path: Path, data: bytes, where: str = "") -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        at = f" {where}" if where else ""
+        raise InputError(
+            f"{path}{at}: not UTF-8 text (byte {exc.start}); re-encode it as UTF-8"
+        ) from exc
+
+
+def read_text(path: Path, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> str:
+    """The whole (decompressed) file as text.
+
+    Raises:
+        InputError: unreadable, larger than ``max_bytes``, or not UTF-8 (with the byte offset).
+    """
+    with open_binary(path) as stream:
+        try:
+            data = stream.read(max_bytes + 1)
+        except (OSError, EOFError, zstandard.ZstdError) as exc:
+            raise InputError(f"{path}: cannot decompress: {exc}") from exc
+    if len(data) > max_bytes:
+        raise InputError(
+            f"{path}: a single JSON document larger than {max_bytes >> 20} MiB; "
+            "export it as JSON Lines (one record per line) instead"
+        )
+    return _decode(path, data)
+
+
+def load_json(path: Path, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> Any:
+    """The file parsed as one JSON document.
+
+    Raises:
+        InputError: unreadable, too large, empty, not UTF-8, or not valid JSON (with line and
+            column; a document that ends early is called truncated).
+    """
+    text = read_text(path, max_bytes)
+    if not text.strip():
+        raise InputError(f"{path}: empty file")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        kind = "truncated" if exc.pos >= len(text.rstrip()) else "invalid"
+        raise InputError(
+            f"{path}: {kind} JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from exc
+
+
+def _raw_lines(path: Path, limit: int) -> Iterator[tuple[int, bytes | None, bytes]]:
+    """``(number, line, head)`` per line; ``line`` is ``None`` when it exceeds ``limit`` bytes
+    (its first bytes are in ``head`` and the rest is skipped without being kept)."""
+    with open_binary(path) as stream:
+        number = 0
+        try:
+            while True:
+                line = stream.readline(limit + 1)
+                if not line:
+                    return
+                number += 1
+                if len(line) > limit and not line.endswith(b"\n"):
+                    head = line[:2000]
+                    while True:
+                        rest = stream.readline(_CHUNK)
+                        if not rest or rest.endswith(b"\n"):
+                            break
+                    yield number, None, head
+                    continue
+                yield number, line, b""
+        except (OSError, EOFError, zstandard.ZstdError) as exc:
+            raise InputError(f"{path}: cannot decompress after line {number}: {exc}") from exc
+
+
+def iter_lines(
+    path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> Iterator[tuple[int, str | Quarantined]]:
+    """Yield ``(line_number, text)`` for every non-blank line (1-based numbers), streaming.
+
+    A line longer than ``max_bytes`` or not valid UTF-8 comes as a :class:`Quarantined` in place
+    of its text, so the caller can account for it and go on.
+
+    Raises:
+        InputError: unreadable or corrupt compressed data.
+    """
+    for number, line, head in _raw_lines(path, max_bytes):
+        where = f"line {number}"
+        if line is None:
+            yield (
+                number,
+                Quarantined(
+                    where,
+                    f"line longer than {max_bytes} bytes; not parsed (raise --max-record-mb "
+                    "if it is a real record)",
+                    truncate(head.decode("utf-8", "replace")),
+                ),
+            )
+            continue
+        try:
+            text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            yield (
+                number,
+                Quarantined(
+                    where,
+                    f"not UTF-8 text (byte {exc.start} of the line)",
+                    truncate(line.decode("utf-8", "replace")),
+                ),
+            )
+            continue
+        if text.strip():
+            yield number, text
+
+
+def iter_json_lines(
+    path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> Iterator[tuple[str, Any] | Quarantined]:
+    """Yield ``(where, value)`` for each non-blank line parsed as JSON (``where`` is
+    ``"line N"``), or a :class:`Quarantined` for a line that is too long, not UTF-8 or not JSON.
+
+    Raises:
+        InputError: unreadable or corrupt compressed data.
+    """
+    for number, text in iter_lines(path, max_bytes):
+        if isinstance(text, Quarantined):
+            yield text
+            continue
+        try:
+            yield f"line {number}", json.loads(text)
+        except ValueError as exc:
+            yield Quarantined(f"line {number}", f"invalid JSON: {exc}", truncate(text))
+
+
+def _looks_like_json_lines(path: Path) -> bool:
+    """True when the file's first non-blank line is a complete JSON value followed by more."""
+    if data_suffix(path) in _JSONL_SUFFIXES:
+        return True
+    head = read_head(path, 1 << 16)
+    first, _, rest = head.lstrip().partition(b"\n")
+    if not rest.strip():
+        return False
+    try:
+        json.loads(first.decode("utf-8-sig"))
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def iter_json_records(
+    path: Path, options: ReadOptions | None = None
+) -> Iterator[tuple[str, Any] | Quarantined]:
+    """Yield the records of a JSON container as ``(where, value)``, streaming:
+
+    - JSON Lines (``.jsonl``/``.ndjson``, or a file whose first line is a whole JSON value):
+      one record per line, ``where`` = ``"line N"``;
+    - a JSON document whose top level is an array: one record per item, ``where`` = ``"index N"``
+      (streamed with ``ijson``, never loaded whole);
+    - any other JSON document: the document itself as one record, ``where`` = ``"document"``.
+
+    Unparsable lines come as :class:`Quarantined`. A syntax error inside an array ends the file:
+    it comes as one :class:`Quarantined` naming the index where reading stopped.
+
+    Raises:
+        InputError: unreadable, empty, or (for a whole document) too large, not UTF-8 or not JSON.
+    """
+    options = options or ReadOptions(source_uri=str(path))
+    if _looks_like_json_lines(path):
+        yield from iter_json_lines(path, options.max_record_bytes)
+        return
+    head = read_head(path, 1 << 12).lstrip()
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:].lstrip()
+    if not head:
+        raise InputError(f"{path}: empty file")
+    if not head.startswith(b"["):
+        yield "document", load_json(path, options.max_document_bytes)
+        return
+    yield from _stream_items(path, "item", lambda index: f"index {index}", "JSON array")
+
+
+def _stream_items(
+    path: Path, prefix: str, where: Callable[[int], str], what: str
+) -> Iterator[tuple[str, Any] | Quarantined]:
+    """Stream the items of the array at ijson ``prefix`` (``"item"``: the top-level array) as
+    ``(where(index), item)``. A syntax error ends the stream with one :class:`Quarantined`
+    (``invalid or truncated <what>: reading stopped at item N``)."""
+    index = 0
+    with open_binary(path) as stream:
+        try:
+            for item in ijson.items(stream, prefix, use_float=True):
+                yield where(index), item
+                index += 1
+        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as exc:
+            yield Quarantined(
+                where(index), f"invalid or truncated {what}: reading stopped at item {index}: {exc}"
+            )
+
+
+def json_documents(path: Path, options: ReadOptions) -> Iterator[tuple[str, Any] | Quarantined]:
+    """:func:`iter_json_records`, except that a file holding one JSON document that does not
+    parse (truncated, invalid) comes as one :class:`Quarantined` record instead of an error: for
+    formats with one trajectory per file (mini-swe-agent, SWE-bench results, Who&When) that is
+    one bad record.
+
+    Raises:
+        InputError: unreadable, empty, too large or not UTF-8.
+    """
+    try:
+        yield from iter_json_records(path, options)
+    except InputError as exc:
+        if not isinstance(exc.__cause__, json.JSONDecodeError):
+            raise
+        raw = read_head(path, 2000).decode("utf-8", "replace")
+        yield Quarantined("document", str(exc), truncate(raw))
+
+
+def iter_page_records(
+    path: Path, options: ReadOptions, envelope: str
+) -> Iterator[tuple[str, Any] | Quarantined]:
+    """The records of ``path`` as ``(where, value)``, like :func:`iter_json_records`, with API
+    list pages unwrapped: a record that is an object with an ``envelope`` list (``{"data": [...],
+    "meta": {...}}``) yields the list's items (``where`` = ``"line 3 data[0]"``); a whole file
+    that opens with such a list is streamed.
+
+    Raises:
+        InputError: unreadable, empty, or a whole document that is too large or not JSON.
+    """
+    with open_binary(path) as stream:
+        head = stream.read(1 << 16)
+    opening = re.compile(rb'^\s*\{\s*"' + re.escape(envelope.encode()) + rb'"\s*:\s*\[')
+    streamable = data_suffix(path) not in (".jsonl", ".ndjson") and opening.match(
+        head.lstrip(b"\xef\xbb\xbf")
+    )
+    if streamable and peek_first_json_line(head) is None:
+        yield from _stream_items(
+            path, f"{envelope}.item", lambda index: f"{envelope}[{index}]", "JSON"
+        )
+        return
+    for item in iter_json_records(path, options):
+        if isinstance(item, Quarantined):
+            yield item
+            continue
+        where, value = item
+        if isinstance(value, Mapping) and isinstance(value.get(envelope), list):
+            at = "" if where == "document" else f"{where} "
+            for index, inner in enumerate(value[envelope]):
+                yield f"{at}{envelope}[{index}]", inner
+        else:
+            yield where, value
+
+
+def map_records(
+    items: Iterable[tuple[str, Any] | Quarantined],
+    build: Callable[[str, Any], Record],
+    errors: tuple[type[Exception], ...] = (ValueError, TypeError),
+) -> Iterator[Parsed]:
+    """``build(where, obj)`` for every ``(where, obj)`` of ``items`` (what the readers here
+    yield), passing its :class:`Quarantined` items through; a record that ``build`` rejects with
+    one of ``errors`` is quarantined, with the error as the reason."""
+    for item in items:
+        if isinstance(item, Quarantined):
+            yield item
+            continue
+        where, obj = item
+        try:
+            yield build(where, obj)
+        except errors as exc:
+            yield Quarantined(where, str(exc), truncate(obj))
+
+
+def peek_first_json_line(head: bytes) -> Any:
+    """The first non-blank line of ``head`` parsed as JSON, or ``None`` if it does not parse."""
+    for raw in head.splitlines():
+        if raw.strip():
+            try:
+                return json.loads(raw.decode("utf-8-sig"))
+            except (ValueError, UnicodeDecodeError):
+                return None
+    return None
+
+
+def first_record(head: bytes) -> Any:
+    """The first JSON record in ``head`` (a file's first bytes): the first item of a top-level
+    JSON array (parsed incrementally, so a cut-off array still gives it), else the first line
+    parsed as JSON, else the whole head as one JSON document. ``None`` when none parses."""
+    text = head.lstrip()
+    if text.startswith(b"\xef\xbb\xbf"):
+        text = text[3:].lstrip()
+    if text.startswith(b"["):
+        try:
+            for item in ijson.items(io.BytesIO(text), "item", use_float=True):
+                return item
+        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
+            return None
+        return None
+    first = peek_first_json_line(text)
+    if first is not None:
+        return first
+    try:
+        return json.loads(text.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def first_page_record(head: bytes, envelope: str) -> Any:
+    """The first record of a file that may hold API list pages, from its first bytes: the first
+    JSON Lines value, the first item of a JSON array or of the ``envelope`` list of a JSON object
+    (``{"data": [...]}``; a JSON Lines page gives its first item too), else the top-level keys of
+    a single (possibly cut) JSON object with their scalar values (others ``None``)."""
+    record = peek_first_json_line(head)
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if record is None and text[:1] in (b"[", b"{"):
+        prefix = "item" if text.startswith(b"[") else f"{envelope}.item"
+        try:
+            record = next(ijson.items(io.BytesIO(text), prefix, use_float=True), None)
+        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
+            record = None
+        if record is None and text.startswith(b"{"):
+            record = _top_level(text)
+    if isinstance(record, list):
+        record = record[0] if record else None
+    if isinstance(record, Mapping) and isinstance(record.get(envelope), list):
+        record = record[envelope][0] if record[envelope] else None
+    return record
+
+
+def _top_level(text: bytes) -> dict[str, Any]:
+    """The top-level keys of a (possibly cut) JSON object, with their values when scalar."""
+    fields: dict[str, Any] = {}
+    try:
+        for prefix, event, value in ijson.parse(io.BytesIO(text), use_float=True):
+            if prefix == "" and event == "map_key":
+                fields[str(value)] = None
+            elif prefix in fields and event in ("string", "number", "boolean"):
+                fields[prefix] = value
+    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
+        pass
+    return fields

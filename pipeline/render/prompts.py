@@ -1,0 +1,271 @@
+"""PromptGenerator: render one system prompt per namespace from a Jinja template.
+
+The template receives ``base_prompt`` (str), ``namespace`` (str) and ``sections`` (list of
+``{"name", "title", "skills": [{"id", "instruction", "section", "evidence"}]}``). Skill text is
+data: templates run in Jinja's ``SandboxedEnvironment`` with autoescaping of Markdown-active
+characters applied to skill text beforehand, so a skill that looks like template code is printed,
+never evaluated. Output: ``<out>/<namespace>.md`` (``:`` in the namespace becomes ``-``) and
+``<out>/manifest.json`` (per prompt: skill ids used, Skillbook version, template SHA-256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined
+from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from pipeline.errors import TemplateError
+from pipeline.fileio import atomic_write
+from pipeline.redact import redact
+from pipeline.skillbook import NOT_RENDERED, SECTION_TITLES, Skill, Skillbook, section_key
+
+__all__ = [
+    "PRECEDENCE",
+    "PromptGenerator",
+    "RenderedPrompt",
+    "compose",
+    "namespace_rank",
+    "prompt_filename",
+]
+
+# Namespace kinds from the most to the least specific: a skill of a more specific namespace
+# takes precedence over one of a less specific namespace for the same pattern.
+PRECEDENCE = ("user", "domain", "agent", "global")
+DEFAULT_TEMPLATE = "system_prompt.md.j2"
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*{}\[\]<>#|])")
+
+
+def prompt_filename(namespace: str) -> str:
+    """File name of a namespace's prompt: ``domain:airline`` -> ``domain-airline.md``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", namespace) + ".md"
+
+
+def _escape(text: str) -> str:
+    """Skill text made inert: personal data and secrets redacted (:mod:`pipeline.redact`), one
+    line, Markdown-special characters backslash-escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(redact(text).split()))
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A rendered prompt: its namespace, text, and the ids of the skills it carries."""
+
+    namespace: str
+    text: str
+    skill_ids: tuple[str, ...]
+
+
+class PromptGenerator:
+    """``PromptGenerator(template_dir, ...).run(skillbook, base_prompts) -> list[RenderedPrompt]``.
+
+    Args:
+        template_dir: a directory holding ``system_prompt.md.j2`` to use instead of the
+            package's template.
+        max_chars: size budget for the skills part of each prompt, in characters; the most
+            valuable skills (:attr:`pipeline.skillbook.Skill.value`) are kept first.
+    """
+
+    def __init__(self, template_dir: Path | None = None, *, max_chars: int = 4000) -> None:
+        if template_dir is not None:
+            path = template_dir / DEFAULT_TEMPLATE
+            if not path.is_file():
+                raise TemplateError(f"{path}: template not found")
+            source = path.read_text(encoding="utf-8")
+        else:
+            source = (resources.files("pipeline") / "templates" / DEFAULT_TEMPLATE).read_text(
+                encoding="utf-8"
+            )
+        self.template_source = source
+        self.template_hash = hashlib.sha256(source.encode()).hexdigest()
+        self.max_chars = max_chars
+        env = SandboxedEnvironment(
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        try:
+            self.template = env.from_string(source)
+        except JinjaTemplateError as exc:
+            raise TemplateError(f"prompt template does not parse: {exc}") from exc
+
+    def _select(self, skills: list[Skill]) -> list[Skill]:
+        chosen, used = [], 0
+        for skill in sorted(skills, key=lambda s: (-s.value, s.id)):
+            cost = len(skill.instruction) + 3
+            if used + cost > self.max_chars:
+                continue
+            chosen.append(skill)
+            used += cost
+        return chosen
+
+    def run(self, skillbook: Skillbook, base_prompts: dict[str, str]) -> list[RenderedPrompt]:
+        """Render one prompt per namespace that has active skills or a base prompt.
+
+        Each prompt composes its namespace with ``global`` (:func:`compose`): a ``user:<id>``
+        prompt holds that user's skills and the global ones, never another user's. Returns
+        prompts sorted by namespace.
+
+        Raises:
+            TemplateError: the template fails to render.
+        """
+        active = [
+            s
+            for s in skillbook.skills.values()
+            if s.status == "active" and s.section not in NOT_RENDERED
+        ]
+        namespaces = sorted({s.namespace for s in active} | set(base_prompts))
+        return [
+            self._render(namespace, base_prompts.get(namespace, ""), compose(active, [namespace]))
+            for namespace in namespaces
+        ]
+
+    def run_for(
+        self,
+        skillbook: Skillbook,
+        base_prompt: str,
+        *,
+        domain: str | None = None,
+        agent: str | None = None,
+        user: str | None = None,
+    ) -> RenderedPrompt:
+        """One prompt for a concrete context (a user talking to an agent in a domain): the
+        active skills of ``user:<user>``, ``domain:<domain>``, ``agent:<agent>`` and ``global``
+        composed by :func:`compose`. The prompt's namespace is the most specific one given.
+
+        Raises:
+            TemplateError: the template fails to render.
+        """
+        chain = [
+            f"{kind}:{name}"
+            for kind, name in (("user", user), ("domain", domain), ("agent", agent))
+            if name
+        ]
+        active = [
+            s
+            for s in skillbook.skills.values()
+            if s.status == "active" and s.section not in NOT_RENDERED
+        ]
+        return self._render((chain or ["global"])[0], base_prompt, compose(active, chain))
+
+    def _render(self, namespace: str, base_prompt: str, own: list[Skill]) -> RenderedPrompt:
+        """Render one prompt of ``namespace`` from ``base_prompt`` and the skills ``own``."""
+        chosen = self._select(own)
+        sections = []
+        for name in sorted(
+            {s.section for s in chosen},
+            key=section_key,
+        ):
+            sections.append(
+                {
+                    "name": name,
+                    "title": SECTION_TITLES.get(name, name.replace("-", " ").capitalize()),
+                    "skills": [
+                        {
+                            "id": s.id,
+                            "instruction": _escape(s.instruction),
+                            "section": s.section,
+                            "evidence": dict(s.evidence),
+                        }
+                        for s in chosen
+                        if s.section == name
+                    ],
+                }
+            )
+        context: dict[str, Any] = {
+            "base_prompt": base_prompt.rstrip(),
+            "namespace": namespace,
+            "sections": sections,
+        }
+        try:
+            text = self.template.render(**context)
+        except JinjaTemplateError as exc:
+            raise TemplateError(f"rendering the prompt for {namespace}: {exc}") from exc
+        return RenderedPrompt(namespace, text.strip() + "\n", tuple(s.id for s in chosen))
+
+    def write(self, prompts: list[RenderedPrompt], out_dir: Path, skillbook_version: int) -> Path:
+        """Write each prompt and ``manifest.json`` atomically (unchanged files are not
+        rewritten). Returns the manifest path."""
+        manifest = {
+            "skillbook_version": skillbook_version,
+            "template_sha256": self.template_hash,
+            "prompts": {
+                prompt_filename(p.namespace): {
+                    "namespace": p.namespace,
+                    "skill_ids": list(p.skill_ids),
+                }
+                for p in prompts
+            },
+        }
+        files = {out_dir / prompt_filename(p.namespace): p.text for p in prompts}
+        for path, text in files.items():
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                atomic_write(path, text)
+        path = out_dir / "manifest.json"
+        text = json.dumps(manifest, indent=2) + "\n"
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            atomic_write(path, text)
+        return path
+
+
+def namespace_rank(namespace: str) -> int:
+    """Position of a namespace's kind in :data:`PRECEDENCE` (0 = most specific: ``user``);
+    an unknown kind ranks with ``agent``."""
+    kind = namespace.split(":", 1)[0]
+    if kind in PRECEDENCE:
+        return PRECEDENCE.index(kind)
+    return PRECEDENCE.index("global") - 1 if namespace != "global" else PRECEDENCE.index("global")
+
+
+def compose(skills: list[Skill], namespaces: list[str]) -> list[Skill]:
+    """The skills that apply to a context made of ``namespaces`` (plus ``global``, always).
+
+    Only skills of exactly those namespaces are kept, so a ``user:`` skill reaches only that
+    user's prompts. Where several namespaces carry a skill for the same pattern (or the same
+    wording), the most specific one wins: user over domain over agent over global
+    (:data:`PRECEDENCE`). Returns the kept skills ordered by precedence, then id.
+    """
+    wanted = {*namespaces, "global"}
+    kept: dict[str, Skill] = {}
+    for skill in sorted(
+        (s for s in skills if s.namespace in wanted),
+        key=lambda s: (namespace_rank(s.namespace), s.id),
+    ):
+        key = skill.source.get("pattern_id") or " ".join(skill.instruction.casefold().split())
+        kept.setdefault(key, skill)
+    return list(kept.values())
+
+
+def base_prompts(trajectories: Any) -> dict[str, str]:
+    """The most common system prompt per namespace (ties: the lexically smallest), from a
+    polars DataFrame with ``domain`` and ``system_prompt`` columns (String). Rows without a
+    system prompt are skipped; rows without a domain count for ``global``."""
+    import polars as pl
+
+    top = (
+        trajectories.lazy()
+        .select("domain", "system_prompt")
+        .filter(pl.col("system_prompt").is_not_null() & (pl.col("system_prompt") != ""))
+        .with_columns(
+            pl.when(pl.col("domain").is_not_null() & (pl.col("domain") != ""))
+            .then(pl.lit("domain:") + pl.col("domain"))
+            .otherwise(pl.lit("global"))
+            .alias("namespace")
+        )
+        .group_by("namespace", "system_prompt")
+        .len()
+        .sort(["namespace", "len", "system_prompt"], descending=[False, True, False])
+        .group_by("namespace", maintain_order=True)
+        .first()
+        .collect()
+    )
+    return dict(zip(top["namespace"].to_list(), top["system_prompt"].to_list(), strict=True))

@@ -61,17 +61,14 @@ EXACT_FLOATS = ("rate_with", "rate_without", "lift")
 # a margin of thousands for accumulated rounding and still catches any change of formula.
 CLOSED_FORM_REL = 1e-12
 # The conditional-logit figures (method clogit; and every q-value of a family holding one, since
-# Benjamini-Hochberg mixes the family's p-values). statsmodels' ConditionalLogit takes the
-# Hessian by forward differences of the score, with a step of 1.5e-8 * max(|beta|, 0.1), so the
-# score's rounding becomes relative noise of up to ~1e-6 in the standard error, hence in the
-# interval, in p (amplified about z**2 + 1 times) and in q. The odds ratio comes from BFGS
-# (gtol 1e-5) and moves by ~1e-14 only, as no stop decision in these fits is within 0.9% of
-# gtol. Seen against the golden on one Intel Xeon under OpenBLAS's SkylakeX, Haswell,
-# Sandybridge and Prescott kernels and numpy without its AVX2/AVX-512 paths: up to 1.6e-6
-# relative in ci_low / ci_high, 4.1e-7 in p, 1e-7 in q, 1.8e-14 in the odds ratio; moving the
-# fitted parameters by a few ulps spreads ci_high by up to 3.3e-6. 1e-4 is 30 times the largest,
-# and far below what a change of method or data moves (a p-value off by 1e-3 fails).
-FIT_REL = 1e-4
+# Benjamini-Hochberg mixes the family's p-values). The fit (pipeline.analyze.stats) polishes
+# statsmodels' BFGS estimate by Newton steps to a step of 1e-12 and takes the Hessian by central
+# differences of the exact score, whose rounding becomes relative noise of ~1e-9 in the standard
+# error, hence in the interval, p and q; the odds ratio moves by ~1e-15. Seen against the golden
+# on one Intel Xeon under OpenBLAS's SkylakeX, Haswell, Sandybridge and Prescott kernels and
+# numpy without its x86-64-v3/v4 paths: up to 1.5e-9 relative (p, ci_low), 3e-15 in the odds
+# ratio. 1e-7 is 60 times the largest, and far below what a change of method or data moves.
+FIT_REL = 1e-7
 FIT_FIELDS = ("odds_ratio", "ci_low", "ci_high", "p_value")
 FDR = AnalyzerConfig().fdr
 

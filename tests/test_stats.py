@@ -268,6 +268,31 @@ def _simulate(beta: float, seed: int, n_groups: int = 150, size: int = 4):
     return outcome, feature, groups, rng
 
 
+def test_conditional_logit_on_matched_pairs_is_the_discordant_pair_ratio() -> None:
+    # Textbook answer (Breslow & Day 1980, ch. 7; Agresti, Categorical Data Analysis, 3rd ed.,
+    # 11.2.3): with 1:1 matched pairs and one binary exposure, the conditional maximum
+    # likelihood odds ratio is n10 / n01 (pairs where only the success / only the failure is
+    # exposed) with standard error sqrt(1/n10 + 1/n01) of its log. Concordant pairs carry no
+    # information.
+    n10, n01, n11, n00 = 30, 12, 9, 14
+    outcome, feature, groups = [], [], []
+    pairs = [(1, 0)] * n10 + [(0, 1)] * n01 + [(1, 1)] * n11 + [(0, 0)] * n00
+    for pair, (success_exposed, failure_exposed) in enumerate(pairs):
+        outcome += [1, 0]
+        feature += [success_exposed, failure_exposed]
+        groups += [pair, pair]
+    effect = conditional_logit(np.array(outcome), np.array(feature), np.array(groups), None)
+    se = math.sqrt(1 / n10 + 1 / n01)
+    # the fit is Newton-polished to a step of 1e-12 and its Hessian taken by central
+    # differences (noise ~1e-9 relative): 1e-7 bounds both with room, and a forward-difference
+    # Hessian or a BFGS stop at gtol 1e-5 (errors ~1e-6 to 1e-4) would fail it
+    assert effect.odds_ratio == pytest.approx(n10 / n01, rel=1e-7)
+    assert effect.ci_low == pytest.approx(math.exp(math.log(n10 / n01) - 1.96 * se), rel=1e-7)
+    assert effect.ci_high == pytest.approx(math.exp(math.log(n10 / n01) + 1.96 * se), rel=1e-7)
+    z = math.log(n10 / n01) / se
+    assert effect.p_value == pytest.approx(math.erfc(abs(z) / math.sqrt(2)), rel=1e-7)
+
+
 def test_conditional_logit_recovers_strong_positive_effect() -> None:
     outcome, feature, groups, _ = _simulate(beta=math.log(4.0), seed=0)
     effect = conditional_logit(outcome, feature, groups, None)

@@ -7,7 +7,10 @@ Sources:
   Greenland variance: Agresti, *Categorical Data Analysis* (3rd ed.) §6.4, via
   ``statsmodels.stats.contingency_tables.StratifiedTable``.
 - Conditional logistic regression (strata as groups): Breslow & Day (1980), via
-  ``statsmodels.discrete.conditional_models.ConditionalLogit``.
+  ``statsmodels.discrete.conditional_models.ConditionalLogit`` (its exact score), fitted by
+  statsmodels' BFGS and then polished by Newton steps on a central-difference Hessian of that
+  score, so the estimate and its standard error are the same to about 1e-9 on any CPU (BFGS
+  alone stops at a gradient of 1e-5, along a path that BLAS rounding steers).
 - Benjamini–Hochberg false discovery rate: Benjamini & Hochberg (1995), via
   ``statsmodels.stats.multitest.multipletests(method="fdr_bh")``.
 - Runs needed (:func:`runs_needed`): the usual normal-approximation sample size of a
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,19 +134,52 @@ def conditional_logit(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            fit = ConditionalLogit(outcome.astype(float), exog, groups=groups).fit(disp=0)
-        except (np.linalg.LinAlgError, ValueError, ZeroDivisionError):
+            model = ConditionalLogit(outcome.astype(float), exog, groups=groups)
+            fit = model.fit(disp=0, skip_hessian=True)
+            params, hessian = _newton_polish(model.score, np.asarray(fit.params, dtype=float))
+            se = float(math.sqrt(-np.linalg.inv(hessian)[0, 0]))
+        except (np.linalg.LinAlgError, ValueError, ZeroDivisionError, FloatingPointError):
             return Effect(math.nan, math.nan, math.nan, 1.0)
-    beta, se = float(fit.params[0]), float(fit.bse[0])
-    p_value = float(fit.pvalues[0])
+    beta = float(params[0])
     if not (math.isfinite(beta) and math.isfinite(se) and se > 0 and se < 20):
         return Effect(math.nan, math.nan, math.nan, 1.0)
+    from scipy.stats import norm
+
+    p_value = float(2 * norm.sf(abs(beta / se)))
     return Effect(
         math.exp(beta),
         math.exp(beta - 1.96 * se),
         math.exp(beta + 1.96 * se),
         p_value if math.isfinite(p_value) else 1.0,
     )
+
+
+def _newton_polish(
+    score: Callable[[np.ndarray], np.ndarray], params: np.ndarray, max_steps: int = 25
+) -> tuple[np.ndarray, np.ndarray]:
+    """Newton steps from ``params`` on the log-likelihood whose exact gradient is ``score``,
+    with its Hessian by central differences of ``score`` (error about 1e-10 relative, against
+    1e-7 for forward differences); stops when a step moves no parameter by more than 1e-12
+    (relative). Returns the parameters and the Hessian there (symmetrised).
+
+    Raises:
+        LinAlgError: the Hessian is singular. ValueError: a step is not finite (separation).
+    """
+    from statsmodels.tools.numdiff import approx_fprime
+
+    def hessian_at(x: np.ndarray) -> np.ndarray:
+        h = np.atleast_2d(approx_fprime(x, score, centered=True))
+        return (h + h.T) / 2
+
+    for _ in range(max_steps):
+        hessian = hessian_at(params)
+        step = np.linalg.solve(hessian, score(params))
+        if not np.all(np.isfinite(step)):
+            raise ValueError("Newton step is not finite")
+        params = params - step
+        if np.max(np.abs(step)) <= 1e-12 * (1.0 + np.max(np.abs(params))):
+            break
+    return params, hessian_at(params)
 
 
 def benjamini_hochberg(p_values: list[float] | np.ndarray) -> np.ndarray:

@@ -125,27 +125,38 @@ class LLMConfig:
         if self.structured not in ("auto", "json_schema", "json"):
             raise SettingError(
                 "structured",
-                f"structured must be auto, json_schema or json, not {self.structured!r}",
+                "{structured} must be auto, json_schema or json, not {value!r}",
+                value=self.structured,
             )
         for name in ("max_calls", "max_tokens", "max_usd"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise SettingError(name, f"{name} must not be negative, not {value}")
+                raise SettingError(
+                    name, f"{{{name}}} must not be negative, not {{value}}", value=value
+                )
         for name in ("usd_per_1k_input", "usd_per_1k_output", "backoff_s"):
             if getattr(self, name) < 0:
-                raise SettingError(name, f"{name} must not be negative, not {getattr(self, name)}")
+                raise SettingError(
+                    name,
+                    f"{{{name}}} must not be negative, not {{value}}",
+                    value=getattr(self, name),
+                )
         if self.label and not self.enabled:
-            raise SettingError(
-                "label", "--llm-label needs --llm (and a model): pass --llm --model NAME"
-            )
+            raise SettingError("label", "{label} needs {enabled} (and a {model}): set both")
         if self.enabled and not self.model:
-            raise SettingError("model", "--llm needs a model: pass --model NAME or set COACH_MODEL")
+            raise SettingError("model", "{enabled} needs a {model}: name one (or set COACH_MODEL)")
         if self.concurrency < 1:
-            raise SettingError("concurrency", f"concurrency must be >= 1, not {self.concurrency}")
+            raise SettingError(
+                "concurrency", "{concurrency} must be >= 1, not {value}", value=self.concurrency
+            )
         if self.max_retries < 0:
-            raise SettingError("max_retries", f"max_retries must be >= 0, not {self.max_retries}")
+            raise SettingError(
+                "max_retries", "{max_retries} must be >= 0, not {value}", value=self.max_retries
+            )
         if not self.timeout_s > 0:
-            raise SettingError("timeout_s", f"timeout_s must be > 0, not {self.timeout_s}")
+            raise SettingError(
+                "timeout_s", "{timeout_s} must be > 0, not {value}", value=self.timeout_s
+            )
 
     @property
     def endpoint(self) -> str:
@@ -215,25 +226,36 @@ class Config:
                 ``min_support`` for those of ``analyzer``).
         """
         if self.mode not in ("auto", "propose"):
-            raise SettingError("mode", f"mode must be auto or propose, not {self.mode!r}")
+            raise SettingError(
+                "mode", "{mode} must be auto or propose, not {value!r}", value=self.mode
+            )
         for section, mode in self.section_modes:
             if mode not in ("auto", "propose", "off"):
                 raise SettingError(
                     "section_modes",
-                    f"--section-mode {section}={mode}: the mode must be auto, propose or off",
+                    "{section_modes} {section}={mode}: the mode must be auto, propose or off",
+                    section=section,
+                    mode=mode,
                 )
         if not self.half_life_days > 0:
             raise SettingError(
-                "half_life_days", f"--half-life-days must be positive, not {self.half_life_days}"
+                "half_life_days",
+                "{half_life_days} must be positive, not {value}",
+                value=self.half_life_days,
             )
         if not 0 < self.analyzer.fdr < 1:
-            raise SettingError("fdr", f"--fdr must be between 0 and 1, not {self.analyzer.fdr}")
+            raise SettingError(
+                "fdr", "{fdr} must be between 0 and 1, not {value}", value=self.analyzer.fdr
+            )
         if self.analyzer.min_support < 1:
             raise SettingError(
-                "min_support", f"--min-support must be at least 1, not {self.analyzer.min_support}"
+                "min_support",
+                "{min_support} must be at least 1, not {value}",
+                value=self.analyzer.min_support,
             )
         if self.max_record_bytes < 1:
             raise SettingError(
                 "max_record_bytes",
-                f"max_record_bytes must be positive, not {self.max_record_bytes}",
+                "{max_record_bytes} must be positive, not {value}",
+                value=self.max_record_bytes,
             )

@@ -21,6 +21,9 @@ A malformed *record* inside an otherwise readable file is not an exception: it i
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 __all__ = [
     "CoachError",
     "ConfigError",
@@ -55,12 +58,21 @@ class SettingError(ConfigError):
     is out of its range, not one of its choices, or in conflict with another setting.
 
     ``setting`` names it as the field is called (``fdr``, ``max_calls``, ``model``, ...), so
-    that the command line can name its option.
+    that the command line can name its option. ``template`` is the message with each setting it
+    mentions as ``{name}``: ``str(error)`` names the settings, and :meth:`describe` lets a
+    caller name them its own way (the command line, by their options).
     """
 
-    def __init__(self, setting: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, setting: str, template: str, **values: object) -> None:
         self.setting = setting
+        self.template = template
+        self.values = values
+        super().__init__(self.describe(lambda name: name))
+
+    def describe(self, name_of: Callable[[str], str]) -> str:
+        """The message with each setting ``{name}`` written as ``name_of(name)``."""
+        names = {n: name_of(n) for n in re.findall(r"{(\w+)}", self.template)}
+        return self.template.format(**(names | {k: v for k, v in self.values.items()}))
 
 
 class SettingsFileError(ConfigError):

@@ -223,7 +223,7 @@ def test_invalid_reply_is_retried_once_then_stays_unknown(
 
 
 def test_label_needs_llm() -> None:
-    with pytest.raises(ConfigError, match="--llm-label needs --llm"):
+    with pytest.raises(ConfigError, match="label needs enabled"):
         LLMConfig(label=True)
 
 

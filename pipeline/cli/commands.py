@@ -70,7 +70,7 @@ _ingest_options = [
     click.option(
         "--reward-threshold",
         type=float,
-        default=1.0,
+        default=Config.reward_threshold,
         show_default=True,
         help="A reward at or above it labels a trajectory success.",
     ),
@@ -85,7 +85,7 @@ _ingest_options = [
     click.option(
         "--max-record-mb",
         type=click.IntRange(min=1),
-        default=64,
+        default=Config.max_record_bytes >> 20,
         show_default=True,
         help="A JSON Lines line longer than this is quarantined unparsed.",
     ),

@@ -20,7 +20,7 @@ from pipeline.cli.options import (
     paths_argument,
     say,
 )
-from pipeline.config import AnalyzerConfig, timestamp
+from pipeline.config import AnalyzerConfig, Config, timestamp
 from pipeline.errors import InputError
 from pipeline.fileio import lock
 
@@ -123,7 +123,7 @@ def _text(result: Evaluation) -> str:
 @click.option(
     "--reward-threshold",
     type=float,
-    default=1.0,
+    default=Config.reward_threshold,
     show_default=True,
     help="A reward at or above it labels success.",
 )

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from pipeline.config import AnalyzerConfig, Config
 from pipeline.errors import CoachError, SettingError
 
 __all__ = [
@@ -78,7 +79,7 @@ def domain_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except SettingError as exc:
             raise click.BadParameter(
-                str(exc),
+                exc.describe(option_of),
                 ctx=click.get_current_context(silent=True),
                 param_hint=f"'{option_of(exc.setting)}'",
             ) from exc
@@ -142,7 +143,7 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--data-dir",
             type=click.Path(path_type=Path),
-            default=Path(".coach"),
+            default=Config.data_dir,
             envvar="COACH_DATA_DIR",
             show_default=True,
             help="Where canonical tables and analysis results are kept.",
@@ -169,7 +170,7 @@ SKILLBOOK_OPTION = click.option(
     "--skillbook",
     "skillbook_dir",
     type=click.Path(path_type=Path),
-    default=Path("skillbook"),
+    default=Config.skillbook_dir,
     envvar="COACH_SKILLBOOK",
     show_default=True,
     help="Directory of skillbook.json and SKILLBOOK.md.",
@@ -178,7 +179,7 @@ OUT_OPTION = click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path),
-    default=Path("prompts_out"),
+    default=Config.out_dir,
     envvar="COACH_OUT",
     show_default=True,
     help="Directory for rendered prompts.",
@@ -202,21 +203,21 @@ BASE_PROMPT_OPTION = click.option(
 MODE_OPTION = click.option(
     "--mode",
     type=click.Choice(["auto", "propose"]),
-    default="auto",
+    default=Config.mode,
     show_default=True,
     help="auto: significant skills become active; propose: every new skill waits for approval.",
 )
 MIN_SUPPORT_OPTION = click.option(
     "--min-support",
     type=click.IntRange(min=1),
-    default=10,
+    default=AnalyzerConfig.min_support,
     show_default=True,
     help="Fewest trajectories with and without a behaviour for it to be tested.",
 )
 FDR_OPTION = click.option(
     "--fdr",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.05,
+    default=AnalyzerConfig.fdr,
     show_default=True,
     help="False discovery rate (Benjamini-Hochberg q-value level).",
 )

@@ -2,9 +2,8 @@
 
 Plain dataclasses only: importing this module loads none of the analysis stack nor the LLM
 client, so that a ``learn`` with nothing new to do stays quick (:func:`pipeline.learn.learn`).
-:class:`AnalyzerConfig`, :class:`FeatureConfig` and :class:`LLMConfig` are also importable from
-:mod:`pipeline.analyze`, :mod:`pipeline.features` and :mod:`pipeline.llm`, whose settings they
-are.
+:class:`AnalyzerConfig` and :class:`FeatureConfig` are also importable from
+:mod:`pipeline.analyze`, and :class:`LLMConfig` from :mod:`pipeline.llm`, whose settings they are.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """How features are derived (:mod:`pipeline.features`).
+    """How features are derived (:mod:`pipeline.analyze.features`).
 
     ``write_tool_pattern``: regex (case-insensitive, searched in the tool name) for write actions,
     the tool calls that change state. ``transfer_tool_pattern``: regex for hand-offs to a human.
@@ -52,7 +51,7 @@ class AnalyzerConfig:
     ``min_support``: fewest trajectories with, and without, a feature for it to be tested.
     ``fdr``: false discovery rate level for q-values. ``min_strata``: fewest informative strata
     (both outcomes and both feature values present) for a stratified test.
-    ``align_tasks``: align task ids across datasets (:func:`pipeline.tasks.task_keys`).
+    ``align_tasks``: align task ids across datasets (:func:`pipeline.analyze.task_keys`).
     ``examples_per_feature``: example pointers kept in
     :attr:`pipeline.analyze.Analysis.features` per
     (namespace, feature, outcome). ``memory_limit`` (DuckDB size text, ``None`` for DuckDB's
@@ -86,9 +85,9 @@ class LLMConfig:
     failure clusters distilled per namespace. ``concurrency``: requests in flight at once.
     ``auto``: LLM-worded skills may become active like rule-worded ones (default: proposed).
     ``label``: label trajectories without an outcome with the LLM judge (needs ``enabled``;
-    see :mod:`pipeline.judge`). ``label_rubric``: a rubric for the judge, plain text or a Jinja
-    template replacing ``pipeline/templates/judge.md.j2``. ``template_file``: a
-    Jinja template replacing ``pipeline/templates/distill.md.j2``. ``cache_path``: the DuckDB
+    see :mod:`pipeline.llm.judge`). ``label_rubric``: a rubric for the judge, plain text or a Jinja
+    template replacing ``pipeline/llm/templates/judge.md.j2``. ``template_file``: a
+    Jinja template replacing ``pipeline/llm/templates/distill.md.j2``. ``cache_path``: the DuckDB
     cache (default ``<data dir>/llm_cache.duckdb``). ``structured``: ``auto`` (JSON schema, with
     the fallback), ``json_schema`` or ``json`` (schema in the prompt only).
     """

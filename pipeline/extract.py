@@ -103,7 +103,7 @@ def _number(value: Any) -> float | None:
 def judged_counts(analysis: Analysis, judged: frozenset[str]) -> dict[str, int]:
     """Per namespace: how many of its labelled trajectories (``analysis.units``, every one of
     which is counted in n_with + n_without of the namespace's contrasts) are in ``judged``, the
-    ids labelled by the LLM judge (:mod:`pipeline.judge`). Namespaces without any are left out."""
+    ids labelled by the LLM judge (:mod:`pipeline.llm.judge`). Namespaces without any are left out."""
     if not judged or analysis.units.height == 0:
         return {}
     counts = (

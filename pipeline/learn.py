@@ -23,7 +23,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -276,89 +276,193 @@ def _remaining_budget(config: Config, used: dict[str, Any]) -> Config:
     )
 
 
-def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResult:
-    import polars as pl
+@dataclass(frozen=True)
+class Run:
+    """What the stages of one ``learn`` run hand on, each stage adding its output: the canonical
+    tables (``traces``; steps released to their Parquet file), the ids of runs labelled by the
+    LLM judge (``judged``) and its report (``labelled``, None without labelling), the columns
+    ``domain``, ``system_prompt``, ``outcome_label``, ``outcome_source`` of the trajectories
+    (``trajectories``, polars), the base prompt per namespace (``bases``), the ``analysis``, the
+    ``candidates`` with the evidence of every pattern ``tested``, the LLM summary (``llm``), and
+    the merged ``book`` with what changed (``merged``) and the ``prompts`` written. ``timings``:
+    seconds per stage. ``say``: where stages send progress lines."""
 
-    from pipeline.analyze import Analyzer
-    from pipeline.extract import SkillExtractor, feedback_namespaces, tested_evidence
-    from pipeline.llm import label_unknown, refine
+    config: Config
+    say: Callable[[str], None] = field(default=lambda _message: None, repr=False, compare=False)
+    traces: Any = None
+    judged: frozenset[str] = frozenset()
+    labelled: dict[str, Any] | None = None
+    trajectories: Any = None
+    bases: Mapping[str, str] = field(default_factory=dict)
+    analysis: Any = None
+    candidates: list[Candidate] = field(default_factory=list)
+    tested: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    llm: dict[str, Any] = field(default_factory=dict)
+    book: Skillbook | None = None
+    merged: MergeResult | None = None
+    prompts: list[Path] = field(default_factory=list)
+    run_id: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
 
-    say = progress or (lambda _message: None)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    traces = ingest_store(config)
+
+def _ingest(run: Run) -> Run:
+    traces = ingest_store(run.config)
     # the stages after ingest scan the steps in their stored Parquet file through DuckDB, so
     # the large table is not held in memory during the analysis
     traces.release_steps()
-    timings["ingest"] = time.perf_counter() - start
-    counts = traces.counts
-    new = traces.counts_this_run
-    say(
-        f"ingest: {new['records_read']} records read from "
-        f"{sum(f.status == 'read' for f in traces.files)} new files, {new['quarantined']} "
-        f"quarantined, {new['deduplicated']} duplicates; {counts['trajectories']} trajectories "
-        f"in the store ({timings['ingest']:.1f}s)"
-    )
-    for warning in traces.warnings:
-        say(f"warning: {warning}")
+    return replace(run, traces=traces, trajectories=_trajectory_columns(traces))
 
-    start = time.perf_counter()
-    labelling, label_usage = label_unknown(config, traces, say)
-    if label_usage:
-        timings["llm_label"] = time.perf_counter() - start
-        # in memory only: the store saved above keeps the labels as ingested
-        traces = labelling.traces
-        config = _remaining_budget(config, label_usage)
-    # the columns the extractor and the base prompts read, not the whole table
-    trajectories = pl.from_arrow(
+
+def _label(run: Run) -> Run:
+    from pipeline.llm import label_unknown
+
+    labelling, usage = label_unknown(run.config, run.traces, run.say)
+    if not usage:
+        return run
+    # in memory only: the store saved by ingest keeps the labels as ingested
+    return replace(
+        run,
+        config=_remaining_budget(run.config, usage),
+        traces=labelling.traces,
+        judged=labelling.judged,
+        labelled=labelling.report,
+        trajectories=_trajectory_columns(labelling.traces),
+    )
+
+
+def _trajectory_columns(traces: Traces) -> pl.DataFrame:
+    """The columns of the trajectories that the extractor and the base prompts read, not the
+    whole table."""
+    import polars as pl
+
+    frame = pl.from_arrow(
         traces.trajectories.select(["domain", "system_prompt", "outcome_label", "outcome_source"])
     )
-    assert isinstance(trajectories, pl.DataFrame)
-    bases = base_prompts_for(config, trajectories)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
-    start = time.perf_counter()
-    analysis = Analyzer(config.analyzer).run(traces)
-    timings["analyze"] = time.perf_counter() - start
-    say(
-        f"analyze: {analysis.results.height} features tested, "
-        f"{analysis.untested} below min support ({timings['analyze']:.1f}s)"
-    )
 
-    start = time.perf_counter()
+def _analyze(run: Run) -> Run:
+    from pipeline.analyze import Analyzer
+
+    return replace(run, analysis=Analyzer(run.config.analyzer).run(run.traces))
+
+
+def _extract(run: Run) -> Run:
+    from pipeline.extract import SkillExtractor, feedback_namespaces, tested_evidence
+
     candidates = SkillExtractor().run(
-        analysis, feedback_namespaces(trajectories), judged=labelling.judged
+        run.analysis, feedback_namespaces(run.trajectories), judged=run.judged
     )
-    tested = tested_evidence(analysis, labelling.judged)
-    timings["extract"] = time.perf_counter() - start
-    say(f"extract: {len(candidates)} candidate skills ({timings['extract']:.1f}s)")
-
-    start = time.perf_counter()
-    candidates, llm = refine(config, traces, analysis, candidates, say)
-    if label_usage:
-        llm["labelled"] = labelling.report
-    if config.llm.enabled:
-        timings["llm"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    run = _run_record(config, traces, analysis.results.height, len(candidates), analysis.units)
-    run["counts"]["llm_judged"] = len(labelling.judged)
-    book, merged, prompts = merge_and_render(config, candidates, tested, bases, run)
-    timings["merge+render"] = time.perf_counter() - start
-    say(
-        f"merge: Skillbook v{book.version}, {sum(map(len, merged.as_dict().values()))} changes; "
-        f"render: {len(prompts)} prompts ({timings['merge+render']:.1f}s)"
+    return replace(
+        run,
+        candidates=candidates,
+        tested=tested_evidence(run.analysis, run.judged),
+        bases=base_prompts_for(run.config, run.trajectories),
     )
-    result = LearnResult(traces, analysis, candidates, book, merged, prompts, timings, llm)
-    result.skillbook_run_id = run["run_id"]
-    analysis.save(config.data_dir / "analysis")
+
+
+def _refine(run: Run) -> Run:
+    from pipeline.llm import refine
+
+    candidates, llm = refine(run.config, run.traces, run.analysis, run.candidates, run.say)
+    if run.labelled is not None:
+        llm["labelled"] = run.labelled
+    return replace(run, candidates=candidates, llm=llm)
+
+
+def _merge(run: Run) -> Run:
+    record = _run_record(run)
+    book, merged, prompts = merge_and_render(
+        run.config, run.candidates, run.tested, run.bases, record
+    )
+    run.analysis.save(run.config.data_dir / "analysis")
+    return replace(run, book=book, merged=merged, prompts=prompts, run_id=record["run_id"])
+
+
+def _ingest_lines(run: Run, seconds: float) -> list[str]:
+    traces, new = run.traces, run.traces.counts_this_run
+    files = sum(f.status == "read" for f in traces.files)
+    return [
+        f"ingest: {new['records_read']} records read from {files} new files, "
+        f"{new['quarantined']} quarantined, {new['deduplicated']} duplicates; "
+        f"{traces.counts['trajectories']} trajectories in the store ({seconds:.1f}s)",
+        *(f"warning: {warning}" for warning in traces.warnings),
+    ]
+
+
+def _merge_lines(run: Run, seconds: float) -> list[str]:
+    assert run.book is not None and run.merged is not None
+    changes = sum(len(changed) for changed in run.merged.as_dict().values())
+    return [
+        f"merge: Skillbook v{run.book.version}, {changes} changes; "
+        f"render: {len(run.prompts)} prompts ({seconds:.1f}s)"
+    ]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of :data:`STAGES`: ``apply`` takes the :class:`Run` so far and returns it with
+    the stage's output; ``timed`` says whether the stage did work worth a timing under ``name``
+    (the optional LLM steps do not when they are off); ``lines`` are its progress lines."""
+
+    name: str
+    apply: Callable[[Run], Run]
+    lines: Callable[[Run, float], list[str]]
+    timed: Callable[[Run], bool] = lambda _run: True
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("ingest", _ingest, _ingest_lines),
+    Stage("llm_label", _label, lambda _run, _s: [], lambda run: run.labelled is not None),
+    Stage(
+        "analyze",
+        _analyze,
+        lambda run, s: [
+            f"analyze: {run.analysis.results.height} features tested, "
+            f"{run.analysis.untested} below min support ({s:.1f}s)"
+        ],
+    ),
+    Stage(
+        "extract",
+        _extract,
+        lambda run, s: [f"extract: {len(run.candidates)} candidate skills ({s:.1f}s)"],
+    ),
+    Stage("llm", _refine, lambda _run, _s: [], lambda run: run.config.llm.enabled),
+    Stage("merge+render", _merge, _merge_lines),
+)
+"""The stages of :func:`learn`, in order (see the module docstring)."""
+
+
+def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResult:
+    run = Run(config, say=progress or (lambda _message: None))
+    for stage in STAGES:
+        start = time.perf_counter()
+        run = stage.apply(run)
+        seconds = time.perf_counter() - start
+        if stage.timed(run):
+            run.timings[stage.name] = seconds
+        for line in stage.lines(run, seconds):
+            run.say(line)
+    assert run.book is not None and run.merged is not None
+    result = LearnResult(
+        run.traces,
+        run.analysis,
+        run.candidates,
+        run.book,
+        run.merged,
+        run.prompts,
+        run.timings,
+        run.llm,
+    )
+    result.skillbook_run_id = run.run_id
     return result
 
 
-def _run_record(
-    config: Config, traces: Traces, tested: int, candidates: int, units: pl.DataFrame
-) -> dict[str, Any]:
+def _run_record(run: Run) -> dict[str, Any]:
     """What the Skillbook's history keeps of this run: its id (a hash of the inputs and the
     settings that decide), inputs, settings and counts."""
+    config, traces, units = run.config, run.traces, run.analysis.units
     settings: dict[str, Any] = {
         "mode": config.mode,
         "min_support": config.analyzer.min_support,
@@ -381,9 +485,10 @@ def _run_record(
         "counts": {
             "trajectories": counts["trajectories"],
             "quarantined": counts["quarantined"],
-            "features_tested": tested,
-            "candidates": candidates,
+            "features_tested": run.analysis.results.height,
+            "candidates": len(run.candidates),
             "labelled": units.height,
             "successes": int(units["success"].sum()) if units.height else 0,
+            "llm_judged": len(run.judged),
         },
     }

@@ -74,8 +74,8 @@ class LearnResult:
         features_untested, significant, candidates, skills (counts by status),
         skillbook_version, changes, prompts (paths), llm_calls, llm (screened candidates; with
         --llm also model, endpoint, usage: calls, cache hits, tokens, cost_usd, budget_reached;
-        see :func:`pipeline.distill.refine`; with --llm-label also ``labelled``: the judge's
-        report, see :class:`pipeline.judge.Labelling`), stratification (per namespace),
+        see :func:`pipeline.llm.refine`; with --llm-label also ``labelled``: the judge's
+        report, see :class:`pipeline.llm.judge.Labelling`), stratification (per namespace),
         not_enough_evidence, timings_s (seconds per stage), unchanged (True when nothing had
         changed since the last run and no stage ran, see :func:`pipeline.learn.learn`)."""
         import polars as pl

@@ -1,4 +1,4 @@
-"""pipeline.stats against textbook answers derived independently of scipy / statsmodels.
+"""pipeline.analyze.stats against textbook answers derived independently of scipy / statsmodels.
 
 Expected values come from published examples or from the closed formulas written out here with
 the standard library only (math.comb, math.erfc, statistics.NormalDist).

@@ -351,7 +351,7 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-# Subcommands defined in their own modules (pipeline/cli_*.py) are registered here.
+# Subcommands defined in their own modules (pipeline/cli/*.py) are registered here.
 from pipeline.cli.evaluate import evaluate_command  # noqa: E402
 
 main.add_command(evaluate_command)

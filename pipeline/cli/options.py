@@ -1,6 +1,6 @@
 """Building blocks shared by the ``coach`` subcommands: common options, error mapping, output.
 
-A subcommand module (``pipeline/cli_*.py``) defines its click command or group with these and is
+A subcommand module (``pipeline/cli/*.py``) defines its click command or group with these and is
 registered on :func:`pipeline.cli.main` at the end of ``pipeline/cli.py``.
 """
 

@@ -14,7 +14,7 @@ id given):
 - ``skills``: every skill with its evidence and an odds-ratio chart with 95% intervals;
 - ``contrasts``: the strongest within-task contrasts tested, skills or not;
 - ``changes``: what changed in the latest Skillbook version, or against ``since`` (a
-  :class:`pipeline.diff.PromptDiff`) with the prompt lines.
+  :class:`pipeline.render.diff.PromptDiff`) with the prompt lines.
 
 Charts (:mod:`pipeline.report_charts`) are drawn by matplotlib's SVG backend and inlined; the
 page loads nothing from anywhere (no script, no font, no stylesheet outside the file).
@@ -367,7 +367,7 @@ def render_report(
     """The report as one HTML document (UTF-8 text). Deterministic for the same inputs and
     ``SOURCE_DATE_EPOCH`` (the time shown is the last run's).
 
-    ``since``: a comparison with an earlier version (:func:`pipeline.diff.diff_snapshots`) for
+    ``since``: a comparison with an earlier version (:func:`pipeline.render.diff_snapshots`) for
     the "What changed" section; without it, that section lists the latest Skillbook version's
     changes.
     """

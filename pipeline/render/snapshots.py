@@ -1,4 +1,4 @@
-"""Reading one side of a comparison (:class:`Snapshot`) for :mod:`pipeline.diff`.
+"""Reading one side of a comparison (:class:`Snapshot`) for :mod:`pipeline.render.diff`.
 
 A side is read from a directory (a Skillbook directory, a prompts directory, or a checkout
 holding both as ``skillbook/`` and ``prompts_out/``), a Skillbook file

@@ -1,14 +1,18 @@
 """The active skills as a section for an ``AGENTS.md`` / ``CLAUDE.md`` file, for coding agents:
 plain Markdown bullets grouped by namespace and section, each with its key figures
-(``coach skills export --format agents-md``)."""
+(``coach skills export --format agents-md``), rendered from ``agents.md.j2`` by
+:func:`pipeline.render.environment.environment`."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pipeline.render.environment import environment, one_line
 from pipeline.skillbook import NOT_RENDERED, Skillbook, section_key, section_title
 
-__all__ = ["agents_md"]
+__all__ = ["TEMPLATE", "agents_md"]
+
+TEMPLATE = "agents.md.j2"
 
 
 def agents_md(book: Skillbook, namespaces: list[str] | None = None) -> str:
@@ -16,7 +20,11 @@ def agents_md(book: Skillbook, namespaces: list[str] | None = None) -> str:
     ``improvements``: :data:`~pipeline.skillbook.NOT_RENDERED`), optionally only those of
     ``namespaces``: a ``## Lessons learned from past runs`` heading, then per namespace (``###``)
     and section (``####``, its title) one bullet per skill, most valuable first, with its odds
-    ratio and support. Deterministic for a given Skillbook."""
+    ratio and support. Deterministic for a given Skillbook.
+
+    Returns:
+        the Markdown text, ending with a newline.
+    """
     skills = [
         s
         for s in book.skills.values()
@@ -24,28 +32,23 @@ def agents_md(book: Skillbook, namespaces: list[str] | None = None) -> str:
         and s.section not in NOT_RENDERED
         and (namespaces is None or s.namespace in namespaces)
     ]
-    lines = [
-        "## Lessons learned from past runs",
-        "",
-        f"<!-- coach Skillbook v{book.version}; regenerate with: coach skills export "
-        "--format agents-md -->",
-        "",
-    ]
-    if not skills:
-        lines += ["No active skills yet.", ""]
+    view = []
     for namespace in sorted({s.namespace for s in skills}):
-        lines += [f"### {namespace}", ""]
         own = [s for s in skills if s.namespace == namespace]
-        for section in sorted({s.section for s in own}, key=section_key):
-            lines += [f"#### {section_title(section)}", ""]
-            for skill in sorted(
-                (s for s in own if s.section == section), key=lambda s: (-s.value, s.id)
-            ):
-                text = " ".join(skill.instruction.split())
-                figures = _short_figures(skill.evidence)
-                lines.append(f"- {text}" + (f" ({figures})" if figures else ""))
-            lines.append("")
-    return "\n".join(lines)
+        sections = [
+            {
+                "title": section_title(section),
+                "skills": [
+                    {"text": one_line(s.instruction), "figures": _short_figures(s.evidence)}
+                    for s in sorted(
+                        (s for s in own if s.section == section), key=lambda s: (-s.value, s.id)
+                    )
+                ],
+            }
+            for section in sorted({s.section for s in own}, key=section_key)
+        ]
+        view.append({"name": namespace, "sections": sections})
+    return environment().get_template(TEMPLATE).render(version=book.version, namespaces=view)
 
 
 def _short_figures(evidence: dict[str, Any]) -> str:

@@ -2,9 +2,12 @@
 
 The template receives ``base_prompt`` (str), ``namespace`` (str) and ``sections`` (list of
 ``{"name", "title", "skills": [{"id", "instruction", "section", "evidence"}]}``). Skill text is
-data: templates run in Jinja's ``SandboxedEnvironment`` with autoescaping of Markdown-active
-characters applied to skill text beforehand, so a skill that looks like template code is printed,
-never evaluated. Output: ``<out>/<namespace>.md`` (``:`` in the namespace becomes ``-``) and
+data: the template runs in the sandboxed environment of :mod:`pipeline.render.environment`,
+and skill text is redacted and its Markdown- and template-active characters escaped beforehand
+(:func:`~pipeline.render.environment.prompt_text`), so a skill that looks like template code is
+printed, never evaluated. The package's template is
+``pipeline/render/templates/system_prompt.md.j2``. Output: ``<out>/<namespace>.md`` (``:`` in the
+namespace becomes ``-``) and
 ``<out>/manifest.json`` (per prompt: skill ids used, Skillbook version, template SHA-256).
 """
 
@@ -14,17 +17,14 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined
 from jinja2 import TemplateError as JinjaTemplateError
-from jinja2.sandbox import SandboxedEnvironment
 
 from pipeline.errors import TemplateError
 from pipeline.fileio import atomic_write
-from pipeline.redact import redact
+from pipeline.render.environment import environment, prompt_text
 from pipeline.skillbook import NOT_RENDERED, SECTION_TITLES, Skill, Skillbook, section_key
 
 __all__ = [
@@ -40,18 +40,11 @@ __all__ = [
 # takes precedence over one of a less specific namespace for the same pattern.
 PRECEDENCE = ("user", "domain", "agent", "global")
 DEFAULT_TEMPLATE = "system_prompt.md.j2"
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*{}\[\]<>#|])")
 
 
 def prompt_filename(namespace: str) -> str:
     """File name of a namespace's prompt: ``domain:airline`` -> ``domain-airline.md``."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", namespace) + ".md"
-
-
-def _escape(text: str) -> str:
-    """Skill text made inert: personal data and secrets redacted (:mod:`pipeline.redact`), one
-    line, Markdown-special characters backslash-escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(redact(text).split()))
 
 
 @dataclass(frozen=True)
@@ -74,29 +67,17 @@ class PromptGenerator:
     """
 
     def __init__(self, template_dir: Path | None = None, *, max_chars: int = 4000) -> None:
-        if template_dir is not None:
-            path = template_dir / DEFAULT_TEMPLATE
-            if not path.is_file():
-                raise TemplateError(f"{path}: template not found")
-            source = path.read_text(encoding="utf-8")
-        else:
-            source = (resources.files("pipeline") / "templates" / DEFAULT_TEMPLATE).read_text(
-                encoding="utf-8"
-            )
+        if template_dir is not None and not (template_dir / DEFAULT_TEMPLATE).is_file():
+            raise TemplateError(f"{template_dir / DEFAULT_TEMPLATE}: template not found")
+        env = environment(template_dir)
+        try:
+            self.template = env.get_template(DEFAULT_TEMPLATE)
+        except JinjaTemplateError as exc:
+            raise TemplateError(f"prompt template does not parse: {exc}") from exc
+        source, _, _ = env.loader.get_source(env, DEFAULT_TEMPLATE)  # type: ignore[union-attr]
         self.template_source = source
         self.template_hash = hashlib.sha256(source.encode()).hexdigest()
         self.max_chars = max_chars
-        env = SandboxedEnvironment(
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-            autoescape=False,
-        )
-        try:
-            self.template = env.from_string(source)
-        except JinjaTemplateError as exc:
-            raise TemplateError(f"prompt template does not parse: {exc}") from exc
 
     def _select(self, skills: list[Skill]) -> list[Skill]:
         chosen, used = [], 0
@@ -172,7 +153,7 @@ class PromptGenerator:
                     "skills": [
                         {
                             "id": s.id,
-                            "instruction": _escape(s.instruction),
+                            "instruction": prompt_text(s.instruction),
                             "section": s.section,
                             "evidence": dict(s.evidence),
                         }

@@ -25,18 +25,17 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from jinja2 import Environment, StrictUndefined, select_autoescape
 
 from pipeline.analyze import wilson_interval
 from pipeline.errors import InputError
 from pipeline.render.charts import forest_chart, rate_chart, runs_chart
 from pipeline.render.diff import PromptDiff
 from pipeline.render.diff_md import example_sources
+from pipeline.render.environment import environment
 from pipeline.render.skillbook_md import evidence_line
 from pipeline.skillbook import STATUSES, Skill, Skillbook
 from pipeline.version import __version__
@@ -369,7 +368,8 @@ def render_report(
 
     ``since``: a comparison with an earlier version (:func:`pipeline.render.diff_snapshots`) for
     the "What changed" section; without it, that section lists the latest Skillbook version's
-    changes.
+    changes. Rendered from ``report.html.j2`` by :func:`pipeline.render.environment.environment`
+    (autoescaped: every value is HTML-escaped unless the template marks it safe).
     """
     domains = _domains(data)
     charted = [d for d in domains if d["n"]]
@@ -454,22 +454,4 @@ def render_report(
         "latest": _changes(data),
         "since": since,
     }
-    env = Environment(
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"
-    env.filters["num"] = _num_filter
-    env.filters["pval"] = lambda v: "<1e-06" if v == 0 else _num_filter(v, 4)
-    source = (resources.files("pipeline") / "templates" / TEMPLATE).read_text(encoding="utf-8")
-    return env.from_string(source).render(**context)
-
-
-def _num_filter(value: Any, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if isinstance(value, float) and value != 0 and abs(value) < 10**-digits:
-        return f"{value:.1e}"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    return environment().get_template(TEMPLATE).render(**context)

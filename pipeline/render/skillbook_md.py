@@ -1,27 +1,24 @@
-"""``SKILLBOOK.md``, the Skillbook for people (:func:`skillbook_markdown`), saved together with
-``skillbook.json`` by :func:`save_skillbook`; and the one-line views of evidence and of history
-entries it shares with the CLI, the report and the ACE export."""
+"""``SKILLBOOK.md``, the Skillbook for people (:func:`skillbook_markdown`, the template
+``skillbook.md.j2`` rendered by :func:`pipeline.render.environment.environment`), saved together
+with ``skillbook.json`` by :func:`save_skillbook`; and the one-line views of evidence and of
+history entries it shares with the CLI, the report and the ACE export."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from pipeline.render.environment import environment, num, pct
 from pipeline.skillbook import STATUSES, Skill, Skillbook, section_key
 
-__all__ = ["evidence_line", "history_line", "save_skillbook", "skillbook_markdown"]
+__all__ = ["TEMPLATE", "evidence_line", "history_line", "save_skillbook", "skillbook_markdown"]
+
+TEMPLATE = "skillbook.md.j2"
 
 
-def _pct(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * value:.0f}%"
-
-
-def _num(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "n/a"
-    if value != 0 and abs(value) < 10**-digits:
-        return f"{value:.1e}"
-    return f"{value:.{digits}f}"
+def _fixed(value: Any, digits: int = 2) -> str:
+    """A figure always shown as a float (``2`` -> ``2.00``): :func:`num` of ``float(value)``."""
+    return num(None if value is None else float(value), digits)
 
 
 def evidence_line(evidence: dict[str, Any]) -> str:
@@ -32,7 +29,7 @@ def evidence_line(evidence: dict[str, Any]) -> str:
     if evidence.get("kind") == "failure_cluster":
         return (
             f"failure cluster: {evidence.get('size')} of {evidence.get('failures_in_namespace')} "
-            f"failed runs ({_pct(evidence.get('share'))}), not a contrast; signature "
+            f"failed runs ({pct(evidence.get('share'))}), not a contrast; signature "
             f"{evidence.get('signature')}"
         )
     n_strata = evidence.get("n_strata")
@@ -50,45 +47,35 @@ def evidence_line(evidence: dict[str, Any]) -> str:
     )
     return (
         f"n={evidence.get('n_with')} with / {evidence.get('n_without')} without; success "
-        f"{_pct(evidence.get('rate_with'))} vs {_pct(evidence.get('rate_without'))}; "
-        f"odds ratio {_num(evidence.get('odds_ratio'))} "
-        f"[{_num(evidence.get('ci_low'))}, {_num(evidence.get('ci_high'))}] within "
+        f"{pct(evidence.get('rate_with'))} vs {pct(evidence.get('rate_without'))}; "
+        f"odds ratio {_fixed(evidence.get('odds_ratio'))} "
+        f"[{_fixed(evidence.get('ci_low'))}, {_fixed(evidence.get('ci_high'))}] within "
         f"{within} ({evidence.get('method')}); "
-        f"p={_num(evidence.get('p_value'), 4)}, q={_num(evidence.get('q_value'), 4)}" + judged
+        f"p={_fixed(evidence.get('p_value'), 4)}, q={_fixed(evidence.get('q_value'), 4)}" + judged
     )
 
 
-def _skill_block(skill: Skill) -> list[str]:
+def _skill_view(skill: Skill) -> dict[str, Any]:
+    """What ``skillbook.md.j2`` shows of one skill."""
     ev = skill.evidence
-    lines = [
-        f"- **{skill.instruction}**",
-        f"  - `{skill.id}` · {skill.status} · v{skill.version} · pattern "
-        f"`{skill.source.get('pattern_id')}` · {skill.source.get('method')}",
-        f"  - {evidence_line(ev)}",
-        f"  - stratified by {ev.get('stratification')}",
-    ]
-    if skill.source.get("edited"):
-        lines.append(
-            f"  - wording edited by {skill.source.get('edited_by')} at "
-            f"{skill.source.get('edited_at')} (kept across runs)"
-        )
-    if skill.flags:
-        lines.append(f"  - flagged: {', '.join(skill.flags)}")
-    merged = skill.source.get("merged_from") or []
-    if merged:
-        lines.append("  - merged from: " + ", ".join(f"`{m['id']}`" for m in merged))
     decisions = [h for h in skill.history if h.get("actor") != "coach"]
-    if decisions:
-        last = decisions[-1]
-        note = f": {last['note']}" if last.get("note") else ""
-        lines.append(
-            f"  - last decision: {last['action']} by {last['actor']} at {last['at']}{note}"
-        )
-    examples = ev.get("examples") or []
-    if examples:
-        refs = ", ".join(f"`{e['trajectory_id']}`#{e['step_idx']}" for e in examples)
-        lines.append(f"  - examples: {refs}")
-    return lines
+    return {
+        "instruction": skill.instruction,
+        "id": skill.id,
+        "status": skill.status,
+        "version": skill.version,
+        "pattern_id": skill.source.get("pattern_id"),
+        "method": skill.source.get("method"),
+        "evidence": evidence_line(ev),
+        "stratification": ev.get("stratification"),
+        "edited": bool(skill.source.get("edited")),
+        "edited_by": skill.source.get("edited_by"),
+        "edited_at": skill.source.get("edited_at"),
+        "flags": list(skill.flags),
+        "merged_from": [m["id"] for m in skill.source.get("merged_from") or []],
+        "decision": decisions[-1] if decisions else None,
+        "examples": list(ev.get("examples") or []),
+    }
 
 
 def history_line(entry: dict[str, Any]) -> str:
@@ -113,47 +100,41 @@ def skillbook_markdown(book: Skillbook) -> str:
     """``SKILLBOOK.md``: a header with the version, then skills grouped by namespace, status and
     section, then the run history. Deterministic for a given Skillbook."""
     counts = book.by_status()
-    lines = [
-        "# Skillbook",
-        "",
-        f"Version {book.version} · updated {book.updated_at or 'never'} · "
-        + ", ".join(f"{counts[s]} {s}" for s in STATUSES),
-        "",
-    ]
-    if not book.skills:
-        lines += [
-            "No skills yet. A behaviour becomes a skill only when, within the same task, runs "
-            "that show it succeed significantly more or less often than runs that do not "
-            "(false discovery rate controlled). See `coach learn --json` for the figures.",
-            "",
-        ]
-    namespaces = sorted({s.namespace for s in book.skills.values()})
-    for namespace in namespaces:
-        lines += [f"## {namespace}", ""]
+    namespaces = []
+    for namespace in sorted({s.namespace for s in book.skills.values()}):
+        groups = []
         for status in STATUSES:
             group = [
                 s for s in book.skills.values() if s.namespace == namespace and s.status == status
             ]
             if not group:
                 continue
-            lines += [f"### {status.capitalize()}", ""]
-            sections = sorted(
-                {s.section for s in group},
-                key=section_key,
-            )
-            for section in sections:
-                lines += [f"#### {section}", ""]
-                for skill in sorted(
-                    (s for s in group if s.section == section), key=lambda s: (-s.value, s.id)
-                ):
-                    lines += _skill_block(skill)
-                lines.append("")
-    if book.history:
-        lines += ["## History", ""]
-        for entry in book.history[-20:]:
-            lines.append(f"- {history_line(entry)}")
-        lines.append("")
-    return "\n".join(lines)
+            sections = [
+                {
+                    "name": section,
+                    "skills": [
+                        _skill_view(s)
+                        for s in sorted(
+                            (s for s in group if s.section == section),
+                            key=lambda s: (-s.value, s.id),
+                        )
+                    ],
+                }
+                for section in sorted({s.section for s in group}, key=section_key)
+            ]
+            groups.append({"status": status, "sections": sections})
+        namespaces.append({"name": namespace, "groups": groups})
+    return (
+        environment()
+        .get_template(TEMPLATE)
+        .render(
+            version=book.version,
+            updated=book.updated_at or "never",
+            counts=", ".join(f"{counts[s]} {s}" for s in STATUSES),
+            namespaces=namespaces,
+            history=[history_line(entry) for entry in book.history[-20:]],
+        )
+    )
 
 
 def save_skillbook(book: Skillbook, directory: Path) -> dict[str, Path | None]:

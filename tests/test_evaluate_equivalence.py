@@ -32,8 +32,7 @@ from synth import (
 )
 
 import pipeline.analyze.analyzer
-from pipeline.analyze import Analyzer, AnalyzerConfig, Effect
-from pipeline.analyze import runs_needed as _runs_needed
+from pipeline.analyze import Analyzer, AnalyzerConfig, Effect, runs_needed as _runs_needed
 from pipeline.ingest import Traces, ingest
 
 GOLDEN = Path(__file__).parent / "golden" / "analysis_equivalence.json"

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 from fixture_files import FORMATS, fixture_file
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pipeline.errors import InputError
 from pipeline.ingest import ingest, sniff_format

@@ -9,8 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from pipeline.errors import SkillbookError
 from pipeline.render import PromptGenerator, agents_md, compose, from_ace, save_skillbook, to_ace

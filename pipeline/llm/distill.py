@@ -43,8 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from jinja2 import Template
-from jinja2 import TemplateError as JinjaTemplateError
+from jinja2 import Template, TemplateError as JinjaTemplateError
 
 from pipeline.analyze import Analysis
 from pipeline.config import Config, LLMConfig

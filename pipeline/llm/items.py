@@ -23,8 +23,7 @@ from pipeline.config import LLMConfig
 from pipeline.ingest import Traces
 from pipeline.llm.screen import markers
 from pipeline.redact import redact
-from pipeline.skillbook import LLM_SECTIONS as SECTIONS
-from pipeline.skillbook import Candidate, skill_id
+from pipeline.skillbook import LLM_SECTIONS as SECTIONS, Candidate, skill_id
 
 __all__ = [
     "SECTIONS",

@@ -37,8 +37,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from jinja2 import Template
-from jinja2 import TemplateError as JinjaTemplateError
+from jinja2 import Template, TemplateError as JinjaTemplateError
 
 from pipeline.config import Config, LLMConfig
 from pipeline.errors import TemplateError

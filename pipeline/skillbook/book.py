@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import SkillbookError
-from pipeline.skillbook import decisions, fileformat, history
-from pipeline.skillbook import merge as merging
+from pipeline.skillbook import decisions, fileformat, history, merge as merging
 from pipeline.skillbook.types import STATUSES, Candidate, MergePolicy, MergeResult, Skill
 
 __all__ = ["Skillbook", "checkout", "diff", "load_ref"]

@@ -32,13 +32,18 @@ from pipeline.config import Config, timestamp
 from pipeline.fileio import atomic_write, lock, sweep_temporary
 from pipeline.learn_result import LearnResult, UnchangedResult
 from pipeline.skillbook import Candidate, MergePolicy, MergeResult, Skillbook, append_run
+from pipeline.version import __version__
 
 if TYPE_CHECKING:
     import polars as pl
 
     from pipeline.ingest import Traces
 
+# The form of last_run.json: a run whose stored summary has another form is run again.
+LAST_RUN_FORMAT = 2
+
 __all__ = [
+    "LAST_RUN_FORMAT",
     "LearnResult",
     "base_prompts_for",
     "ingest_store",
@@ -211,8 +216,9 @@ def run_fingerprint(config: Config) -> str | None:
     """SHA-256 (hex) of everything a ``learn`` run depends on, or ``None`` when an input file is
     new or changed since the stored tables were written (or there are no stored tables).
 
-    Covers: every :class:`Config` field; each input file's path, size and modification time,
-    all of which must match the store's ``ingest.json`` (the make/rsync rule); the bytes of
+    Covers: coach's version and :data:`LAST_RUN_FORMAT`; every :class:`Config` field; each
+    input file's path, size and modification time, all of which must match the store's
+    ``ingest.json`` (the make/rsync rule); the bytes of
     ``skillbook.json``, the prompts' ``manifest.json``, the template directory's files and the
     base prompt file. Equal fingerprints mean a new run would read nothing new and produce the
     same Skillbook and prompts.
@@ -238,6 +244,7 @@ def run_fingerprint(config: Config) -> str | None:
             return None
         files.append((str(path), stat.st_size, stat.st_mtime_ns))
     digest = hashlib.sha256()
+    digest.update(f"coach {__version__}, last_run.json {LAST_RUN_FORMAT}\0".encode())
     digest.update(json.dumps([asdict(config), files], sort_keys=True, default=str).encode())
     extra = [config.skillbook_dir / "skillbook.json", config.out_dir / "manifest.json"]
     if config.template_dir is not None and config.template_dir.is_dir():

@@ -127,7 +127,10 @@ class LearnResult:
           "status", "instruction", "evidence"}``;
         - ``diagnostics``: the confounded features (significant across tasks only) with the
           smallest naive p-values, at most 3, each ``{"namespace", "feature_id", "rate_with",
-          "rate_without", "naive_q_value", "q_value"}``.
+          "rate_without", "naive_q_value", "q_value"}``;
+        - ``namespaces``: every namespace with labelled runs, by name, each ``{"namespace",
+          "tested", "stratification"}``: whether its features were tested (both outcomes
+          occur) and how (:meth:`pipeline.analyze.Stratification.describe`).
 
         Stored in ``last_run.json`` with the summary, for a later run with nothing to do.
         """
@@ -155,7 +158,11 @@ class LearnResult:
             if results.height
             else []
         )
-        return {"skills": skills, "diagnostics": diagnostics}
+        namespaces = [
+            {"namespace": name, "tested": how.tested, "stratification": how.describe()}
+            for name, how in sorted(self.analysis.strata.items())
+        ]
+        return {"skills": skills, "diagnostics": diagnostics, "namespaces": namespaces}
 
 
 class UnchangedResult(LearnResult):

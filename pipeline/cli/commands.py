@@ -203,11 +203,10 @@ def _learn_text(summary: dict[str, Any], highlights: dict[str, list[dict[str, An
     ]
     if summary.get("unchanged"):
         lines.insert(0, "unchanged since the last run (no new traces, same settings): its figures")
-    for namespace, how in summary["stratification"].items():
-        if how.startswith("not tested"):
-            lines.append(f"{namespace}: {how}")
-        else:
-            lines.append(f"{namespace}: contrasts stratified by {how}")
+    for row in highlights["namespaces"]:
+        how = row["stratification"]
+        tested = f"contrasts stratified by {how}" if row["tested"] else how
+        lines.append(f"{row['namespace']}: {tested}")
     lines.append(
         f"features: {summary['features_tested']} tested, {summary['significant']} significant "
         f"within task, {summary['confounded']} significant only across tasks (confounded; "

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 from pipeline.errors import InputError
-from pipeline.ingest import Traces, discover, ingest, outcomes_from_feedback
+from pipeline.ingest import Traces, discover, ingest, outcomes_from_feedback, sniff_format
 from pipeline.ingest.formats._common import outcome_from_feedback
 from pipeline.ingest.formats._io import ReadOptions, data_suffix, iter_json_records
 from pipeline.ingest.schema import to_table
@@ -276,3 +276,16 @@ def test_cli_formats_lists_every_adapter() -> None:
     assert result.exit_code == 0
     names = [row["name"] for row in json.loads(result.output)["formats"]]
     assert names == [a.NAME for a in ADAPTERS]
+
+
+@pytest.mark.parametrize("name", ["tau2_small.json", "testmodel-airline.json", "chat_small.jsonl"])
+def test_a_utf8_byte_order_mark_is_accepted(name: str, tmp_path: Path) -> None:
+    # some Windows tools start UTF-8 files with EF BB BF; the file must read as without it
+    source = Path(__file__).parent / "fixtures" / name
+    marked = tmp_path / name
+    marked.write_bytes(b"\xef\xbb\xbf" + source.read_bytes())
+    assert sniff_format(marked) == sniff_format(source)
+    plain, with_bom = ingest([source]), ingest([marked])
+    assert with_bom.counts["quarantined"] == plain.counts["quarantined"]
+    assert with_bom.trajectories.num_rows == plain.trajectories.num_rows > 0
+    assert with_bom.steps.num_rows == plain.steps.num_rows

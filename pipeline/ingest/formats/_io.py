@@ -86,7 +86,8 @@ class ReadOptions:
 @contextmanager
 def open_binary(path: Path) -> Iterator[IO[bytes]]:
     """``path`` opened for binary reading, decompressed on the fly when its name ends in ``.gz``
-    or ``.zst``.
+    or ``.zst``, past a UTF-8 byte-order mark if the content starts with one (some Windows
+    tools write it; it is no part of a JSON document, and a streaming parser would stop at it).
 
     Raises:
         InputError: the file cannot be opened.
@@ -99,18 +100,25 @@ def open_binary(path: Path) -> Iterator[IO[bytes]]:
     try:
         if suffix == ".gz":
             with gzip.GzipFile(fileobj=raw) as stream:
-                yield stream  # type: ignore[misc]
+                yield _past_bom(stream)  # type: ignore[arg-type]
         elif suffix == ".zst":
             with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as zs:
-                yield io.BufferedReader(zs, _CHUNK)  # type: ignore[arg-type]
+                yield _past_bom(io.BufferedReader(zs, _CHUNK))  # type: ignore[arg-type]
         else:
-            yield raw
+            yield _past_bom(raw)
     except (OSError, EOFError, zstandard.ZstdError) as exc:
         if isinstance(exc, InputError):
             raise
         raise InputError(f"{path}: cannot decompress: {exc}") from exc
     finally:
         raw.close()
+
+
+def _past_bom(stream: io.BufferedReader) -> io.BufferedReader:
+    """``stream``, having read a leading UTF-8 byte-order mark (EF BB BF) if there is one."""
+    if stream.peek(3)[:3] == b"\xef\xbb\xbf":
+        stream.read(3)
+    return stream
 
 
 def read_head(path: Path, size: int) -> bytes:

@@ -11,7 +11,8 @@
    and its prompts (:mod:`pipeline.render`).
 
 A run with nothing new to do (:func:`learn`) is decided from file sizes, modification times and
-hashes alone and answered from the last run's ``last_run.json``. So that it loads none of the
+hashes alone (:mod:`pipeline.rerun`) and answered from the last run's ``last_run.json``. So
+that it loads none of the
 analysis stack, the stage packages are used through their faces, which load a module on first
 use of one of its names, and the stages that need polars, DuckDB or pyarrow are imported in
 :func:`_learn`, the one function that runs them.
@@ -23,7 +24,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,19 +32,15 @@ from pipeline import ingest, render
 from pipeline.config import Config, timestamp
 from pipeline.fileio import atomic_write, lock, sweep_temporary
 from pipeline.learn_result import LearnResult, UnchangedResult
+from pipeline.rerun import last_run, run_fingerprint
 from pipeline.skillbook import Candidate, MergePolicy, MergeResult, Skillbook, append_run
-from pipeline.version import __version__
 
 if TYPE_CHECKING:
     import polars as pl
 
     from pipeline.ingest import Traces
 
-# The form of last_run.json: a run whose stored summary has another form is run again.
-LAST_RUN_FORMAT = 2
-
 __all__ = [
-    "LAST_RUN_FORMAT",
     "LearnResult",
     "base_prompts_for",
     "ingest_store",
@@ -171,7 +168,7 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
     Writes the canonical tables to ``config.data_dir / "tables"``, the analysis to
     ``config.data_dir / "analysis"`` (:meth:`~pipeline.analyze.Analysis.save`), the run summary to
     ``config.data_dir / "last_run.json"`` (:meth:`LearnResult.summary` with ``run_id``, ``at``,
-    :meth:`LearnResult.highlights` and the :func:`run_fingerprint`), the Skillbook to
+    :meth:`LearnResult.highlights` and the :func:`~pipeline.rerun.run_fingerprint`), the Skillbook to
     ``config.skillbook_dir`` and prompts to ``config.out_dir``.
 
     When the fingerprint equals the last run's, no stage runs and nothing is written: the
@@ -184,7 +181,7 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
     """
     with lock(config.data_dir / ".learn.lock"):
         start = time.perf_counter()
-        last = _last_run(config)
+        last = last_run(config)
         fingerprint = run_fingerprint(config)
         if fingerprint is not None and last.get("fingerprint") == fingerprint:
             unchanged = UnchangedResult.from_last_run(config, last)
@@ -202,62 +199,6 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
         summary["fingerprint"] = run_fingerprint(config)
         atomic_write(config.data_dir / "last_run.json", json.dumps(summary, indent=2) + "\n")
         return result
-
-
-def _last_run(config: Config) -> dict[str, Any]:
-    try:
-        data = json.loads((config.data_dir / "last_run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def run_fingerprint(config: Config) -> str | None:
-    """SHA-256 (hex) of everything a ``learn`` run depends on, or ``None`` when an input file is
-    new or changed since the stored tables were written (or there are no stored tables).
-
-    Covers: coach's version and :data:`LAST_RUN_FORMAT`; every :class:`Config` field; each
-    input file's path, size and modification time, all of which must match the store's
-    ``ingest.json`` (the make/rsync rule); the bytes of
-    ``skillbook.json``, the prompts' ``manifest.json``, the template directory's files and the
-    base prompt file. Equal fingerprints mean a new run would read nothing new and produce the
-    same Skillbook and prompts.
-
-    Raises:
-        InputError: a path is missing or a glob matches nothing (as :func:`ingest` would).
-    """
-    try:
-        stored = json.loads(
-            (config.data_dir / "tables" / "ingest.json").read_text(encoding="utf-8")
-        )
-    except (OSError, ValueError):
-        return None
-    known = {f.get("path"): f for f in stored.get("files", []) if isinstance(f, dict)}
-    files = []
-    for path in ingest.discover(list(config.paths)):
-        stat = path.stat()
-        report = known.get(str(path))
-        if report is None or (report.get("size"), report.get("mtime_ns")) != (
-            stat.st_size,
-            stat.st_mtime_ns,
-        ):
-            return None
-        files.append((str(path), stat.st_size, stat.st_mtime_ns))
-    digest = hashlib.sha256()
-    digest.update(f"coach {__version__}, last_run.json {LAST_RUN_FORMAT}\0".encode())
-    digest.update(json.dumps([asdict(config), files], sort_keys=True, default=str).encode())
-    extra = [config.skillbook_dir / "skillbook.json", config.out_dir / "manifest.json"]
-    if config.template_dir is not None and config.template_dir.is_dir():
-        extra.extend(sorted(p for p in config.template_dir.rglob("*") if p.is_file()))
-    if config.base_prompt_file is not None:
-        extra.append(config.base_prompt_file)
-    for path in extra:
-        digest.update(str(path).encode() + b"\0")
-        try:
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-        except OSError:
-            digest.update(b"missing")
-    return digest.hexdigest()
 
 
 def _remaining_budget(config: Config, used: dict[str, Any]) -> Config:

@@ -1,0 +1,186 @@
+"""An always-valid test of a prompt experiment: the mixture sequential probability ratio test
+(mSPRT) on the agent-stratified difference in success rate between two arms.
+
+The experiment is read every night, so a fixed-sample p-value read again and again would reject
+a true null far more often than its level. The mSPRT of Johari, Koomen, Pekelis and Walsh
+("Always Valid Inference: Continuous Monitoring of A/B Tests", *Operations Research* 70(3),
+2022, section 3, eq. 11 and Proposition 3) keeps its level under any number of looks: for an
+estimate ``d`` of the difference with variance ``V`` and a normal mixing distribution
+``N(0, tau^2)`` over the effect, the mixture likelihood ratio is
+
+    Lambda = sqrt(V / (V + tau^2)) * exp(tau^2 * d^2 / (2 * V * (V + tau^2)))
+
+the always-valid p-value is the running minimum of ``1 / Lambda`` over every look so far, and the
+matching confidence sequence is
+
+    d +/- sqrt(V * (V + tau^2) / tau^2 * (log((V + tau^2) / V) - 2 * log(alpha))).
+
+``d`` here is the Mantel–Haenszel risk difference (candidate minus control) over the agents
+that saw both arms, weights ``w_k = n1_k * n0_k / (n1_k + n0_k)`` (Greenland and Robins,
+*Biometrics* 41, 1985), and ``V`` its variance with the pooled success rate of each stratum,
+``sum(w_k * p_k * (1 - p_k)) / sum(w_k)^2`` (exact under the null of no difference, and defined
+when a stratum's arms are all successes or all failures). Binary outcomes make the test
+asymptotic: the normal approximation of ``d`` is what the published Optimizely implementation
+uses too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "DEFAULT_TAU",
+    "Decision",
+    "Look",
+    "StratumCounts",
+    "confidence_sequence",
+    "decide",
+    "mixture_likelihood_ratio",
+    "risk_difference",
+]
+
+# The mixing standard deviation over the effect, in success-rate points: 0.1 puts most prior
+# mass on differences up to about 20 points, the size a prompt line can plausibly make.
+DEFAULT_TAU = 0.1
+
+
+@dataclass(frozen=True)
+class StratumCounts:
+    """One agent's exposures to an experiment: trajectories and successes in each arm (counts
+    of trajectories with a known outcome)."""
+
+    control: int
+    control_successes: int
+    candidate: int
+    candidate_successes: int
+
+    def __post_init__(self) -> None:
+        for n, s in [
+            (self.control, self.control_successes),
+            (self.candidate, self.candidate_successes),
+        ]:
+            if n < 0 or s < 0 or s > n:
+                raise ValueError(f"invalid counts: {s} successes of {n} trajectories")
+
+
+def risk_difference(strata: Iterable[StratumCounts]) -> tuple[float, float, int]:
+    """The Mantel–Haenszel risk difference (candidate minus control success rate), its variance
+    under the pooled rate of each stratum, and the trajectories in the strata that saw both arms.
+
+    Strata missing an arm carry no within-agent contrast and are left out. Returns
+    ``(0.0, 0.0, 0)`` when no stratum saw both arms, and a variance of 0.0 when every such
+    stratum is all successes or all failures (then there is no evidence either way).
+    """
+    total_w = numerator = variance = 0.0
+    exposures = 0
+    for s in strata:
+        if s.control == 0 or s.candidate == 0:
+            continue
+        n = s.control + s.candidate
+        w = s.control * s.candidate / n
+        pooled = (s.control_successes + s.candidate_successes) / n
+        numerator += w * (s.candidate_successes / s.candidate - s.control_successes / s.control)
+        variance += w * pooled * (1.0 - pooled)
+        total_w += w
+        exposures += n
+    if total_w == 0.0:
+        return 0.0, 0.0, 0
+    return numerator / total_w, variance / total_w**2, exposures
+
+
+def mixture_likelihood_ratio(d: float, variance: float, tau: float = DEFAULT_TAU) -> float:
+    """``Lambda`` of the normal-mixture SPRT (see the module docstring) for an estimate ``d``
+    with ``variance``; 1.0 (no evidence) when the variance is 0.
+
+    Raises:
+        ValueError: ``tau`` is not positive or ``variance`` is negative.
+    """
+    if tau <= 0 or variance < 0:
+        raise ValueError(f"tau must be positive and variance non-negative (tau={tau})")
+    if variance == 0.0:
+        return 1.0
+    t2 = tau * tau
+    exponent = t2 * d * d / (2.0 * variance * (variance + t2))
+    return math.sqrt(variance / (variance + t2)) * math.exp(min(exponent, 700.0))
+
+
+def confidence_sequence(
+    d: float, variance: float, alpha: float, tau: float = DEFAULT_TAU
+) -> tuple[float, float]:
+    """The ``1 - alpha`` always-valid confidence interval for the difference at this look
+    (Johari et al. 2022, Proposition 3); ``(-1.0, 1.0)`` when the variance is 0."""
+    if variance == 0.0:
+        return -1.0, 1.0
+    t2 = tau * tau
+    half = math.sqrt(
+        variance
+        * (variance + t2)
+        / t2
+        * (math.log((variance + t2) / variance) - 2 * math.log(alpha))
+    )
+    return max(-1.0, d - half), min(1.0, d + half)
+
+
+class Decision(StrEnum):
+    """What an experiment's look decides for the skill under test."""
+
+    CONTINUE = "continue"  # not enough evidence yet
+    PROMOTE = "promote"  # the candidate arm helps: the skill becomes active
+    REJECT_HARM = "reject_harm"  # the candidate arm hurts
+    REJECT_FUTILE = "reject_futile"  # no effect shown within the most exposures allowed
+
+
+@dataclass(frozen=True)
+class Look:
+    """One look at an experiment: ``difference`` (candidate minus control success rate, MH
+    risk difference), its ``variance``, ``exposures`` (trajectories in strata that saw both
+    arms), the always-valid ``p_value`` (running minimum over this and earlier looks),
+    ``interval`` (the confidence sequence at this look, intersected with earlier ones) and the
+    ``decision``."""
+
+    difference: float
+    variance: float
+    exposures: int
+    p_value: float
+    interval: tuple[float, float]
+    decision: Decision
+
+
+def decide(
+    strata: Iterable[StratumCounts],
+    *,
+    alpha: float = 0.05,
+    tau: float = DEFAULT_TAU,
+    max_exposures: int = 20_000,
+    previous_p: float = 1.0,
+    previous_interval: tuple[float, float] = (-1.0, 1.0),
+) -> Look:
+    """Look at an experiment once more: the always-valid p-value and interval so far, and the
+    decision. ``previous_p`` and ``previous_interval`` carry the state of earlier looks (the
+    running minimum and the running intersection keep the guarantee under repeated looks).
+
+    Promote when ``p <= alpha`` and the difference is positive; reject as harmful when
+    ``p <= alpha`` and it is negative; reject as futile when ``exposures >= max_exposures``
+    without a decision; otherwise continue.
+
+    Raises:
+        ValueError: ``alpha`` not in (0, 1) or ``max_exposures`` not positive.
+    """
+    if not 0.0 < alpha < 1.0 or max_exposures <= 0:
+        raise ValueError(f"alpha must be in (0, 1) and max_exposures positive (alpha={alpha})")
+    d, variance, exposures = risk_difference(strata)
+    p = min(previous_p, 1.0 / mixture_likelihood_ratio(d, variance, tau), 1.0)
+    low, high = confidence_sequence(d, variance, alpha, tau)
+    interval = (max(low, previous_interval[0]), min(high, previous_interval[1]))
+    if p <= alpha and d > 0:
+        decision = Decision.PROMOTE
+    elif p <= alpha and d < 0:
+        decision = Decision.REJECT_HARM
+    elif exposures >= max_exposures:
+        decision = Decision.REJECT_FUTILE
+    else:
+        decision = Decision.CONTINUE
+    return Look(d, variance, exposures, p, interval, decision)

@@ -18,7 +18,9 @@
 #   COACH_BIN          the coach executable (default: coach on PATH)
 #
 # Output: one line per stage on stdout (for a log file); errors on stderr (so cron mails them).
-# Exit codes: 0 done (with or without changes), 1 a step failed, 75 another run holds the lock.
+# Exit codes: 0 done (with or without changes), 1 a step failed, 3 done but coach learn
+# quarantined some input (see $COACH_DATA_DIR/tables/quarantine.jsonl; the run still goes
+# on to commit and report), 75 another run holds the lock.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -55,8 +57,15 @@ git fetch --quiet "$remote"
 git checkout --quiet -B "$branch" "$remote/$base"
 
 log "learn: $traces"
+# coach learn exits 3 when it is done but quarantined some input: go on, and exit 3 at the end
+done_status=0
 "$coach" learn "$traces" --data-dir "$data_dir" --quiet --json "${learn_args[@]}" \
-    > "$data_dir/learn.json"
+    > "$data_dir/learn.json" || done_status=$?
+if [[ "$done_status" == 3 ]]; then
+    echo "nightly: coach learn quarantined some input: see $data_dir/tables/quarantine.jsonl" >&2
+elif [[ "$done_status" != 0 ]]; then
+    exit "$done_status"
+fi
 log "$(python3 - "$data_dir/learn.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
@@ -71,7 +80,7 @@ log "report: $report"
 
 if [[ -z "$(git status --porcelain -- skillbook prompts_out)" ]]; then
     log "no change to the Skillbook or prompts; nothing to commit"
-    exit 0
+    exit "$done_status"
 fi
 
 "$coach" diff --git-rev HEAD --format markdown --data-dir "$data_dir" --quiet \
@@ -98,3 +107,4 @@ if [[ "$open_pr" == 1 ]]; then
         log "pull request opened: $branch -> $base"
     fi
 fi
+exit "$done_status"

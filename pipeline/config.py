@@ -189,7 +189,8 @@ class Config:
     ``reward_threshold``: reward at or above it is success. ``outcome_feedback``: the feedback
     name taken as the outcome where a format has none. ``max_record_bytes``: longest JSON Lines
     line parsed (bytes). ``rebuild``: read every input again instead of adding only new files to
-    the stored tables. ``data_dir``: where the canonical tables and analysis are kept.
+    the stored tables. ``strict``: a run that quarantines anything fails before it writes
+    anything. ``data_dir``: where the canonical tables and analysis are kept.
     ``skillbook_dir``: holds skillbook.json and SKILLBOOK.md.
     ``out_dir``: rendered prompts. ``mode``: ``auto`` or ``propose``. ``template_dir`` and
     ``base_prompt_file``: optional overrides for rendering. ``max_prompt_chars``: size budget of
@@ -205,6 +206,7 @@ class Config:
     outcome_feedback: str | None = None
     max_record_bytes: int = 64 << 20
     rebuild: bool = False
+    strict: bool = False
     data_dir: Path = Path(".coach")
     skillbook_dir: Path = Path("skillbook")
     out_dir: Path = Path("prompts_out")

@@ -1,14 +1,17 @@
-"""Safe writes of lasting artifacts: atomic replace, and a lock against concurrent runs.
+"""Safe writes of lasting artifacts: atomic replace (of a file, a Parquet table, a hard link, a
+symbolic link), directory sync, the cache-directory tag, and a lock against concurrent runs.
 
 Fault injection, the one seam for crash tests: when the environment variable
-``COACH_TEST_KILL_AT`` is ``PHASE:NAME``, :func:`atomic_write` sends its own process SIGKILL (no
-clean-up runs, as with a crash or ``kill -9``) at that phase of writing a file whose name matches
-the glob ``NAME``: ``before`` anything is written, ``during`` (the temporary file is written and
-synced but has not replaced the target) or ``after`` the target is replaced. For example
-``before:v*.json`` stops a run before its Skillbook snapshot, ``after:skillbook.json`` between
-the Skillbook's JSON and Markdown, ``during:*`` inside the first lasting write. Every lasting
-artifact is written through :func:`atomic_write`, so tests can stop a run at any write point and
-check that what it leaves is whole.
+``COACH_TEST_KILL_AT`` is ``PHASE:NAME``, :func:`replacing` (under :func:`atomic_write`,
+:func:`atomic_write_parquet` and :func:`atomic_link`) and :func:`atomic_symlink` send their own
+process SIGKILL (no clean-up runs, as with a crash or ``kill -9``) at that phase of writing a
+file whose name matches the glob ``NAME``: ``before`` anything is written, ``during`` (the
+temporary file is written and synced but has not replaced the target) or ``after`` the target is
+replaced. For example ``before:v*.json`` stops a run before its Skillbook snapshot,
+``after:skillbook.json`` between the Skillbook's JSON and Markdown, ``before:tables`` just
+before a new snapshot of the canonical tables is committed, ``during:*`` inside the first lasting
+write. Every lasting artifact is written through these functions, so tests can stop a run at any
+write point and check that what it leaves is whole.
 """
 
 from __future__ import annotations
@@ -16,16 +19,34 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import secrets
+import shutil
 import signal
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.errors import LockError
 
-__all__ = ["FAULT_ENV", "atomic_write", "lock", "sweep_temporary"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = [
+    "CACHEDIR_TAG",
+    "FAULT_ENV",
+    "atomic_link",
+    "atomic_symlink",
+    "atomic_write",
+    "atomic_write_parquet",
+    "fsync_directory",
+    "lock",
+    "replacing",
+    "sweep_temporary",
+    "tag_cache_directory",
+]
 
 FAULT_ENV = "COACH_TEST_KILL_AT"
 _TMP_SUFFIX = ".tmp"
@@ -44,30 +65,119 @@ def _fault(phase: str, path: Path) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never a part:
-    a temporary file in the same directory, fsync, ``os.replace``, then fsync of the directory
-    (so the rename itself survives a power loss). Creates parent dirs."""
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Atomically replace ``path`` with what the block writes to the temporary path it is given
+    (a fresh, empty file in the same directory, named ``.<name>.<random>.tmp``): on leaving the
+    block the temporary file is synced and renamed over ``path`` (``os.replace``), and the
+    directory is synced (so the rename itself survives a power loss); readers see the old or the
+    new file, never a part. Creates parent dirs. If the block raises, the temporary file is
+    removed and ``path`` is left as it was.
+
+    This is the fault seam (see the module docstring): ``before`` the block, ``during`` (the
+    temporary file is complete and synced, ``path`` not yet replaced), ``after`` the rename.
+    """
     _fault("before", path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+    os.close(fd)
+    tmp = Path(name)
     try:
         # mkstemp creates the file 0600; give it the mode an ordinary new file would have
         # (0666 less the umask), or the mode of the file it replaces
-        os.chmod(tmp, _file_mode(path))
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
+        mode = _file_mode(path)
+        yield tmp
+        os.chmod(tmp, mode)
+        _fsync_file(tmp)
         _fault("during", path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            tmp.unlink()
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
     _fault("after", path)
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``data`` (text is encoded as UTF-8) to ``path`` so that readers see the old or the
+    new file, never a part (:func:`replacing`). Creates parent dirs."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    with replacing(path) as tmp:
+        tmp.write_bytes(payload)
+
+
+def atomic_write_parquet(path: Path, table: pa.Table) -> None:
+    """Write the Arrow ``table`` as a Parquet file at ``path`` (pyarrow's default settings),
+    atomically (:func:`replacing`). Creates parent dirs."""
+    import pyarrow.parquet as pq
+
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def atomic_link(source: Path, path: Path) -> None:
+    """Make ``path`` a hard link of the file ``source`` (a copy where the file system cannot
+    link, e.g. across devices), atomically (:func:`replacing`). For files that are never
+    changed in place once written, such as a committed snapshot's tables."""
+    with replacing(path) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def atomic_symlink(path: Path, target: str) -> None:
+    """Point the symbolic link ``path`` at ``target`` (relative to ``path``'s directory, or
+    absolute) in one step: a new link under a temporary name renamed over the old one, so that
+    readers always find the old or the new target. ``path`` must not be a real directory.
+    Fault seam phases as for :func:`replacing` (the link's temporary name is
+    ``.<name>.<random>.tmp``).
+
+    Raises:
+        OSError: ``path`` is a directory, or the link cannot be made.
+    """
+    _fault("before", path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+    os.symlink(target, tmp)
+    try:
+        _fault("during", path)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_directory(path.parent)
+    _fault("after", path)
+
+
+CACHEDIR_TAG = "CACHEDIR.TAG"
+_CACHEDIR_SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
+
+
+def tag_cache_directory(directory: Path, owner: str, ours: Collection[str] = ()) -> bool:
+    """Write ``CACHEDIR.TAG`` into ``directory`` (which exists) unless it is there, or
+    ``directory`` holds an entry that is not named in ``ours`` (nor a temporary file of this
+    module): a directory of the user's own is not tagged. The tag follows the Cache Directory
+    Tagging Specification (https://bford.info/cachedir/): the signature line, then comment lines
+    naming ``owner``. Backup tools and coach's own file discovery skip a directory holding it.
+    Returns True when the tag was written."""
+    tag = directory / CACHEDIR_TAG
+    if tag.is_file():
+        return False
+    allowed = {*ours, CACHEDIR_TAG}
+    for entry in directory.iterdir():
+        if entry.name not in allowed and not (
+            entry.name.startswith(".") and entry.name.endswith(_TMP_SUFFIX)
+        ):
+            return False
+    atomic_write(
+        tag,
+        f"{_CACHEDIR_SIGNATURE}\n# This file is a cache directory tag created by {owner}.\n"
+        "# For information about cache directory tags see https://bford.info/cachedir/\n",
+    )
+    return True
 
 
 def _file_mode(path: Path) -> int:
@@ -79,7 +189,17 @@ def _file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def _fsync_directory(directory: Path) -> None:
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Sync ``directory`` so that the names created, renamed or removed in it survive a power
+    loss (ignored where the system cannot sync a directory)."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
         try:
@@ -98,7 +218,8 @@ def sweep_temporary(directory: Path, older_than_s: float = 0.0) -> list[Path]:
     cutoff = time.time() - older_than_s
     for path in directory.rglob(f".*{_TMP_SUFFIX}"):
         with contextlib.suppress(OSError):
-            if path.is_file() and path.stat().st_mtime <= cutoff:
+            # a file, or the symbolic link of an interrupted atomic_symlink
+            if (path.is_symlink() or path.is_file()) and path.lstat().st_mtime <= cutoff:
                 path.unlink()
                 removed.append(path)
     return removed

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import ingest, render
 from pipeline.config import Config, timestamp
-from pipeline.fileio import atomic_write, lock, sweep_temporary
+from pipeline.errors import InputError
+from pipeline.fileio import atomic_write, lock, sweep_temporary, tag_cache_directory
 from pipeline.learn_result import LearnResult, UnchangedResult
 from pipeline.rerun import last_run, run_fingerprint
 from pipeline.skillbook import Candidate, MergePolicy, MergeResult, Skillbook, append_run
@@ -53,34 +54,67 @@ __all__ = [
 
 
 def ingest_store(config: Config) -> Traces:
-    """Stage 1. Ingest ``config.paths`` into the store at ``config.data_dir / "tables"``: only
-    files not already there are read, unless ``config.rebuild``; the updated store is saved and
-    returned.
+    """Stage 1. Ingest ``config.paths`` into the store at ``config.data_dir / "tables"`` under
+    the lock ``config.data_dir / ".learn.lock"``: only files not already there are read, unless
+    ``config.rebuild``; the updated store is committed as one snapshot
+    (:meth:`~pipeline.ingest.Traces.save`) and returned. The data dir is tagged as a cache
+    directory (``CACHEDIR.TAG``) when it holds nothing but coach's files.
 
     Raises:
-        InputError, UnknownFormatError (see :func:`pipeline.ingest.ingest`).
+        InputError: the stored tables are not whole (the message says to rebuild); or, with
+            ``config.strict``, this run quarantined something (nothing is written then); else
+            see :func:`pipeline.ingest.ingest`.
+        UnknownFormatError, LockError (another run holds the lock).
     """
     tables = config.data_dir / "tables"
-    previous = None
-    if not config.rebuild and (tables / "ingest.json").exists():
-        previous = ingest.Traces.load(tables)
-    traces = ingest.ingest(
-        config.paths,
-        format=config.format,
-        reward_threshold=config.reward_threshold,
-        outcome_feedback=config.outcome_feedback,
-        max_record_bytes=config.max_record_bytes,
-        previous=previous,
-    )
-    traces.save(tables)
+    with lock(config.data_dir / ".learn.lock"):
+        previous = None
+        if not config.rebuild and ingest.Traces.stored(tables):
+            previous = ingest.Traces.load(tables)
+        traces = ingest.ingest(
+            config.paths,
+            format=config.format,
+            reward_threshold=config.reward_threshold,
+            outcome_feedback=config.outcome_feedback,
+            max_record_bytes=config.max_record_bytes,
+            previous=previous,
+            exclude=[config.data_dir],
+        )
+        quarantined = traces.quarantined_this_run
+        if config.strict and quarantined:
+            raise InputError(_strict_message(traces, quarantined))
+        tag_cache_directory(config.data_dir, "coach", ours=_DATA_DIR_NAMES)
+        traces.save(tables)
     return traces
 
 
+# What coach keeps in a data dir: one holding nothing else is tagged as a cache directory.
+_DATA_DIR_NAMES = frozenset(
+    {"tables", "tables.d", ".tables.lock", ".learn.lock", "analysis", "last_run.json"}
+    | {"candidates.json", "report.html", "llm_cache.duckdb", "llm_cache.duckdb.wal"}
+    | {".nightly.lock", "learn.json", "pr-body.md"}  # deploy/nightly.sh
+)
+
+
+def _strict_message(traces: Traces, quarantined: int) -> str:
+    """Why a strict run stopped: how much was quarantined, and the first reasons."""
+    rows = traces.quarantine_this_run()[:5]
+    reasons = "".join(f"\n  {q['file']}, {q['where']}: {q['reason']}" for q in rows)
+    records = f"{quarantined} record{'s' if quarantined != 1 else ''}"
+    return (
+        f"strict: {records} quarantined by this run, so nothing was written (the stored "
+        f"tables, the Skillbook and the prompts are as they were){reasons}\n"
+        "fix or remove that input, or run without strict to ingest the rest"
+    )
+
+
 def base_prompts_for(config: Config, trajectories: pl.DataFrame | None) -> dict[str, str]:
-    """The base prompt of each namespace: ``config.base_prompt_file`` for every namespace when
-    set, else the traces' most common system prompt per namespace
-    (:func:`pipeline.render.base_prompts`; ``trajectories`` has columns ``domain``,
-    ``system_prompt``; ``None``: no traces, no base prompts).
+    """The base prompt of each namespace, a :class:`pipeline.render.BasePrompt` (a ``str`` that
+    says where it came from): the team's ``config.base_prompt_file``, as written, for every
+    namespace when set; else the traces' most common system prompt per namespace, redacted and
+    with its template syntax and markup neutralised (:func:`pipeline.render.base_prompts`;
+    ``trajectories`` has columns ``domain``, ``system_prompt``; ``None``: no traces, no base
+    prompts).
 
     Raises:
         OSError: the base prompt file cannot be read.
@@ -88,7 +122,8 @@ def base_prompts_for(config: Config, trajectories: pl.DataFrame | None) -> dict[
     bases = render.base_prompts(trajectories) if trajectories is not None else {}
     if config.base_prompt_file is not None:
         text = config.base_prompt_file.read_text(encoding="utf-8")
-        bases = dict.fromkeys(bases or {"global": ""}, text)
+        prompt = render.BasePrompt(text, "file", path=str(config.base_prompt_file))
+        bases = dict.fromkeys(bases or {"global": ""}, prompt)
     return bases
 
 
@@ -171,18 +206,22 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
     :meth:`LearnResult.highlights` and the :func:`~pipeline.rerun.run_fingerprint`), the Skillbook to
     ``config.skillbook_dir`` and prompts to ``config.out_dir``.
 
-    When the fingerprint equals the last run's, no stage runs and nothing is written: the
-    result is an :class:`~pipeline.learn_result.UnchangedResult` answered from
-    ``last_run.json``, which reads the tables, analysis and Skillbook only if asked for them.
+    When the fingerprint equals the last run's (and ``config.rebuild`` is not set), no stage
+    runs and nothing is written: the result is an
+    :class:`~pipeline.learn_result.UnchangedResult` answered from ``last_run.json``, which reads
+    the tables, analysis and Skillbook only if asked for them. Else temporary files that
+    interrupted runs left in ``config.data_dir`` are removed first.
 
     Raises:
-        InputError, UnknownFormatError, LockError, SkillbookError, TemplateError (see
-        :mod:`pipeline.errors`).
+        InputError: the stored tables are not whole (the message says to rebuild); with
+            ``config.strict``, this run quarantined something (nothing is written then); or
+            an input cannot be read. UnknownFormatError, LockError, SkillbookError,
+            TemplateError (see :mod:`pipeline.errors`).
     """
     with lock(config.data_dir / ".learn.lock"):
         start = time.perf_counter()
         last = last_run(config)
-        fingerprint = run_fingerprint(config)
+        fingerprint = None if config.rebuild else run_fingerprint(config)
         if fingerprint is not None and last.get("fingerprint") == fingerprint:
             unchanged = UnchangedResult.from_last_run(config, last)
             if unchanged is not None:
@@ -193,6 +232,7 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
                         f"prompts since the last run ({last.get('at')}): nothing to do"
                     )
                 return unchanged
+        sweep_temporary(config.data_dir)
         result = _learn(config, progress)
         summary = result.summary() | {"run_id": result.skillbook_run_id, "at": timestamp()}
         summary["highlights"] = result.highlights()
@@ -427,7 +467,7 @@ def _run_record(run: Run) -> dict[str, Any]:
     counts = traces.counts
     return {
         "run_id": run_id,
-        "inputs": sorted({f.path for f in traces.files}),
+        "inputs": sorted({f.path for f in traces.files if f.status != "skipped"}),
         "inputs_sha256": inputs_sha256,
         "settings": settings,
         "counts": {

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pipeline.analyze import Analysis
     from pipeline.ingest import Traces
 
-__all__ = ["SUMMARY_KEYS", "LearnResult", "UnchangedResult"]
+__all__ = ["SUMMARY_KEYS", "LearnResult", "UnchangedResult", "base_prompt_sources"]
 
 # The keys of LearnResult.summary(), in order.
 SUMMARY_KEYS = (
@@ -42,6 +42,7 @@ SUMMARY_KEYS = (
     "skillbook_version",
     "changes",
     "prompts",
+    "base_prompts",
     "llm_calls",
     "llm",
     "stratification",
@@ -72,10 +73,13 @@ class LearnResult:
     def summary(self) -> dict[str, Any]:
         """Keys (:data:`SUMMARY_KEYS`): trajectories, quarantined, records_read, features_tested,
         features_untested, significant, candidates, skills (counts by status),
-        skillbook_version, changes, prompts (paths), llm_calls, llm (screened candidates; with
-        --llm also model, endpoint, usage: calls, cache hits, tokens, cost_usd, budget_reached;
-        see :func:`pipeline.llm.refine`; with --llm-label also ``labelled``: the judge's
-        report, see :class:`pipeline.llm.judge.Labelling`), stratification (per namespace),
+        skillbook_version, changes, prompts (paths), base_prompts (per namespace, where its
+        base prompt came from: ``{"source": "file", "path"}``, ``{"source": "traces",
+        "runs"}`` or ``{"source": "none"}``; see :func:`base_prompt_sources`), llm_calls, llm
+        (screened candidates; with --llm also model, endpoint, usage: calls, cache hits,
+        tokens, cost_usd, budget_reached; see :func:`pipeline.llm.refine`; with --llm-label
+        also ``labelled``: the judge's report, see :class:`pipeline.llm.judge.Labelling`),
+        stratification (per namespace),
         not_enough_evidence, timings_s (seconds per stage), unchanged (True when nothing had
         changed since the last run and no stage ran, see :func:`pipeline.learn.learn`)."""
         import polars as pl
@@ -110,6 +114,7 @@ class LearnResult:
             "skillbook_version": self.skillbook.version,
             "changes": self.merge.as_dict(),
             "prompts": [str(p) for p in self.prompts],
+            "base_prompts": base_prompt_sources(self.prompts),
             "llm_calls": self.llm.get("usage", {}).get("calls", 0)
             + self.llm.get("labelled", {}).get("calls", 0),
             "llm": self.llm,
@@ -163,6 +168,21 @@ class LearnResult:
             for name, how in sorted(self.analysis.strata.items())
         ]
         return {"skills": skills, "diagnostics": diagnostics, "namespaces": namespaces}
+
+
+def base_prompt_sources(prompts: list[Path]) -> dict[str, dict[str, Any]]:
+    """Where the base prompt of each namespace came from, as the ``manifest.json`` written with
+    ``prompts`` (in their directory, :meth:`pipeline.render.PromptGenerator.write`) records it:
+    ``{namespace: {"source": "file", "path"} | {"source": "traces", "runs"} | {"source":
+    "none"}}``; empty without prompts or a readable manifest."""
+    if not prompts:
+        return {}
+    try:
+        manifest = json.loads((prompts[0].parent / "manifest.json").read_text(encoding="utf-8"))
+        entries = manifest["prompts"].values()
+        return {e["namespace"]: e.get("base_prompt", {"source": "none"}) for e in entries}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 class UnchangedResult(LearnResult):

@@ -35,12 +35,14 @@ def run_fingerprint(config: Config) -> str | None:
     """SHA-256 (hex) of everything a ``learn`` run depends on, or ``None`` when an input file is
     new or changed since the stored tables were written (or there are no stored tables).
 
-    Covers: coach's version and :data:`LAST_RUN_FORMAT`; every :class:`Config` field; each
-    input file's path, size and modification time, all of which must match the store's
-    ``ingest.json`` (the make/rsync rule); the bytes of
-    ``skillbook.json``, the prompts' ``manifest.json``, the template directory's files and the
-    base prompt file. Equal fingerprints mean a new run would read nothing new and produce the
-    same Skillbook and prompts.
+    Covers: coach's version and :data:`LAST_RUN_FORMAT`; every :class:`Config` field but
+    ``rebuild`` and ``strict`` (how a run reads, not what it learns: a rebuilt store is the
+    store of the same inputs); each input file's path, size and modification time, all of which
+    must match the store's ``ingest.json`` (the make/rsync rule); the bytes of the store's
+    manifest (``snapshot.json``: which snapshot is committed), ``skillbook.json``, the prompts'
+    ``manifest.json``, the template directory's files and the base prompt file. Equal
+    fingerprints mean a new run would read nothing new and produce the same Skillbook and
+    prompts. :func:`pipeline.learn.learn` does not compare them under ``rebuild``.
 
     Raises:
         InputError: a path is missing or a glob matches nothing (as :func:`pipeline.ingest.ingest` would).
@@ -53,7 +55,7 @@ def run_fingerprint(config: Config) -> str | None:
         return None
     known = {f.get("path"): f for f in stored.get("files", []) if isinstance(f, dict)}
     files = []
-    for path in ingest.discover(list(config.paths)):
+    for path in ingest.discover(list(config.paths), exclude=[config.data_dir]):
         stat = path.stat()
         report = known.get(str(path))
         if report is None or (report.get("size"), report.get("mtime_ns")) != (
@@ -64,8 +66,13 @@ def run_fingerprint(config: Config) -> str | None:
         files.append((str(path), stat.st_size, stat.st_mtime_ns))
     digest = hashlib.sha256()
     digest.update(f"coach {__version__}, last_run.json {LAST_RUN_FORMAT}\0".encode())
-    digest.update(json.dumps([asdict(config), files], sort_keys=True, default=str).encode())
-    extra = [config.skillbook_dir / "skillbook.json", config.out_dir / "manifest.json"]
+    settings = {k: v for k, v in asdict(config).items() if k not in ("rebuild", "strict")}
+    digest.update(json.dumps([settings, files], sort_keys=True, default=str).encode())
+    extra = [
+        config.data_dir / "tables" / "snapshot.json",
+        config.skillbook_dir / "skillbook.json",
+        config.out_dir / "manifest.json",
+    ]
     if config.template_dir is not None and config.template_dir.is_dir():
         extra.extend(sorted(p for p in config.template_dir.rglob("*") if p.is_file()))
     if config.base_prompt_file is not None:

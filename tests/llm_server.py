@@ -11,9 +11,10 @@ Start one with :func:`start_server` and point coach (or any OpenAI client) at it
         print(len(server.requests))         # chat completion requests received
 
 It answers ``POST /v1/chat/completions`` (and ``GET /v1/models``). By default the reply is a
-well-formed skill (:func:`default_skill`) naming the first tool of the pattern or cluster in
-the prompt; pass ``responder`` (request body -> content string) to script other replies. Faults
-are queued with :meth:`ScriptedLLM.fail_next`, one per request, applied in order:
+well-formed skill (:func:`default_skill`) naming the tools (and argument value) of the pattern,
+or the first tool of the cluster, in the prompt; pass ``responder`` (request body -> content
+string) to script other replies. Faults are queued with :meth:`ScriptedLLM.fail_next`, one per
+request, applied in order:
 
 - ``"429"``, ``"500"``, ``"503"``: that HTTP status with an OpenAI-style error body
   (``Retry-After: 0``);
@@ -39,24 +40,55 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["ScriptedLLM", "default_skill", "start_server"]
+__all__ = ["ScriptedLLM", "default_skill", "pattern_of", "start_server"]
 
 
 def _prompt(body: dict[str, Any]) -> str:
     return "\n".join(str(m.get("content") or "") for m in body.get("messages", []))
 
 
-def default_skill(body: dict[str, Any]) -> str:
-    """A valid skill as JSON text, naming the tool of the request's pattern (the word after
-    ``Pattern id: <kind>:``) or cluster (the word after ``naming``)."""
+def pattern_of(body: dict[str, Any]) -> dict[str, Any]:
+    """What a distillation request is about, read from its prompt: ``kind`` (the pattern's kind,
+    or ``"cluster"``), ``direction`` (``harmful`` or ``helpful``; ``harmful`` for a cluster),
+    ``tools`` (the pattern's tools: the subject's, and for ``tool_order`` the earlier one first;
+    a cluster's first tool), ``arg`` and ``value`` (``write_arg``, else empty)."""
     text = _prompt(body)
-    match = re.search(r"Pattern id: \w+:([\w]+)", text) or re.search(r"naming\s+(\w+)", text)
-    tool = match.group(1) if match else "the tool"
+    match = re.search(r"Pattern id: (\w+):(.*)", text)
+    if match is None:
+        named = re.search(r"naming\s+(\w+)", text)
+        tools = [named.group(1) if named else "the tool"]
+        return {"kind": "cluster", "direction": "harmful", "tools": tools, "arg": "", "value": ""}
+    kind, rest = match.group(1), match.group(2).strip()
+    arg = value = ""
+    if kind == "tool_order":
+        tools = re.split(r"-\u203a|->", rest, maxsplit=1)
+    elif kind == "write_arg":
+        subject, _, value = rest.partition("=")
+        tool, _, arg = subject.partition(".")
+        tools = [tool]
+    else:
+        tools = [re.split(r"[:.]", rest, maxsplit=1)[0]]
+    effect = re.search(r"Effect on success: (\w+)", text)
+    return {
+        "kind": kind,
+        "direction": effect.group(1) if effect else "",
+        "tools": [t.strip() for t in tools],
+        "arg": arg,
+        "value": value.strip(),
+    }
+
+
+def default_skill(body: dict[str, Any]) -> str:
+    """A valid skill as JSON text, naming the tools of the request's pattern (:func:`pattern_of`)
+    with its argument and value, or the first tool of its cluster."""
+    about = pattern_of(body)
+    tools = " and ".join(about["tools"])
+    with_arg = f" with {about['arg']} set to {about['value']}" if about.get("arg") else ""
     return json.dumps(
         {
-            "instruction": f"Before calling {tool}, restate the request and check that the "
-            "policy allows it; ask the user when anything is unclear.",
-            "when": f"Whenever the next step would be a call to {tool}.",
+            "instruction": f"Before calling {tools}{with_arg}, restate the request and check "
+            "that the policy allows it; ask the user when anything is unclear.",
+            "when": f"Whenever the next step would be a call to {about['tools'][-1]}.",
             "rationale": "Runs that did this on the same tasks succeeded more often.",
             "section": "procedures",
         }

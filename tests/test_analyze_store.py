@@ -3,6 +3,7 @@ example pointers, and ``examples`` / ``showing`` answer as the whole table would
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -114,10 +115,11 @@ def test_connect_applies_memory_limit_and_threads(traces: Traces) -> None:
 def test_released_steps_are_scanned_from_their_parquet_file(
     traces: Traces, analysis: Analysis, tmp_path: Path
 ) -> None:
-    traces.save(tmp_path)
-    released = Traces.load(tmp_path, steps_in_memory=False)
+    traces.save(tmp_path / "tables")
+    released = Traces.load(tmp_path / "tables", steps_in_memory=False)
     assert not released.steps_in_memory
-    assert released.directory == tmp_path
+    # the committed snapshot the link points at, whose files never change
+    assert released.directory == (tmp_path / "tables").resolve() != tmp_path / "tables"
     con = released.connect()
     # the steps view reads the file, not an in-memory table
     plan = con.sql("explain select tool_name from steps").fetchall()
@@ -151,9 +153,13 @@ def test_a_steps_file_from_before_a_schema_column_is_read_now(
 ) -> None:
     import pyarrow.parquet as pq
 
-    traces.save(tmp_path)
+    # a store of the layout before snapshots (no manifest), its steps before the actor column
+    traces.save(tmp_path / "tables")
+    flat = tmp_path / "flat"
+    shutil.copytree(tmp_path / "tables", flat)
+    (flat / "snapshot.json").unlink()
     old = traces.steps.drop_columns(["actor"])
-    pq.write_table(old, tmp_path / "steps.parquet")
-    loaded = Traces.load(tmp_path, steps_in_memory=False)
+    pq.write_table(old, flat / "steps.parquet")
+    loaded = Traces.load(flat, steps_in_memory=False)
     assert loaded.steps_in_memory
     assert loaded.steps.column("actor").null_count == old.num_rows

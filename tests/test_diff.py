@@ -142,7 +142,7 @@ def test_markdown_summary_carries_the_evidence(versions: tuple[Path, Path]) -> N
     assert "### Skills added" in text and "### Skills changed" in text
     assert "### Skills retired" in text
     # why the added line is there, with its figures
-    assert "added: Before calling book\\_trip" in text
+    assert "added: Before calling book_trip" in text
     assert "`sk-book`: odds ratio 0.13 [0.07, 0.20], q=8.0e-05" in text
     # what changed in a changed skill
     assert "odds ratio 0.20 → 0.10; q 0.0100 → 0.0004; n with 40 → 90" in text

@@ -1,6 +1,7 @@
 """The exit-code rule of the command line, case by case: 0 done, 1 a domain error (the message
 says what and how to fix), 2 bad usage (the message names the option, argument, or settings file
-and key); never a traceback for an expected failure."""
+and key), 3 done but this run quarantined input (``ingest``, ``learn``); never a traceback for
+an expected failure."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pipeline.config import AnalyzerConfig, Config, LLMConfig
 from pipeline.errors import SettingError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# a small chat trace file: 4 good records, 1 duplicate and 3 that are quarantined
 SMALL = str(FIXTURES / "chat_small.jsonl")
 # Environment variables that are option defaults: unset, so that the cases do not depend on the
 # shell they run in.
@@ -50,6 +52,9 @@ def _inputs(tmp: Path) -> None:
     shutil.copy(FIXTURES / "skillbooks" / "skillbook_v1.json", tmp / "book" / "skillbook.json")
     (tmp / "empty").mkdir()
     (tmp / "garbage.jsonl").write_text("this is not a trace\n")
+    # the good records of SMALL alone: nothing to quarantine
+    good = [line for line in Path(SMALL).read_text().splitlines() if '"chat-00' in line]
+    (tmp / "clean.jsonl").write_text("\n".join(good[:4]) + "\n")
 
 
 # Each case: its id, the command line ("{tmp}": the test's temporary directory, also the working
@@ -323,24 +328,67 @@ CASES = [
     _case("analyze before ingest", "analyze --data-dir {tmp}/d", 1, "coach ingest"),
     _case("directory without traces", "learn {tmp}/empty {where}", 1, "empty", "no trace files"),
     _case(
-        "file of no known format",
-        "ingest {tmp}/garbage.jsonl --data-dir {tmp}/d",
+        "file of no known format, --strict",
+        "ingest {tmp}/garbage.jsonl --strict --data-dir {tmp}/d",
         1,
         "garbage.jsonl",
+        "1 record quarantined",
         "--format",
     ),
+    _case(
+        "ingest --strict with quarantined records",
+        "ingest {small} --strict --data-dir {tmp}/d",
+        1,
+        "3 records quarantined",
+        "nothing was written",
+        "line 3: invalid JSON",
+    ),
+    _case(
+        "learn --strict with quarantined records",
+        "learn {small} --strict {where}",
+        1,
+        "3 records quarantined",
+        "nothing was written",
+    ),
+    # -- done, with quarantined input ------------------------------------------------------------
+    _case(
+        "ingest quarantining records",
+        "ingest {small} --data-dir {tmp}/d",
+        3,
+        "4 ingested",
+        "this run quarantined 3 records",
+        "{tmp}/d/tables/quarantine.jsonl",
+    ),
+    _case("learn quarantining records", "learn {small} {where}", 3, "prompts:", "quarantined 3"),
+    _case("learn quarantining records, quiet", "learn {small} -q {where}", 3, "prompts:"),
+    _case(
+        "file of no known format: quarantined whole",
+        "ingest {tmp}/garbage.jsonl --data-dir {tmp}/d",
+        3,
+        "garbage.jsonl",
+        "1 quarantined",
+        "this run quarantined 1 record:",
+    ),
+    _case(
+        "ingest with a settings file, quarantining records",
+        "ingest {small} -q --data-dir {tmp}/d",
+        3,
+        "4 ingested",
+        env={"COACH_CONFIG": "{tmp}/good.toml"},
+    ),
     # -- success ---------------------------------------------------------------------------------
-    _case("learn a small file", "learn {small} -q {where}", 0, "prompts:"),
+    _case("learn a small file", "learn {tmp}/clean.jsonl -q {where}", 0, "prompts:"),
+    _case("learn --strict, nothing quarantined", "learn {tmp}/clean.jsonl --strict -q {where}", 0),
     _case(
         "ingest with a settings file",
-        "ingest {small} -q --data-dir {tmp}/d",
+        "ingest {tmp}/clean.jsonl -q --data-dir {tmp}/d",
         0,
         "4 ingested",
         env={"COACH_CONFIG": "{tmp}/good.toml"},
     ),
     _case(
         "learn with a settings file",
-        "learn {small} -q {where}",
+        "learn {tmp}/clean.jsonl -q {where}",
         0,
         "prompts:",
         env={"COACH_CONFIG": "{tmp}/good.toml"},
@@ -374,8 +422,11 @@ def test_exit_code(
     assert result.exit_code == code, result.output
     for needle in needles:
         assert _fill(needle, tmp_path) in result.output
-    if code:
+    if code in (1, 2):
         assert "Error: " in result.output
+    if "--strict" in args and code == 1:
+        # failed before anything was written: no tables, Skillbook or prompts
+        assert not any((tmp_path / name).exists() for name in ("d/tables", "sb", "out"))
 
 
 @pytest.mark.parametrize(
@@ -401,6 +452,24 @@ def test_exit_code_of_the_process(args: list[str], code: int, needle: str, tmp_p
     assert done.returncode == code, done.stderr
     assert needle in done.stderr and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def test_exit_3_of_the_process(tmp_path: Path) -> None:
+    """Done, but quarantined: the status is 3, the summary on stdout, the pointer to the
+    quarantine on stderr; the quarantine is committed with the tables."""
+    env = {k: v for k, v in os.environ.items() if k not in OPTION_ENV}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "ingest", SMALL, "--data-dir", str(tmp_path / "d")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "3 quarantined" in done.stdout
+    assert "this run quarantined 3 records" in done.stderr and "Traceback" not in done.stderr
+    assert len((tmp_path / "d" / "tables" / "quarantine.jsonl").read_text().splitlines()) == 3
 
 
 def test_format_choices_are_the_adapters() -> None:

@@ -125,22 +125,43 @@ def test_exact_copy_is_deduplicated(chat: Traces) -> None:
     assert chat.warnings == []
 
 
-def test_same_id_different_content_keeps_both_with_warning(tmp_path: Path) -> None:
+def test_same_id_different_content_from_two_files_keeps_both_with_warning(
+    tmp_path: Path,
+) -> None:
     first = {"id": "run-1", "outcome": "success", "messages": [{"role": "user", "content": "a"}]}
     second = first | {"outcome": "failure"}
-    path = tmp_path / "runs.jsonl"
-    path.write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n")
-    traces = ingest([path])
+    (tmp_path / "a.jsonl").write_text(json.dumps(first) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps(second) + "\n")
+    traces = ingest([tmp_path])
     rows = _trajectories(traces)
     (renamed,) = [t for t in rows if t != "run-1"]
     assert renamed.startswith("run-1~")
     assert rows["run-1"]["outcome_label"] == "success"
     assert rows[renamed]["outcome_label"] == "failure"
     assert [s["trajectory_id"] for s in traces.steps.to_pylist()] == ["run-1", renamed]
+    reports = {Path(f.path).name: f for f in traces.files}
+    assert (reports["b.jsonl"].records_read, reports["b.jsonl"].renamed) == (1, 1)
+    (warning,) = traces.warnings
+    assert "'run-1'" in warning and "a.jsonl line 1" in warning and "b.jsonl line 1" in warning
+
+
+def test_a_later_record_of_the_same_id_in_one_file_supersedes_the_earlier(tmp_path: Path) -> None:
+    first = {"id": "run-1", "outcome": "success", "messages": [{"role": "user", "content": "a"}]}
+    second = first | {"outcome": "failure"}
+    path = tmp_path / "runs.jsonl"
+    path.write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n")
+    traces = ingest([path])
+    rows = _trajectories(traces)
+    assert list(rows) == ["run-1"]
+    assert rows["run-1"]["outcome_label"] == "failure"
+    assert [s["trajectory_id"] for s in traces.steps.to_pylist()] == ["run-1"]
     (report,) = traces.files
-    assert (report.records_read, report.ingested, report.renamed) == (2, 2, 1)
+    # the earlier version counts as deduplicated: read, replaced, not lost without a count
+    assert (report.records_read, report.ingested, report.deduplicated) == (2, 1, 1)
+    assert (report.superseded, report.renamed, report.trajectories) == (1, 0, 1)
     (warning,) = traces.warnings
     assert "'run-1'" in warning and "line 1" in warning and "line 2" in warning
+    assert "replaces" in warning
 
 
 # --- step rows ----------------------------------------------------------------------------------
@@ -423,11 +444,16 @@ def test_missing_path_is_input_error(tmp_path: Path) -> None:
         ingest([missing])
 
 
-def test_unknown_text_format(tmp_path: Path) -> None:
+def test_unknown_text_format_is_quarantined_naming_the_formats_tried(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("just some notes\nnot a trace at all\n", encoding="utf-8")
     with pytest.raises(UnknownFormatError, match="notes.txt"):
-        ingest([path])
+        sniff_format(path)
+    traces = ingest([path])
+    (report,) = traces.files
+    assert (report.format, report.records_read, report.quarantined) == ("", 1, 1)
+    assert report.reason.startswith(f"{path}: unknown trace format (tried canonical, ")
+    assert traces.trajectories.num_rows == 0
 
 
 def test_non_utf8_line_is_quarantined_naming_line(tmp_path: Path) -> None:
@@ -451,12 +477,14 @@ def test_non_utf8_line_is_quarantined_naming_line(tmp_path: Path) -> None:
     assert "not UTF-8" in row["reason"]
 
 
-def test_non_utf8_document_is_input_error_naming_file(tmp_path: Path) -> None:
+def test_non_utf8_document_is_quarantined_naming_file(tmp_path: Path) -> None:
     path = tmp_path / "run.json"
     path.write_bytes(b'{"info": {}, "simulations": [], "note": "caf\xe9"}')
-    with pytest.raises(InputError, match="UTF-8") as info:
-        ingest([path], format="tau2")
-    assert str(path) in str(info.value)
+    traces = ingest([path], format="tau2")
+    (report,) = traces.files
+    assert (report.records_read, report.quarantined) == (1, 1)
+    assert report.reason.startswith(f"{path}: not UTF-8 text")
+    assert traces.quarantine[0]["reason"] == report.reason
 
 
 def test_truncated_tau_bench_json_is_quarantined_where_it_stops(tmp_path: Path) -> None:
@@ -502,7 +530,11 @@ def test_all_shared_traces_in_one_run() -> None:
         ("mini-swe-agent", "failure"): 74,
         ("who-and-when", "failure"): 126,
     }
-    formats = {Path(f.path).parent.name: f.format for f in traces.files}
+    # the README beside the data is listed as skipped, with its reason
+    skipped = [f for f in traces.files if f.status == "skipped"]
+    assert [Path(f.path).name for f in skipped] == ["README.md"]
+    assert "not a trace file name" in skipped[0].reason
+    formats = {Path(f.path).parent.name: f.format for f in traces.files if f.status == "read"}
     assert formats == {
         "tau-bench": "tau-bench",
         "tau2": "tau2",

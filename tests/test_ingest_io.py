@@ -73,7 +73,11 @@ def test_glob_patterns_expand_and_must_match(tmp_path: Path) -> None:
     (tmp_path / "a" / "notes.txt").write_text("not traces")
     traces = ingest([str(tmp_path / "a" / "*")])
     assert _ids(traces) == ["r1", "r2"]
-    assert [Path(f.path).name for f in traces.files] == ["one.jsonl", "two.jsonl"]
+    read = [Path(f.path).name for f in traces.files if f.status == "read"]
+    assert read == ["one.jsonl", "two.jsonl"]
+    # what the pattern matched but is not a trace file is listed, not dropped silently
+    (skipped,) = [f for f in traces.files if f.status == "skipped"]
+    assert Path(skipped.path).name == "notes.txt" and "not a trace file name" in skipped.reason
     with pytest.raises(InputError, match="matches no file"):
         ingest([str(tmp_path / "nothing" / "*.jsonl")])
 
@@ -89,18 +93,24 @@ def test_directory_skips_hidden_and_bookkeeping_files(tmp_path: Path) -> None:
 # --- clear errors and limits --------------------------------------------------------------------
 
 
-def test_empty_file_is_an_input_error(tmp_path: Path) -> None:
+def test_empty_file_is_one_quarantined_unit_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_text("\n\n")
-    with pytest.raises(InputError, match=r"empty\.jsonl: empty file"):
-        ingest([path])
+    traces = ingest([path])
+    (report,) = traces.files
+    assert (report.records_read, report.ingested, report.quarantined) == (1, 0, 1)
+    assert report.reason == f"{path}: empty file"
+    (row,) = traces.quarantine
+    assert (row["file"], row["where"], row["reason"]) == (str(path), "file", report.reason)
 
 
-def test_corrupt_gzip_is_an_input_error_naming_the_file(tmp_path: Path) -> None:
+def test_corrupt_gzip_is_quarantined_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "runs.jsonl.gz"
     path.write_bytes(gzip.compress((_run("r1") + "\n").encode())[:-12] + b"garbage!")
-    with pytest.raises(InputError, match=r"runs\.jsonl\.gz"):
-        ingest([path], format="chat-jsonl")
+    traces = ingest([path], format="chat-jsonl")
+    (report,) = traces.files
+    assert report.quarantined == 1 and _accounted(traces)
+    assert report.reason.startswith(f"{path}: cannot decompress")
 
 
 def test_over_long_line_is_quarantined_unparsed(tmp_path: Path) -> None:
@@ -244,7 +254,7 @@ def test_cli_ingest_json_adds_up_and_second_run_reads_nothing(tmp_path: Path) ->
     shutil.copy(CHAT, tmp_path / CHAT.name)
     args = ["ingest", str(tmp_path / CHAT.name), "--data-dir", str(tmp_path / "d"), "--json", "-q"]
     first = runner.invoke(main, args)
-    assert first.exit_code == 0, first.output
+    assert first.exit_code == 3, first.output  # done, but this run quarantined records
     payload = json.loads(first.output)
     (report,) = payload["files"]
     assert report["records_read"] == 8
@@ -252,7 +262,9 @@ def test_cli_ingest_json_adds_up_and_second_run_reads_nothing(tmp_path: Path) ->
         report["ingested"] + report["deduplicated"] + report["quarantined"]
     )
     assert payload["this_run"]["records_read"] == 8
-    again = json.loads(runner.invoke(main, args).output)
+    second = runner.invoke(main, args)
+    assert second.exit_code == 0, second.output  # this run read (and quarantined) nothing
+    again = json.loads(second.output)
     assert again["this_run"]["records_read"] == 0
     assert again["files"][0]["status"] == "unchanged"
     assert again["totals"] == payload["totals"]
@@ -264,6 +276,8 @@ def test_cli_strict_exits_1_when_this_run_quarantined(tmp_path: Path) -> None:
     strict = runner.invoke(main, ["ingest", str(CHAT), "--strict", *data])
     assert strict.exit_code == 1
     assert "3 records quarantined" in strict.output
+    assert "line 3: invalid JSON" in strict.output  # the reasons, since no quarantine.jsonl is
+    assert not (tmp_path / "d" / "tables").exists()  # written: nothing is
     clean = tmp_path / "clean.jsonl"
     clean.write_text(_run("ok-1") + "\n")
     assert runner.invoke(main, ["ingest", str(clean), "--strict", *data]).exit_code == 0

@@ -1,6 +1,7 @@
 """The ``coach`` command line: a thin layer over the library.
 
-Exit codes: 0 success, 1 a domain error (message says what and how to fix), 2 bad usage.
+Exit codes: 0 success, 1 a domain error (message says what and how to fix), 2 bad usage, 3 done
+but this run quarantined input (``ingest`` and ``learn``; see ``quarantine.jsonl``).
 Data goes to stdout, progress and diagnostics to stderr.
 """
 
@@ -95,9 +96,15 @@ _ingest_options = [
         help="Read every input again instead of adding only new files to the stored tables.",
     ),
     click.option(
-        "--strict", is_flag=True, help="Exit 1 if any record read by this run was quarantined."
+        "--strict",
+        is_flag=True,
+        help="Exit 1 without writing anything if this run quarantines a record or a file "
+        "(without it: exit 3 after writing).",
     ),
 ]
+
+# The exit status of an ingest or learn that finished but quarantined some of its input.
+EXIT_QUARANTINED = 3
 
 
 def _ingesting(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -106,15 +113,18 @@ def _ingesting(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _check_strict(strict: bool, this_run: dict[str, int]) -> None:
-    """Exit 1 under --strict when this run quarantined records (``this_run``: counts of the
-    files read by this run, :attr:`pipeline.ingest.Traces.counts_this_run`)."""
-    quarantined = this_run["quarantined"]
-    if strict and quarantined:
-        raise click.ClickException(
-            f"--strict: {quarantined} records quarantined (see quarantine.jsonl in the tables "
-            "directory)"
+def _exit_if_quarantined(quarantined: int, data_dir: Path, quiet: bool) -> None:
+    """Exit :data:`EXIT_QUARANTINED` (after a line on stderr, unless ``quiet``) when this run
+    quarantined records or files (``quarantined``:
+    :attr:`pipeline.ingest.Traces.quarantined_this_run`)."""
+    if quarantined:
+        where = data_dir / "tables" / "quarantine.jsonl"
+        records = f"{quarantined} record{'s' if quarantined != 1 else ''}"
+        say(quiet)(
+            f"done, but this run quarantined {records}: see {where} (exit status "
+            f"{EXIT_QUARANTINED}; --strict makes it an error)"
         )
+        raise click.exceptions.Exit(EXIT_QUARANTINED)
 
 
 def _parse_section_modes(
@@ -174,6 +184,7 @@ def _ingest_fields(kw: dict[str, Any]) -> dict[str, Any]:
         "outcome_feedback": kw["outcome_feedback"],
         "max_record_bytes": kw["max_record_mb"] << 20,
         "rebuild": kw["rebuild"],
+        "strict": kw["strict"],
     }
 
 
@@ -254,6 +265,20 @@ def _learn_text(summary: dict[str, Any], highlights: dict[str, list[dict[str, An
             + (f"; budget reached: {usage['budget_reached']}" if usage["budget_reached"] else "")
         )
     lines.append("prompts: " + ", ".join(summary["prompts"]))
+    origins: dict[str, list[str]] = {}
+    for namespace, base in summary.get("base_prompts", {}).items():
+        source = base.get("source")
+        origin = (
+            f"from {base.get('path')}"
+            if source == "file"
+            else "from the traces (each namespace's most common system prompt, redacted, markup "
+            "made inert)"
+            if source == "traces"
+            else "none"
+        )
+        origins.setdefault(origin, []).append(namespace)
+    for origin, namespaces in origins.items():
+        lines.append(f"base prompts {origin}: {', '.join(namespaces)}")
     return "\n".join(lines)
 
 
@@ -265,7 +290,9 @@ def _learn_text(summary: dict[str, Any], highlights: dict[str, list[dict[str, An
 def learn_command(paths: tuple[str, ...], as_json: bool, quiet: bool, **kw: Any) -> None:
     """Run every stage: ingest, analyze, extract, merge, render.
 
-    PATHS are trace files or directories (default: traces/).
+    PATHS are trace files or directories (default: traces/). Exit status 3: done, but this run
+    quarantined input (see DATA_DIR/tables/quarantine.jsonl); with --strict, exit 1 before
+    anything is written instead. --rebuild always runs, even with nothing new.
 
     Example: coach learn traces/ --skillbook skillbook --out prompts_out --json
     """
@@ -273,7 +300,9 @@ def learn_command(paths: tuple[str, ...], as_json: bool, quiet: bool, **kw: Any)
     result = learn(config, progress=say(quiet))
     summary = result.summary()
     emit(as_json, summary, _learn_text(summary, result.highlights()))
-    _check_strict(kw["strict"], summary["ingest"]["this_run"])
+    # a run with nothing to do read nothing (and its traces would load the tables)
+    quarantined = 0 if result.unchanged else result.traces.quarantined_this_run
+    _exit_if_quarantined(quarantined, config.data_dir, quiet)
 
 
 @main.command("ingest")
@@ -282,13 +311,16 @@ def learn_command(paths: tuple[str, ...], as_json: bool, quiet: bool, **kw: Any)
 @common
 @domain_errors
 def ingest_command(
-    paths: tuple[str, ...], data_dir: Path, as_json: bool, quiet: bool, strict: bool, **kw: Any
+    paths: tuple[str, ...], data_dir: Path, as_json: bool, quiet: bool, **kw: Any
 ) -> None:
     """Read traces into the canonical tables (Parquet under DATA_DIR/tables).
 
     PATHS are files, directories or glob patterns (default: traces/); .gz and .zst files are
     read as they are. Files already in the tables (same SHA-256) are skipped, so a nightly run
-    reads only what is new; --rebuild reads everything again.
+    reads only what is new; --rebuild reads everything again. The tables are committed as one
+    snapshot: an interrupted run leaves the previous ones whole. Exit status 3: done, but this
+    run quarantined input (see DATA_DIR/tables/quarantine.jsonl); with --strict, exit 1 before
+    anything is written instead.
 
     Example: coach ingest exports/ 'runs/*.jsonl.gz' --json
     """
@@ -307,13 +339,19 @@ def ingest_command(
     lines = [
         f"{f.path}: {f.format}, {f.records_read} read, {f.ingested} ingested, "
         f"{f.deduplicated} duplicates, {f.quarantined} quarantined, {f.trajectories} "
-        f"trajectories, {f.steps} steps"
+        f"trajectories, {f.steps} steps" + (f" ({f.reason})" if f.reason else "")
         for f in traces.files
-        if f.status == "read"
+        if f.status == "read" and f.format
     ]
-    skipped = sum(f.status != "read" for f in traces.files)
-    if skipped:
-        lines.append(f"{skipped} files already in the tables, not read again")
+    lines += [
+        f"{f.path}: not read, quarantined as 1 record: {f.reason.removeprefix(f'{f.path}: ')}"
+        for f in traces.files
+        if f.status == "read" and not f.format
+    ]
+    lines += [f"{f.path}: skipped, {f.reason}" for f in traces.files if f.status == "skipped"]
+    kept = sum(f.status in ("unchanged", "kept") for f in traces.files)
+    if kept:
+        lines.append(f"{kept} files already in the tables, not read again")
     new = traces.counts_this_run
     lines.append(
         f"this run: {new['records_read']} records read = {new['ingested']} ingested + "
@@ -324,7 +362,7 @@ def ingest_command(
         f"{traces.feedback.num_rows} feedback rows in {data_dir / 'tables'}"
     )
     emit(as_json, payload, "\n".join(lines))
-    _check_strict(strict, traces.counts_this_run)
+    _exit_if_quarantined(traces.quarantined_this_run, data_dir, quiet)
 
 
 @main.command("formats")

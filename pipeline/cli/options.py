@@ -162,8 +162,19 @@ def say(quiet: bool) -> Callable[[str], None]:
 
 
 def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
-    """Print ``payload`` as indented JSON when ``as_json``, else ``text``, to stdout."""
-    click.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
+    """Print ``payload`` as indented JSON when ``as_json``, else ``text``, to stdout, with
+    personal data and secrets redacted (:func:`pipeline.redact.redact`; in JSON, every string
+    and key) and, in text, control characters shown as escapes
+    (:func:`pipeline.render.environment.visible_controls`; JSON escapes them itself): the store
+    may hold trace text as it came, what a command prints does not."""
+    from pipeline.redact import redact, redact_data
+    from pipeline.render.environment import visible_controls
+
+    if as_json:
+        plain = json.loads(json.dumps(payload, default=str))  # paths and the like as strings
+        click.echo(json.dumps(redact_data(plain), indent=2))
+    else:
+        click.echo(visible_controls(redact(text)))
 
 
 SKILLBOOK_OPTION = click.option(

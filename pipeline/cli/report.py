@@ -133,7 +133,10 @@ def diff_command(
     elif fmt == "unified":
         text = result.unified()
         if text:
-            click.echo(text, nl=False)
+            from pipeline.redact import redact
+            from pipeline.render.environment import visible_controls
+
+            click.echo(visible_controls(redact(text)), nl=False)
     else:
         sources = example_sources(data_dir / "tables")
         click.echo(markdown_summary(result, sources=sources, link_base=link_base), nl=False)

@@ -32,6 +32,7 @@ from pipeline.cli.review import (
     resolve_actor,
 )
 from pipeline.config import timestamp
+from pipeline.redact import redact_data
 from pipeline.render import agents_md, evidence_line, from_ace, to_ace
 from pipeline.skillbook import SECTIONS, STATUSES, Skill
 
@@ -290,7 +291,7 @@ def export_command(
     if fmt == "agents-md":
         text = agents_md(book, list(namespaces) or None)
     else:
-        text = json.dumps(to_ace(book), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(redact_data(to_ace(book)), indent=2, ensure_ascii=False) + "\n"
     if output is None:
         click.echo(text, nl=False)
     else:

@@ -23,6 +23,7 @@ from pipeline.cli.options import (
     emit,
 )
 from pipeline.config import AnalyzerConfig, Config
+from pipeline.fileio import atomic_write, atomic_write_parquet
 from pipeline.learn import merge_and_render, render_prompts, stored_base_prompts
 from pipeline.skillbook import Candidate, Skillbook
 
@@ -59,10 +60,9 @@ def analyze_command(
     traces = _load_analysis_inputs(data_dir)
     analysis = Analyzer(AnalyzerConfig(min_support=min_support, fdr=fdr)).run(traces)
     out = data_dir / "analysis"
-    out.mkdir(parents=True, exist_ok=True)
     for name in ("results", "features", "units", "clusters"):
-        getattr(analysis, name).write_parquet(out / f"{name}.parquet")
-    (out / "config.json").write_text(json.dumps({"min_support": min_support, "fdr": fdr}))
+        atomic_write_parquet(out / f"{name}.parquet", getattr(analysis, name).to_arrow())
+    atomic_write(out / "config.json", json.dumps({"min_support": min_support, "fdr": fdr}))
     results = analysis.results
     payload = {
         "features_tested": results.height,
@@ -118,7 +118,7 @@ def extract_command(data_dir: Path, as_json: bool, quiet: bool) -> None:
 
     candidates = SkillExtractor().run(_load_analysis(data_dir))
     data = [asdict(c) for c in candidates]
-    (data_dir / "candidates.json").write_text(json.dumps(data, indent=2) + "\n")
+    atomic_write(data_dir / "candidates.json", json.dumps(data, indent=2) + "\n")
     emit(
         as_json,
         {"candidates": data},

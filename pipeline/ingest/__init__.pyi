@@ -2,11 +2,15 @@
 
 from .discovery import (
     BOOKKEEPING as BOOKKEEPING,
+    CACHEDIR_SIGNATURE as CACHEDIR_SIGNATURE,
     DATA_SUFFIXES as DATA_SUFFIXES,
+    Discovery as Discovery,
+    Skipped as Skipped,
     discover as discover,
     file_sha256 as file_sha256,
     is_data_file as is_data_file,
     sniff_format as sniff_format,
+    survey as survey,
 )
 from .formats import (
     ADAPTERS as ADAPTERS,

@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
+from pipeline.fileio import atomic_link, atomic_write, atomic_write_parquet
+from pipeline.ingest import snapshot
 
 # BOOKKEEPING: the files save writes beside the tables, which discovery never takes for input
 from pipeline.ingest.discovery import BOOKKEEPING
@@ -64,6 +66,14 @@ class FileReport:
     status: str = "read"
     size: int = -1
     mtime_ns: int = -1
+    # ``superseded``: records that a later version of the same trajectory id from the same file
+    # replaced (within this file they are counted among ``deduplicated``; for a version an
+    # earlier run stored, its rows were dropped and the file that stored it counts it here too).
+    # ``reason``: why a whole file (or the rest of it) was quarantined, or why it was skipped
+    # (status ``skipped``: not read because of its name, a hidden path, a CACHEDIR.TAG or an
+    # excluded directory; all counts 0). Empty otherwise.
+    superseded: int = 0
+    reason: str = ""
 
 
 @dataclass
@@ -74,8 +84,8 @@ class Traces:
     ``quarantine`` rows: ``{"file": str, "where": str, "reason": str, "raw": str}``.
     ``warnings``: one line each (duplicate ids with different content, a rebuild).
     ``settings``: ``{"format", "reward_threshold", "outcome_feedback"}``: what labels depend on.
-    ``directory``: where :meth:`save` last wrote the tables (or :meth:`load` read them), else
-    ``None``.
+    ``directory``: the snapshot directory :meth:`save` last wrote the tables to (or
+    :meth:`load` read them from), else ``None``; its files never change.
 
     The steps table (the large one: about 14 rows per trajectory) may live only in
     ``directory``: after :meth:`release_steps`, or from ``load(..., steps_in_memory=False)``.
@@ -98,6 +108,7 @@ class Traces:
         "deduplicated",
         "quarantined",
         "renamed",
+        "superseded",
         "trajectories",
         "steps",
         "feedback",
@@ -147,6 +158,17 @@ class Traces:
         read = [f for f in self.files if f.status == "read"]
         return {k: sum(getattr(f, k) for f in read) for k in self._COUNT_KEYS}
 
+    @property
+    def quarantined_this_run(self) -> int:
+        """How many records this run quarantined (a file it could not read at all counts as
+        one): ``counts_this_run["quarantined"]``."""
+        return self.counts_this_run["quarantined"]
+
+    def quarantine_this_run(self) -> list[dict[str, str]]:
+        """The rows of :attr:`quarantine` from the files this run read (status ``read``)."""
+        read = {f.path for f in self.files if f.status == "read"}
+        return [q for q in self.quarantine if q.get("file") in read]
+
     def content_hash(self) -> str:
         """SHA-256 over the trajectory ids, outcomes and step counts: equal inputs give equal
         hashes."""
@@ -188,52 +210,66 @@ class Traces:
         return con
 
     def save(self, directory: Path) -> dict[str, Path]:
-        """Write ``<name>.parquet`` for each table, ``quarantine.jsonl`` and ``ingest.json`` into
-        ``directory`` (created if needed). Returns the paths written by name."""
-        directory.mkdir(parents=True, exist_ok=True)
-        written: dict[str, Path] = {}
-        for name in TABLES:
-            path = directory / f"{name}.parquet"
-            if name == "steps" and self._steps is None and self.directory == directory:
-                written[name] = path  # released: the stored file is the table
-                continue
-            tmp = path.with_suffix(".parquet.tmp")
-            pq.write_table(getattr(self, name), tmp)
-            tmp.replace(path)
-            written[name] = path
-        quarantine = directory / "quarantine.jsonl"
-        quarantine.write_text(
-            "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in self.quarantine),
-            encoding="utf-8",
-        )
-        written["quarantine"] = quarantine
-        report = directory / "ingest.json"
-        report.write_text(
-            json.dumps(
-                {
-                    "settings": self.settings,
-                    "files": [asdict(f) for f in self.files],
-                    "totals": self.counts,
-                    "warnings": self.warnings,
-                },
-                indent=2,
+        """Commit the store to ``directory`` as one unit (:mod:`pipeline.ingest.snapshot`): a new
+        snapshot directory ``<directory>.d/<id>/`` with ``<name>.parquet`` for each table,
+        ``quarantine.jsonl``, ``ingest.json`` and the manifest ``snapshot.json``, then the link
+        ``directory`` swapped to it in one step. A released steps table (:meth:`release_steps`)
+        is hard-linked from its stored file, not written again. Every file is written through
+        :mod:`pipeline.fileio`; a crash at any point leaves the previous snapshot in place.
+        Returns the paths written by name (``trajectories``, ``steps``, ``feedback``,
+        ``quarantine``, ``report``), as seen through ``directory``.
+
+        Raises:
+            InputError: ``directory`` is a directory holding files other than a store's.
+            LockError: another process is saving to ``directory``.
+        """
+        with snapshot.writing(directory) as target:
+            for name in TABLES:
+                path = target / f"{name}.parquet"
+                if name == "steps" and self._steps is None:
+                    assert self.directory is not None
+                    # released: the stored file is the table, and stored files never change
+                    atomic_link(self.directory / "steps.parquet", path)
+                else:
+                    atomic_write_parquet(path, getattr(self, name))
+            atomic_write(
+                target / "quarantine.jsonl",
+                "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in self.quarantine),
             )
-            + "\n",
-            encoding="utf-8",
-        )
-        written["report"] = report
-        self.directory = directory
-        return written
+            report = {
+                "settings": self.settings,
+                "files": [asdict(f) for f in self.files],
+                "totals": self.counts,
+                "warnings": self.warnings,
+            }
+            atomic_write(target / "ingest.json", json.dumps(report, indent=2) + "\n")
+        self.directory = target
+        written = {name: directory / f"{name}.parquet" for name in TABLES}
+        return written | {
+            "quarantine": directory / "quarantine.jsonl",
+            "report": directory / "ingest.json",
+        }
+
+    @staticmethod
+    def stored(directory: Path) -> bool:
+        """Whether a store was saved at ``directory``, whole or not (:meth:`load` says which)."""
+        return snapshot.exists(directory)
 
     @classmethod
     def load(cls, directory: Path, *, steps_in_memory: bool = True) -> Traces:
-        """Read what :meth:`save` wrote. With ``steps_in_memory=False`` the steps table stays
-        in its file (see :meth:`release_steps`), unless the file predates a column of the
-        canonical schema, in which case it is read (and converted) now.
+        """Read what :meth:`save` wrote, after checking the commit: the snapshot's manifest is
+        there and every file it lists has its size and SHA-256 (a store saved before snapshots:
+        its tables' row counts agree with ``ingest.json``); see
+        :func:`pipeline.ingest.snapshot.verified`. ``directory`` of the result is the snapshot
+        read. With ``steps_in_memory=False`` the steps table stays in its file (see
+        :meth:`release_steps`), unless the file predates a column of the canonical schema, in
+        which case it is read (and converted) now.
 
         Raises:
-            InputError: a table file is missing or unreadable.
+            InputError: no store at ``directory``, or it is not whole (the message names the
+                store and what is wrong, and says to rebuild), or a file is unreadable.
         """
+        directory = snapshot.verified(directory)
         tables: dict[str, pa.Table | None] = {}
         for name in TABLES:
             if name == "steps" and not steps_in_memory and _is_current(directory / "steps.parquet"):
@@ -241,17 +277,12 @@ class Traces:
                 continue
             tables[name] = _read_stored(directory, name)
         quarantine_path = directory / "quarantine.jsonl"
-        quarantine = (
-            [
-                json.loads(line)
-                for line in quarantine_path.read_text(encoding="utf-8").splitlines()
-                if line.strip()
-            ]
-            if quarantine_path.exists()
-            else []
-        )
-        report_path = directory / "ingest.json"
-        report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else {}
+        quarantine = [
+            json.loads(line)
+            for line in quarantine_path.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+        report = json.loads((directory / "ingest.json").read_text(encoding="utf-8"))
         known = {f.name for f in fields(FileReport)}
         files = [
             FileReport(**{k: v for k, v in f.items() if k in known})

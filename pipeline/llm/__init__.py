@@ -12,12 +12,14 @@ here. The steps that use it:
   candidate skills and skills for failure clusters, one request per item
   (:mod:`pipeline.llm.items`), never new evidence.
 
-Inside the package (``A ──► B``: B imports A; ``prompt`` holds the Jinja environment of both
-prompts, ``types`` the values that cross the seam)::
+Inside the package (``A ──► B``: B imports A; ``screen`` normalises and screens text,
+``prompt`` holds the Jinja environment of both prompts and the escaping of trace text placed in
+them, ``fidelity`` what a rewording must keep of its pattern, ``types`` the values that cross the
+seam)::
 
-    types ──► cache ──► client ──┐
-    screen ──► items ────────────┼──► distill, judge
-    prompt ──────────────────────┘
+    types ──► cache ──► client ──────────┐
+    screen ──► prompt ──► items ─────────┼──► distill, judge
+    fidelity ────────────────────────────┘
 """
 
 from __future__ import annotations

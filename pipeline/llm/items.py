@@ -3,8 +3,13 @@ each with the context its prompt is rendered from (the pattern or cluster, its f
 contrasting trace excerpts: runs of the same task (stratum) with the opposite outcome, read from
 the ``steps`` table, redacted, made safe to embed as delimited data and trimmed to a character
 budget). :func:`pattern_items` and :func:`cluster_items` build them; :mod:`pipeline.llm.distill`
-sends them and checks the replies. :func:`read_steps`, :func:`step_line` and :func:`as_data`
-turn a run's steps into such excerpt lines, for the judge (:mod:`pipeline.llm.judge`) too.
+sends them and checks the replies. :func:`read_steps` and :func:`step_line` turn a run's steps
+into such excerpt lines, for the judge (:mod:`pipeline.llm.judge`) too.
+
+Every trace-derived value of a context (namespace, task, tool names, arguments, results, error
+messages, pattern ids, the current wording) goes through :func:`~pipeline.llm.prompt.as_data`:
+redacted, invisible characters removed, angle brackets and delimiter names neutralised. Each item
+also says what a rewording must keep of its pattern (:class:`~pipeline.llm.fidelity.Keep`).
 """
 
 from __future__ import annotations
@@ -21,14 +26,14 @@ import polars as pl
 from pipeline.analyze import Analysis
 from pipeline.config import LLMConfig
 from pipeline.ingest import Traces
+from pipeline.llm.fidelity import Keep, keep_for_cluster, keep_for_pattern
+from pipeline.llm.prompt import as_data
 from pipeline.llm.screen import markers
-from pipeline.redact import redact
 from pipeline.skillbook import LLM_SECTIONS as SECTIONS, Candidate, skill_id
 
 __all__ = [
     "SECTIONS",
     "Item",
-    "as_data",
     "cluster_items",
     "pattern_items",
     "read_steps",
@@ -42,10 +47,11 @@ class Item:
     failure cluster (``kind`` ``"cluster"``, ``evidence`` the cluster's).
 
     ``key``: the skill id the reply would be filed under. ``namespace`` and ``pattern_id``: as in
-    :class:`~pipeline.extract.Candidate`. ``tools``: the tool names an accepted instruction must
-    name one of. ``context``: the variables the prompt template is rendered with (see
+    :class:`~pipeline.extract.Candidate`. ``tools``: the tool names of the pattern or cluster.
+    ``context``: the variables the prompt template is rendered with (see
     ``templates/distill.md.j2``), its ``excerpts`` a list of ``{"id", "outcome", "behaviour",
-    "text"}``.
+    "text"}``. ``keep``: what an accepted rewording must keep (tools, argument and value,
+    direction); None: it must name one of ``tools``.
     """
 
     key: str
@@ -56,16 +62,7 @@ class Item:
     context: dict[str, Any]
     candidate: Candidate | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
-
-
-def as_data(text: str, limit: int = 240) -> str:
-    """Trace text made safe to embed in a prompt as delimited data: redacted
-    (:func:`pipeline.redact.redact`), whitespace collapsed to one line, angle brackets replaced
-    by single guillemets (so that it cannot close the ``<trace_excerpt>`` delimiters), cut to at
-    most ``limit`` characters (the last one an ellipsis when cut)."""
-    text = redact(" ".join(str(text).split()))
-    text = text.replace("<", "\u2039").replace(">", "\u203a")
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+    keep: Keep | None = None
 
 
 def read_steps(traces: Traces, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
@@ -94,22 +91,22 @@ def read_steps(traces: Traces, ids: Sequence[str]) -> dict[str, list[dict[str, A
 
 
 def step_line(row: dict[str, Any]) -> str | None:
-    """One step (a row of :func:`read_steps`) as one line of an excerpt, its text passed through
-    :func:`as_data`: ``call TOOL(ARGS)``, ``result TOOL: TEXT``, ``error TOOL: MESSAGE`` or
-    ``ROLE: TEXT``; None for a system step or a message without text."""
+    """One step (a row of :func:`read_steps`) as one line of an excerpt, every field of it
+    passed through :func:`~pipeline.llm.prompt.as_data`: ``call TOOL(ARGS)``, ``result TOOL:
+    TEXT``, ``error TOOL: MESSAGE`` or ``ROLE: TEXT``; None for a system step or a message
+    without text."""
     kind = row["step_type"]
     if kind == "system":
         return None
+    tool = as_data(row["tool_name"] or "", 80)
     if kind == "tool_call":
-        return f"call {row['tool_name']}({as_data(row['tool_args'] or '', 160)})"
+        return f"call {tool}({as_data(row['tool_args'] or '', 160)})"
     if kind == "tool_result":
         text = row["error_message"] if row["is_error"] else row["tool_result_text"]
-        return f"{'error' if row['is_error'] else 'result'} {row['tool_name'] or ''}: {as_data(text or '')}"
-    return (
-        f"{row['role'] or kind}: {as_data(row['content_text'] or '')}"
-        if row["content_text"]
-        else None
-    )
+        return f"{'error' if row['is_error'] else 'result'} {tool}: {as_data(text or '')}"
+    if not row["content_text"]:
+        return None
+    return f"{as_data(row['role'] or kind, 40)}: {as_data(row['content_text'])}"
 
 
 def _excerpts(
@@ -236,15 +233,14 @@ def pattern_items(
         other = _contrast(analysis, cand.namespace, shown, harmful, without=cand.pattern_id)
         picks = [(t, steps[t], "success" if not harmful else "failure", "present") for t in shown]
         picks += [(t, None, "success" if harmful else "failure", "absent") for t in other]
-        named = [row["subject"] or ""] + (
-            [row["detail"] or ""] if row["kind"] == "tool_order" else []
+        keep = keep_for_pattern(
+            row["kind"], cand.evidence.get("direction"), row["subject"] or "", row["detail"] or ""
         )
-        tools = tuple(t.split(".")[0] for t in named if t)
         subject = as_data(row["subject"] or "", 120)
         detail = as_data(row["detail"] or "", 200)
         context = {
             "item": "pattern",
-            "namespace": cand.namespace,
+            "namespace": as_data(cand.namespace, 200),
             "pattern": {
                 "id": as_data(cand.pattern_id, 200),
                 "kind": row["kind"],
@@ -256,12 +252,25 @@ def pattern_items(
                 "direction": cand.evidence.get("direction"),
             },
             "evidence": _figures(cand.evidence),
-            "current": {"instruction": cand.instruction, "section": cand.section},
+            "current": {"instruction": as_data(cand.instruction, 600), "section": cand.section},
+            "keep": {
+                "tools": [as_data(t, 120) for t in keep.tools],
+                "terms": [as_data(t, 120) for t in keep.terms],
+            },
             "excerpts": _excerpts(traces, picks, config.excerpt_tokens * 4),
             "sections": list(SECTIONS),
         }
         items.append(
-            Item(cand.id, cand.namespace, cand.pattern_id, "pattern", tools, context, cand)
+            Item(
+                cand.id,
+                cand.namespace,
+                cand.pattern_id,
+                "pattern",
+                keep.tools,
+                context,
+                cand,
+                keep=keep,
+            )
         )
     return items
 
@@ -310,13 +319,13 @@ def cluster_items(
         }
         context = {
             "item": "cluster",
-            "namespace": namespace,
+            "namespace": as_data(namespace, 200),
             "cluster": {
                 "signature": as_data(signature, 300),
                 "size": int(row["size"]),
                 "share": round(float(row["share"]), 4),
                 "failures": int(total),
-                "tools": list(tools),
+                "tools": [as_data(t, 120) for t in tools],
             },
             "excerpts": _excerpts(traces, picks, config.excerpt_tokens * 4),
             "sections": list(SECTIONS),
@@ -331,6 +340,7 @@ def cluster_items(
                 context,
                 None,
                 evidence,
+                keep_for_cluster(tools),
             )  # fmt: skip
         )
     return items

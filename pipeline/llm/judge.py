@@ -43,8 +43,8 @@ from pipeline.config import Config, LLMConfig
 from pipeline.errors import TemplateError
 from pipeline.ingest import FEEDBACK, TRAJECTORIES, Traces
 from pipeline.llm.client import LLMClient
-from pipeline.llm.items import as_data, read_steps, step_line
-from pipeline.llm.prompt import ENVIRONMENT, package_template
+from pipeline.llm.items import read_steps, step_line
+from pipeline.llm.prompt import ENVIRONMENT, as_data, package_template
 from pipeline.llm.types import Request, retry_request
 from pipeline.redact import redact
 
@@ -202,8 +202,8 @@ def judge_unknown(traces: Traces, client: LLMClient) -> Labelling:
     for row in unknown.iter_rows(named=True):
         transcript, omitted = transcripts[row["trajectory_id"]]
         context = {
-            "trajectory_id": as_data(row["trajectory_id"], 120),
-            "namespace": f"domain:{row['domain']}" if row["domain"] else "global",
+            "trajectory_id": as_data(row["trajectory_id"], 120).replace('"', "'"),
+            "namespace": as_data(f"domain:{row['domain']}" if row["domain"] else "global", 200),
             "task_input": as_data(row["task_input"] or "", 1500),
             "final_output": as_data(row["final_output"] or "", 800),
             "termination_reason": as_data(row["termination_reason"] or "", 120),

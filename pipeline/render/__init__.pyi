@@ -22,11 +22,13 @@ from .prompts import (
     NOT_RENDERED as NOT_RENDERED,
     PRECEDENCE as PRECEDENCE,
     SECTION_TITLES as SECTION_TITLES,
+    BasePrompt as BasePrompt,
     PromptGenerator as PromptGenerator,
     RenderedPrompt as RenderedPrompt,
     base_prompts as base_prompts,
     compose as compose,
     namespace_rank as namespace_rank,
+    neutralise as neutralise,
     prompt_filename as prompt_filename,
 )
 from .report import (

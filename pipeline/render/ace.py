@@ -17,7 +17,8 @@ Export maps instruction -> ``content``, the evidence line -> ``evidence``, the s
 does not have) are 0; active skills are ``active``, others ``invalid``; the coach skill itself is
 kept in ``sources`` (``{"coach": Skill.to_dict()}``) so that an export imports back unchanged.
 Import accepts ``skills`` as an object or a list; foreign skills enter as ``proposed`` (a person
-reviews them) in the namespace given, with ``source.method = "import"``.
+reviews them) in the namespace given, with ``source.method = "import"``. ACE learns from traces
+too: imported text is redacted (:func:`pipeline.redact.redact`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import SkillbookError
+from pipeline.redact import redact, redact_data
 from pipeline.render.skillbook_md import evidence_line
 from pipeline.skillbook import Skill, Skillbook
 
@@ -106,7 +108,7 @@ def from_ace(path: Path, *, namespace: str = "global") -> list[Skill]:
             raise SkillbookError(f"{where}: not an object")
         for source in item.get("sources") or []:
             if isinstance(source, dict) and isinstance(source.get("coach"), dict):
-                out.append(Skill.from_dict(source["coach"]))
+                out.append(Skill.from_dict(redact_data(source["coach"])))
                 break
         else:
             content = item.get("content")
@@ -120,20 +122,22 @@ def from_ace(path: Path, *, namespace: str = "global") -> list[Skill]:
                     status="proposed",
                     section=_section_name(str(item.get("section") or "imported")),
                     namespace=namespace,
-                    instruction=" ".join(content.split()),
+                    instruction=redact(" ".join(content.split())),
                     evidence={},
-                    source={
-                        "method": "import",
-                        "format": "ace",
-                        "pattern_id": None,
-                        "ace_id": ace_id,
-                        "justification": item.get("justification"),
-                        "evidence": item.get("evidence"),
-                        "sources": item.get("sources") or [],
-                        "ace_counts": {
-                            k: item.get(k, 0) for k in ("helpful", "harmful", "neutral")
-                        },
-                    },
+                    source=redact_data(
+                        {
+                            "method": "import",
+                            "format": "ace",
+                            "pattern_id": None,
+                            "ace_id": ace_id,
+                            "justification": item.get("justification"),
+                            "evidence": item.get("evidence"),
+                            "sources": item.get("sources") or [],
+                            "ace_counts": {
+                                k: item.get(k, 0) for k in ("helpful", "harmful", "neutral")
+                            },
+                        }
+                    ),
                     created_at=item.get("created_at"),
                     updated_at=item.get("updated_at"),
                 )

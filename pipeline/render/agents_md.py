@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.render.environment import environment, one_line
+from pipeline.render.environment import environment
 from pipeline.skillbook import NOT_RENDERED, Skillbook, section_key, section_title
 
 __all__ = ["TEMPLATE", "agents_md"]
@@ -39,7 +39,7 @@ def agents_md(book: Skillbook, namespaces: list[str] | None = None) -> str:
             {
                 "title": section_title(section),
                 "skills": [
-                    {"text": one_line(s.instruction), "figures": _short_figures(s.evidence)}
+                    {"text": s.instruction, "figures": _short_figures(s.evidence)}
                     for s in sorted(
                         (s for s in own if s.section == section), key=lambda s: (-s.value, s.id)
                     )

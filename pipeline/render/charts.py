@@ -13,6 +13,9 @@ import math
 import re
 from typing import Any
 
+from pipeline.redact import redact
+from pipeline.render.environment import break_template_syntax
+
 __all__ = ["forest_chart", "rate_chart", "runs_chart"]
 
 
@@ -31,8 +34,11 @@ def _svg(fig: Any, salt: str) -> str:
 
 
 def _label(text: str) -> str:
-    """Chart text with mathtext switched off (a ``$`` in a tool error would start math)."""
-    return text.replace("$", r"\$")
+    """Chart text: redacted (:func:`pipeline.redact.redact`; the chart is inlined as HTML
+    that the report's environment does not touch again), template delimiters broken
+    (:func:`~pipeline.render.environment.break_template_syntax`), mathtext switched off (a ``$``
+    in a tool error would start math). matplotlib escapes it as XML."""
+    return break_template_syntax(redact(text)).replace("$", r"\$")
 
 
 def _figure(width: float, height: float) -> Any:
@@ -109,7 +115,7 @@ def runs_chart(points: list[dict[str, Any]], salt: str) -> str:
             color="#d6604d",
             label="runs added since the previous point",
         )
-    ax.set_xticks(xs, [p["label"] for p in points], fontsize=8)
+    ax.set_xticks(xs, [_label(p["label"]) for p in points], fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("success rate")
     ax.legend(fontsize=8, loc="lower right")

@@ -11,9 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pipeline.render.diff import PromptDiff, SkillChange
-from pipeline.render.environment import environment, markdown_inline, num, pval
+from pipeline.render.environment import (
+    break_template_syntax,
+    code_span,
+    environment,
+    fence,
+    markdown_inline,
+    num,
+    pval,
+)
 
 __all__ = ["COMMENT_LIMIT", "PROMPT_LINES_SHOWN", "example_sources", "markdown_summary"]
 
@@ -43,12 +52,12 @@ def _examples(
     out = []
     for example in (ev.get("examples") or [])[:limit]:
         tid, step = example.get("trajectory_id"), example.get("step_idx")
-        label = f"`{tid}`" + (f" step {step}" if step is not None else "")
+        label = code_span(tid) + (f" step {step}" if step is not None else "")
         source = sources.get(tid)
         if source and link_base:
-            out.append(f"[{label}]({link_base.rstrip('/')}/{source.lstrip('./')})")
+            out.append(f"[{label}]({link_base.rstrip('/')}/{quote(source.lstrip('./'))})")
         elif source:
-            out.append(f"{label} in `{source}`")
+            out.append(f"{label} in {code_span(source)}")
         else:
             out.append(label)
     return ", ".join(out) or "none recorded"
@@ -73,9 +82,9 @@ def _change_note(change: SkillChange) -> str:
                     a_text, b_text = num(before, 3), num(after, 3)
                 notes.append(f"{label} {a_text} → {b_text}")
     if "flags" in change.fields:
-        notes.append("flags: " + (", ".join(b.flags) or "cleared"))
+        notes.append("flags: " + (markdown_inline(", ".join(b.flags)) or "cleared"))
     if "section" in change.fields:
-        notes.append(f"section {a.section} → {b.section}")
+        notes.append(f"section {markdown_inline(a.section)} → {markdown_inline(b.section)}")
     return "; ".join(notes)
 
 
@@ -174,15 +183,15 @@ def markdown_summary(
         prompts=prompts,
         tables=tables,
     )
-    unified = diff.unified()
+    unified = break_template_syntax(diff.unified())
     if unified:
         details = env.get_template(DETAILS_TEMPLATE)
-        block = details.render(unified=unified.rstrip("\n"), truncated=False)
+        block = details.render(unified=unified.rstrip("\n"), fence=fence(unified), truncated=False)
         room = max_chars - len(text) - 200
         if len(block) > room:
             cut = unified[: max(0, room - 100)]
             cut = cut[: cut.rfind("\n") + 1] if "\n" in cut else ""
-            block = details.render(unified=cut.rstrip("\n"), truncated=True)
+            block = details.render(unified=cut.rstrip("\n"), fence=fence(cut), truncated=True)
         text += "\n" + block
     if len(text) > max_chars:
         text = text[: max_chars - 80].rsplit("\n", 1)[0] + "\n\n_(truncated)_\n"

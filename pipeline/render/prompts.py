@@ -3,12 +3,17 @@
 The template receives ``base_prompt`` (str), ``namespace`` (str) and ``sections`` (list of
 ``{"name", "title", "skills": [{"id", "instruction", "section", "evidence"}]}``). Skill text is
 data: the template runs in the sandboxed environment of :mod:`pipeline.render.environment`,
-and skill text is redacted and its Markdown- and template-active characters escaped beforehand
-(:func:`~pipeline.render.environment.prompt_text`), so a skill that looks like template code is
-printed, never evaluated. The package's template is
+and skill text and section titles are redacted and their Markdown- and template-active
+characters escaped beforehand (:func:`~pipeline.render.environment.prompt_text`), so a skill
+that looks like template code is printed, never evaluated. The package's template is
 ``pipeline/render/templates/system_prompt.md.j2``. Output: ``<out>/<namespace>.md`` (``:`` in the
 namespace becomes ``-``) and
-``<out>/manifest.json`` (per prompt: skill ids used, Skillbook version, template SHA-256).
+``<out>/manifest.json`` (per prompt: skill ids used and where its base prompt came from;
+Skillbook version, template SHA-256).
+
+A base prompt (:class:`BasePrompt`) is either the team's file (``--base-prompt``), printed as
+written, or the most common system prompt of a namespace's runs (:func:`base_prompts`), which is
+trace data: redacted, and its template syntax and markup neutralised (:func:`neutralise`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +29,25 @@ from jinja2 import TemplateError as JinjaTemplateError
 
 from pipeline.errors import TemplateError
 from pipeline.fileio import atomic_write
-from pipeline.render.environment import environment, prompt_text
+from pipeline.redact import redact
+from pipeline.render.environment import (
+    Verbatim,
+    break_template_syntax,
+    environment,
+    prompt_text,
+)
 from pipeline.skillbook import NOT_RENDERED, SECTION_TITLES, Skill, Skillbook, section_key
 
 __all__ = [
+    "ACTIVE_HTML",
+    "BasePrompt",
     "PRECEDENCE",
     "PromptGenerator",
     "RenderedPrompt",
+    "base_prompts",
     "compose",
     "namespace_rank",
+    "neutralise",
     "prompt_filename",
 ]
 
@@ -40,6 +55,63 @@ __all__ = [
 # takes precedence over one of a less specific namespace for the same pattern.
 PRECEDENCE = ("user", "domain", "agent", "global")
 DEFAULT_TEMPLATE = "system_prompt.md.j2"
+# HTML elements that run code, load something, take input or replace the document (WHATWG HTML
+# and its obsolete elements browsers still parse); other tags (``<format_example>``, common in
+# system prompts) are inert text to a browser and a Markdown viewer, unless they carry attributes.
+# fmt: off
+ACTIVE_HTML = frozenset((
+    "a", "applet", "area", "audio", "base", "body", "button", "canvas", "details", "dialog",
+    "embed", "form", "frame", "frameset", "head", "html", "iframe", "image", "img", "input",
+    "link", "map", "marquee", "math", "meta", "noembed", "noframes", "noscript", "object",
+    "option", "picture", "plaintext", "script", "select", "source", "style", "svg", "template",
+    "textarea", "title", "track", "video", "xmp",
+))
+# fmt: on
+# A tag (its name, and whether anything follows the name), a comment or a declaration.
+_TAG = re.compile(r"<(?:/?([A-Za-z][^\s/>]*)([^<>]*)|[!?])")
+
+
+class BasePrompt(str):
+    """A namespace's base prompt: its text (this ``str``) and where it came from. ``source``:
+    ``file`` (the team's file at ``path``, printed as written) or ``traces`` (the most common
+    system prompt of the namespace's runs, shared by ``runs`` of them, made safe by
+    :func:`neutralise`)."""
+
+    source: str
+    path: str | None
+    runs: int | None
+
+    def __new__(
+        cls, text: str, source: str, *, path: str | None = None, runs: int | None = None
+    ) -> BasePrompt:
+        prompt = super().__new__(cls, text)
+        prompt.source, prompt.path, prompt.runs = source, path, runs
+        return prompt
+
+    def provenance(self) -> dict[str, Any]:
+        """Where it came from, for the manifest and the learn summary: ``{"source": "file",
+        "path"}`` or ``{"source": "traces", "runs"}``."""
+        if self.source == "file":
+            return {"source": "file", "path": self.path}
+        return {"source": self.source, "runs": self.runs}
+
+
+def neutralise(text: str) -> str:
+    """Trace text made safe to print as a base prompt, its lines kept: a backslash put between
+    the two characters of every template delimiter (``{{`` -> ``{\\{``, ``{%`` -> ``{\\%``,
+    ``{#``, ``}}``, ``%}``, ``#}``) and before the ``<`` of every comment, declaration, tag with
+    attributes (``<img onerror=...>`` -> ``\\<img onerror=...>``) and tag of an
+    :data:`ACTIVE_HTML` element (``<script>``, ``</script>``), so that no template engine,
+    Markdown viewer or browser acts on it; then redacted (:func:`pipeline.redact.redact`).
+    Inert tags without attributes (``<format_example>``) are kept: system prompts use them."""
+
+    def tag(match: re.Match[str]) -> str:
+        name, rest = match.groups()
+        if name is None or rest.strip(" \t\r\n/") or name.lower() in ACTIVE_HTML:
+            return "\\" + match.group(0)
+        return match.group(0)
+
+    return redact(_TAG.sub(tag, break_template_syntax(text)))
 
 
 def prompt_filename(namespace: str) -> str:
@@ -49,11 +121,14 @@ def prompt_filename(namespace: str) -> str:
 
 @dataclass(frozen=True)
 class RenderedPrompt:
-    """A rendered prompt: its namespace, text, and the ids of the skills it carries."""
+    """A rendered prompt: its namespace, text, the ids of the skills it carries, and where its
+    base prompt came from (:meth:`BasePrompt.provenance`; ``{"source": "none"}`` without
+    one)."""
 
     namespace: str
     text: str
     skill_ids: tuple[str, ...]
+    base_prompt: dict[str, Any] = field(default_factory=lambda: {"source": "none"})
 
 
 class PromptGenerator:
@@ -141,6 +216,13 @@ class PromptGenerator:
     def _render(self, namespace: str, base_prompt: str, own: list[Skill]) -> RenderedPrompt:
         """Render one prompt of ``namespace`` from ``base_prompt`` and the skills ``own``."""
         chosen = self._select(own)
+        source = getattr(base_prompt, "source", None)
+        base = base_prompt.rstrip()
+        provenance = {"source": "none"}
+        if isinstance(base_prompt, BasePrompt) and base:
+            provenance = base_prompt.provenance()
+        elif base:
+            provenance = {"source": "caller"}
         sections = []
         for name in sorted(
             {s.section for s in chosen},
@@ -149,7 +231,9 @@ class PromptGenerator:
             sections.append(
                 {
                     "name": name,
-                    "title": SECTION_TITLES.get(name, name.replace("-", " ").capitalize()),
+                    "title": prompt_text(
+                        SECTION_TITLES.get(name, name.replace("-", " ").capitalize())
+                    ),
                     "skills": [
                         {
                             "id": s.id,
@@ -163,7 +247,7 @@ class PromptGenerator:
                 }
             )
         context: dict[str, Any] = {
-            "base_prompt": base_prompt.rstrip(),
+            "base_prompt": Verbatim(base) if source == "file" else base,
             "namespace": namespace,
             "sections": sections,
         }
@@ -171,7 +255,9 @@ class PromptGenerator:
             text = self.template.render(**context)
         except JinjaTemplateError as exc:
             raise TemplateError(f"rendering the prompt for {namespace}: {exc}") from exc
-        return RenderedPrompt(namespace, text.strip() + "\n", tuple(s.id for s in chosen))
+        return RenderedPrompt(
+            namespace, text.strip() + "\n", tuple(s.id for s in chosen), provenance
+        )
 
     def write(self, prompts: list[RenderedPrompt], out_dir: Path, skillbook_version: int) -> Path:
         """Write each prompt and ``manifest.json`` atomically (unchanged files are not
@@ -183,6 +269,7 @@ class PromptGenerator:
                 prompt_filename(p.namespace): {
                     "namespace": p.namespace,
                     "skill_ids": list(p.skill_ids),
+                    "base_prompt": p.base_prompt,
                 }
                 for p in prompts
             },
@@ -229,7 +316,12 @@ def compose(skills: list[Skill], namespaces: list[str]) -> list[Skill]:
 def base_prompts(trajectories: Any) -> dict[str, str]:
     """The most common system prompt per namespace (ties: the lexically smallest), from a
     polars DataFrame with ``domain`` and ``system_prompt`` columns (String). Rows without a
-    system prompt are skipped; rows without a domain count for ``global``."""
+    system prompt are skipped; rows without a domain count for ``global``.
+
+    Returns:
+        ``{namespace: BasePrompt}`` with source ``traces``: the namespace redacted as the
+        Skillbook's are, the text made safe by :func:`neutralise`.
+    """
     import polars as pl
 
     top = (
@@ -249,4 +341,7 @@ def base_prompts(trajectories: Any) -> dict[str, str]:
         .first()
         .collect()
     )
-    return dict(zip(top["namespace"].to_list(), top["system_prompt"].to_list(), strict=True))
+    bases: dict[str, str] = {}
+    for namespace, text, runs in top.select("namespace", "system_prompt", "len").iter_rows():
+        bases.setdefault(redact(namespace), BasePrompt(neutralise(text), "traces", runs=runs))
+    return bases

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.render.environment import environment, num, pct
+from pipeline.render.environment import environment, markdown_inline, num, pct
 from pipeline.skillbook import STATUSES, Skill, Skillbook, section_key
 
 __all__ = ["TEMPLATE", "evidence_line", "history_line", "save_skillbook", "skillbook_markdown"]
@@ -59,6 +59,9 @@ def _skill_view(skill: Skill) -> dict[str, Any]:
     """What ``skillbook.md.j2`` shows of one skill."""
     ev = skill.evidence
     decisions = [h for h in skill.history if h.get("actor") != "coach"]
+    # the one trace-derived part of the evidence line, escaped here: the line is plain text
+    # elsewhere (the CLI)
+    shown = ev | {"signature": markdown_inline(ev["signature"])} if ev.get("signature") else ev
     return {
         "instruction": skill.instruction,
         "id": skill.id,
@@ -66,7 +69,7 @@ def _skill_view(skill: Skill) -> dict[str, Any]:
         "version": skill.version,
         "pattern_id": skill.source.get("pattern_id"),
         "method": skill.source.get("method"),
-        "evidence": evidence_line(ev),
+        "evidence": evidence_line(shown),
         "stratification": ev.get("stratification"),
         "edited": bool(skill.source.get("edited")),
         "edited_by": skill.source.get("edited_by"),
@@ -94,6 +97,13 @@ def history_line(entry: dict[str, Any]) -> str:
         f"v{entry['version']} · {entry.get('at')} · {what} by {entry.get('actor', 'coach')} · "
         f"{summary}{note}"
     )
+
+
+def _markdown_history_line(entry: dict[str, Any]) -> str:
+    """:func:`history_line` for Markdown: what people typed (the actor and the note) escaped,
+    ids as code spans (run ids and skill ids are hexadecimal, so the spans cannot break)."""
+    escaped = {k: markdown_inline(entry[k]) for k in ("actor", "note") if entry.get(k)}
+    return history_line(entry | escaped)
 
 
 def skillbook_markdown(book: Skillbook) -> str:
@@ -132,7 +142,7 @@ def skillbook_markdown(book: Skillbook) -> str:
             updated=book.updated_at or "never",
             counts=", ".join(f"{counts[s]} {s}" for s in STATUSES),
             namespaces=namespaces,
-            history=[history_line(entry) for entry in book.history[-20:]],
+            history=[_markdown_history_line(entry) for entry in book.history[-20:]],
         )
     )
 

@@ -5,7 +5,8 @@ rejected or retired skill again on materially changed evidence, merging near-dup
 proposing to graduate a skill that held on several input sets into the base instructions.
 
 It works on the ``{id: Skill}`` mapping of a Skillbook; recording the run in the Skillbook's
-history is the Skillbook's part.
+history is the Skillbook's part. Candidates are trace data: their text is redacted on the way in
+(:func:`redacted`), so that the Skillbook never holds personal data or secrets.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from pipeline.redact import redact, redact_data
 from pipeline.skillbook.drift import (
     drift,
     material_change,
@@ -23,7 +25,7 @@ from pipeline.skillbook.drift import (
 )
 from pipeline.skillbook.types import Candidate, MergePolicy, MergeResult, Skill, skill_id
 
-__all__ = ["MAX_OBSERVATIONS", "merge"]
+__all__ = ["MAX_OBSERVATIONS", "merge", "redacted"]
 
 MAX_OBSERVATIONS = 100
 
@@ -43,6 +45,21 @@ def _observe(
             return past
         past = past[:-1]
     return (*past, obs)[-MAX_OBSERVATIONS:]
+
+
+def redacted(cand: Candidate) -> Candidate:
+    """``cand`` with its trace-derived text redacted (:func:`pipeline.redact.redact`): the
+    namespace, pattern id and instruction, and every string of its evidence (example trajectory
+    ids, a failure cluster's signature) and source. Its id, made from the namespace and pattern
+    as the traces spell them, is kept, so a pattern keeps its skill across runs."""
+    return replace(
+        cand,
+        namespace=redact(cand.namespace),
+        pattern_id=redact(cand.pattern_id),
+        instruction=redact(cand.instruction),
+        evidence=redact_data(cand.evidence),
+        source=redact_data(cand.source),
+    )
 
 
 def _decision_figures(skill: Skill) -> dict[str, Any] | None:
@@ -69,13 +86,13 @@ def merge(
     """
     result = MergeResult()
     seen: set[str] = set()
-    for cand in sorted(candidates, key=lambda c: c.id):
+    for cand in sorted(map(redacted, candidates), key=lambda c: c.id):
         section_mode = policy.mode_of(cand.section)
         if section_mode == "off":
             continue
         seen.add(cand.id)
         _merge_candidate(skills, cand, section_mode, policy, now, inputs, result)
-    latest = {sid: evidence for sid, _, evidence in tested}
+    latest = {sid: redact_data(evidence) for sid, _, evidence in tested}
     for sid in sorted(set(skills) - seen):
         old = skills[sid]
         section_mode = policy.mode_of(old.section)

@@ -23,7 +23,12 @@ if TYPE_CHECKING:
         outcome_from_feedback,
         truncate,
     )
-    from pipeline.ingest.formats._io import DEFAULT_MAX_RECORD_BYTES, ReadOptions, read_head
+    from pipeline.ingest.formats._io import (
+        DEFAULT_MAX_RECORD_BYTES,
+        ReadOptions,
+        json_container,
+        read_head,
+    )
     from pipeline.ingest.formats._paths import COMPRESSED_SUFFIXES, data_suffix
     from pipeline.ingest.formats.canonical import TableChunk, read_table, table_memory_pool
 
@@ -54,6 +59,7 @@ _EXPORTS = {
     "ReadOptions": "pipeline.ingest.formats._io",
     "TableChunk": "pipeline.ingest.formats.canonical",
     "data_suffix": "pipeline.ingest.formats._paths",
+    "json_container": "pipeline.ingest.formats._io",
     "outcome_from_feedback": "pipeline.ingest.formats._common",
     "read_head": "pipeline.ingest.formats._io",
     "read_table": "pipeline.ingest.formats.canonical",
@@ -84,6 +90,7 @@ __all__ = [
     "TableChunk",
     "by_name",
     "data_suffix",
+    "json_container",
     "outcome_from_feedback",
     "read_head",
     "read_table",

@@ -15,11 +15,16 @@ OpenAI chat messages (https://platform.openai.com/docs/api-reference/chat/create
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
+
+from pipeline.ingest.formats._error_line import error_line
+from pipeline.ingest.formats._jsontext import loads
 
 __all__ = [
     "OUTCOME_FEEDBACK_NAMES",
@@ -43,10 +48,7 @@ __all__ = [
 
 # A tool result whose text starts like an error message (a format without an error flag).
 ERROR_TEXT = re.compile(r"^\s*(error|exception|traceback)\b", re.IGNORECASE)
-_EXCEPTION_LINE = re.compile(
-    r"^(?:E\s+)?([A-Za-z_][\w.]*(?:Error|Exception)(?::.*)?)$", re.MULTILINE
-)
-_BANNER = re.compile(r"^[=\-_*#~+. ]*$|^={3,}.*={3,}$|^_{3,}.*_{3,}$")
+_NUMERIC = re.compile(r"[+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?")
 
 
 @dataclass
@@ -69,12 +71,19 @@ class Record:
 @dataclass
 class Quarantined:
     """Source records that could not be ingested: where, why, the raw text (truncated) and how
-    many source records that is (``records``: e.g. every span of a trace without an id)."""
+    many source records that is (``records``: e.g. every span of a trace without an id).
+
+    ``trajectory_ids``: the runs the record was part of, when known (the trace of a span or an
+    observation, or the trace ids found in a line that does not parse). Ingest then quarantines
+    those runs whole, when their :class:`Record` comes later from the same file, rather than
+    ingest them with a gap where this record was.
+    """
 
     where: str
     reason: str
     raw: str = ""
     records: int = 1
+    trajectory_ids: tuple[str, ...] = ()
 
 
 @dataclass
@@ -232,34 +241,48 @@ def json_text(value: Any) -> str | None:
         return None
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = loads(value)
         except ValueError:
             return json.dumps(value)
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 string or a Unix time in seconds (or milliseconds, or nanoseconds) as an aware
-    UTC datetime; naive times are taken as UTC. Returns ``None`` for null or unparsable input."""
+    """An ISO-8601 string (``datetime.fromisoformat``), an RFC 2822 date (``email.utils``) or a
+    Unix time in seconds, milliseconds or nanoseconds (a number or numeric text) as an aware UTC
+    datetime; naive times are taken as UTC. ``None`` for null or ``""`` (no time given).
+
+    Raises:
+        ValueError: any other value (``"not a date"``, a year out of range, ``NaN``): a time that
+            does not parse quarantines its record instead of silently reordering its steps.
+    """
     if value is None or value == "":
         return None
     try:
-        if isinstance(value, int | float):
+        if isinstance(value, str) and _NUMERIC.fullmatch(value.strip()):
+            value = float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
             seconds = float(value)
             if seconds > 1e17:
                 seconds /= 1e9
             elif seconds > 1e11:
                 seconds /= 1e3
             return datetime.fromtimestamp(seconds, tz=UTC)
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        return None
+        if not isinstance(value, str):
+            raise TypeError(type(value).__name__)
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            parsed = parsedate_to_datetime(value)
+    except (ValueError, TypeError, OverflowError, OSError, IndexError):
+        raise ValueError(f"not a date and time: {truncate(value, 80)}") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def label_from_reward(reward: float | None, threshold: float) -> str:
-    """``success`` when ``reward >= threshold``, ``failure`` below it, ``unknown`` without one."""
-    if reward is None:
+    """``success`` when ``reward >= threshold``, ``failure`` below it, ``unknown`` without one
+    (or when it is ``NaN``, which a JSON writer such as Python's may put for a missing value)."""
+    if reward is None or math.isnan(reward):
         return "unknown"
     return "success" if reward >= threshold else "failure"
 
@@ -448,39 +471,12 @@ def finish_trajectory(trajectory: dict[str, Any], steps: list[dict[str, Any]]) -
 
 
 def truncate(raw: Any, limit: int = 2000) -> str:
-    """A raw record as text, cut to ``limit`` characters for the quarantine."""
-    text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-def error_line(output: str) -> str | None:
-    """The line of a failed command's ``output`` that names the error, at most 500 characters:
-
-    1. the last exception line -- the first unindented line after a Python ``Traceback (most
-       recent call last):`` block, or a ``<name>Error: ...`` / ``<name>Exception: ...`` line
-       (pytest's ``E   `` prefix dropped);
-    2. else the last pytest summary line (``FAILED ...`` / ``ERROR ...``);
-    3. else the first line that is neither blank nor a ``=====`` / ``_____`` banner.
-
-    ``None`` when there is none.
-    """
-    exception = summary = first = None
-    in_traceback = False
-    for line in output.splitlines():
-        text = line.strip()
-        if line.startswith("Traceback (most recent call last)"):
-            in_traceback = True
-            continue
-        if in_traceback:
-            if line and not line[0].isspace():
-                exception, in_traceback = text, False
-            continue
-        match = _EXCEPTION_LINE.match(line)
-        if match:
-            exception = match.group(1).strip()
-        elif line.startswith(("FAILED ", "ERROR ")):
-            summary = text
-        elif first is None and text and not _BANNER.match(text):
-            first = text
-    found = exception or summary or first
-    return found[:500] if found else None
+    """A raw record as text, cut to ``limit`` characters for the quarantine, with characters
+    that UTF-8 cannot hold (lone surrogates) written as ``\\udXXX`` escapes."""
+    try:
+        text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):  # nested too deeply for the encoder
+        text = repr(raw)[:limit] if not isinstance(raw, dict | list) else f"<{type(raw).__name__}>"
+    text = text if len(text) <= limit else text[:limit] + "…"
+    # lone surrogates (a "\ud800" escape, bytes that were not UTF-8) cannot be written as UTF-8
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

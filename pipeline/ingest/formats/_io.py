@@ -3,7 +3,7 @@
 Every reader here works on plain, gzip (``.gz``, RFC 1952) and Zstandard (``.zst``, RFC 8878)
 files alike, decompressing as it streams, so no adapter needs to know how a file was stored.
 Nothing here loads a whole JSON Lines file or a JSON array into memory: lines are read one at a
-time with a size limit, and arrays are streamed item by item with ``ijson``.
+time with a size limit, and arrays are streamed item by item (:mod:`~pipeline.ingest.formats._jsontext`).
 
 Besides plain JSON containers (JSON Lines, a top-level array, one document), the readers here
 unwrap the list pages of HTTP APIs, ``{"<envelope>": [items], ...}``: Langfuse's
@@ -26,24 +26,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import ijson
 import zstandard
 
 from pipeline.errors import InputError
 from pipeline.ingest.formats._common import Parsed, Quarantined, Record, truncate
+from pipeline.ingest.formats._jsonarray import array_items
+from pipeline.ingest.formats._jsontext import (
+    first_json_line,
+    first_page_record,
+    first_record,
+    loads,
+    peek_first_json_line,
+)
 from pipeline.ingest.formats._paths import COMPRESSED_SUFFIXES, data_suffix
 
 __all__ = [
     "COMPRESSED_SUFFIXES",
     "DEFAULT_MAX_RECORD_BYTES",
+    "TRACE_IDS",
     "ReadOptions",
     "data_suffix",
+    "first_json_line",
     "first_page_record",
     "first_record",
     "iter_json_lines",
     "iter_json_records",
     "iter_lines",
     "iter_page_records",
+    "json_container",
     "json_documents",
     "load_json",
     "map_records",
@@ -59,6 +69,9 @@ DEFAULT_MAX_RECORD_BYTES = 64 << 20
 # A whole-document JSON format (not JSON Lines, not a top-level array) larger than this is refused.
 DEFAULT_MAX_DOCUMENT_BYTES = 1 << 30
 _CHUNK = 1 << 20
+# The trace id of a span, observation or run, as its JSON text names it (OTLP ``traceId``,
+# Phoenix ``context.trace_id``, LangSmith and Agents SDK ``trace_id``, Langfuse ``traceId``).
+TRACE_IDS = re.compile(r'"(?:traceId|trace_id|context\.trace_id)"\s*:\s*"([^"\\]{1,200})"')
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 
@@ -74,6 +87,11 @@ class ReadOptions:
     ``outcome_feedback``: the name of the score/feedback that is the outcome, for formats whose
     outcome comes from scores (see :func:`~pipeline.ingest.formats._common.outcome_from_feedback`);
     ``None`` picks by the usual names.
+    ``trace_ids``: for formats whose runs are assembled from several records (spans), a pattern
+    whose first group is a trace id (:data:`TRACE_IDS`): the text of a line or array item that
+    cannot be parsed is searched with it, and the ids found go to its
+    :class:`~pipeline.ingest.formats._common.Quarantined` (``trajectory_ids``), so that those
+    runs are quarantined whole rather than ingested with a gap.
     """
 
     source_uri: str
@@ -81,6 +99,7 @@ class ReadOptions:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
     outcome_feedback: str | None = None
+    trace_ids: re.Pattern[str] | None = None
 
 
 @contextmanager
@@ -167,19 +186,22 @@ def load_json(path: Path, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> Any:
     """The file parsed as one JSON document.
 
     Raises:
-        InputError: unreadable, too large, empty, not UTF-8, or not valid JSON (with line and
-            column; a document that ends early is called truncated).
+        InputError: unreadable, too large, empty, not UTF-8, not valid JSON (with line and
+            column; a document that ends early is called truncated), or nested more than
+            :data:`~pipeline.ingest.formats._jsontext.MAX_DEPTH` levels deep.
     """
     text = read_text(path, max_bytes)
     if not text.strip():
         raise InputError(f"{path}: empty file")
     try:
-        return json.loads(text)
+        return loads(text)
     except json.JSONDecodeError as exc:
         kind = "truncated" if exc.pos >= len(text.rstrip()) else "invalid"
         raise InputError(
             f"{path}: {kind} JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from exc
+    except ValueError as exc:  # too deep, or an integer too long to convert
+        raise InputError(f"{path}: {exc}") from exc
 
 
 def _raw_lines(path: Path, limit: int) -> Iterator[tuple[int, bytes | None, bytes]]:
@@ -246,38 +268,81 @@ def iter_lines(
             yield number, text
 
 
+def _ids(pattern: re.Pattern[str] | None, text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(pattern.findall(text))) if pattern is not None else ()
+
+
 def iter_json_lines(
-    path: Path, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    path: Path,
+    max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    trace_ids: re.Pattern[str] | None = None,
 ) -> Iterator[tuple[str, Any] | Quarantined]:
     """Yield ``(where, value)`` for each non-blank line parsed as JSON (``where`` is
-    ``"line N"``), or a :class:`Quarantined` for a line that is too long, not UTF-8 or not JSON.
+    ``"line N"``), or a :class:`Quarantined` for a line that is too long, not UTF-8, not JSON or
+    nested too deeply (:func:`~pipeline.ingest.formats._jsontext.loads`), with the trace ids
+    ``trace_ids`` finds in it (see :class:`ReadOptions`).
 
     Raises:
         InputError: unreadable or corrupt compressed data.
     """
     for number, text in iter_lines(path, max_bytes):
         if isinstance(text, Quarantined):
+            text.trajectory_ids = _ids(trace_ids, text.raw)
             yield text
             continue
         try:
-            yield f"line {number}", json.loads(text)
+            yield f"line {number}", loads(text)
         except ValueError as exc:
-            yield Quarantined(f"line {number}", f"invalid JSON: {exc}", truncate(text))
+            reason = (
+                str(exc) if not isinstance(exc, json.JSONDecodeError) else f"invalid JSON: {exc}"
+            )
+            yield Quarantined(f"line {number}", reason, truncate(text), 1, _ids(trace_ids, text))
 
 
-def _looks_like_json_lines(path: Path) -> bool:
-    """True when the file's first non-blank line is a complete JSON value followed by more."""
-    if data_suffix(path) in _JSONL_SUFFIXES:
-        return True
-    head = read_head(path, 1 << 16)
-    first, _, rest = head.lstrip().partition(b"\n")
-    if not rest.strip():
-        return False
+def _parses(line: bytes) -> bool:
     try:
-        json.loads(first.decode("utf-8-sig"))
-    except (ValueError, UnicodeDecodeError):
+        loads(line)
+    except ValueError:
         return False
     return True
+
+
+def json_container(path: Path) -> str:
+    """How the JSON of ``path`` is laid out, judged from its first 64 KiB: ``"lines"`` (JSON
+    Lines), ``"array"`` (one top-level array) or ``"document"`` (one other JSON value).
+
+    It is JSON Lines when the first non-blank line is a whole JSON value and more follows, or
+    when the first line does not parse but the second is a whole object or array (a broken
+    first record stays one bad line). Otherwise a text that opens with ``[`` is an array,
+    whatever the file's name: a JSON array in a file named ``.jsonl`` is read as the array it
+    is. A ``.jsonl`` / ``.ndjson`` file opening with ``{`` is one document only when plainly
+    pretty-printed (its first line a lone ``{``, or the next line indented); other names are
+    one document.
+
+    Raises:
+        InputError: unreadable, or empty.
+    """
+    head = read_head(path, 1 << 16).lstrip()
+    if not head:
+        raise InputError(f"{path}: empty file")
+    lines = head.split(b"\n")
+    opening, first = head[:1], lines[0].strip()
+    if first in (b"[", b"{"):
+        return "array" if opening == b"[" else "document"
+    rest = b"\n".join(lines[1:])
+    if _parses(first):
+        if rest.strip():
+            return "lines"
+    else:
+        complete = [line.strip() for line in lines[1:-1] if line.strip()]
+        if complete and complete[0][:1] in (b"{", b"[") and _parses(complete[0]):
+            return "lines"
+    if opening == b"[":
+        return "array"
+    if data_suffix(path) in _JSONL_SUFFIXES:
+        pretty = rest[:1] in (b" ", b"\t")
+        return "document" if opening == b"{" and pretty else "lines"
+    return "document"
 
 
 def iter_json_records(
@@ -285,49 +350,56 @@ def iter_json_records(
 ) -> Iterator[tuple[str, Any] | Quarantined]:
     """Yield the records of a JSON container as ``(where, value)``, streaming:
 
-    - JSON Lines (``.jsonl``/``.ndjson``, or a file whose first line is a whole JSON value):
-      one record per line, ``where`` = ``"line N"``;
+    - JSON Lines (see :func:`json_container`): one record per line, ``where`` = ``"line N"``;
     - a JSON document whose top level is an array: one record per item, ``where`` = ``"index N"``
-      (streamed with ``ijson``, never loaded whole);
+      (streamed item by item, never loaded whole);
     - any other JSON document: the document itself as one record, ``where`` = ``"document"``.
 
-    Unparsable lines come as :class:`Quarantined`. A syntax error inside an array ends the file:
-    it comes as one :class:`Quarantined` naming the index where reading stopped.
+    Unparsable lines come as :class:`Quarantined`, and so does a bad item of an array (invalid,
+    not UTF-8, nested too deeply): reading goes on at the next item
+    (:func:`~pipeline.ingest.formats._jsontext.array_items`), or when it cannot be found the rest
+    of the file comes as one :class:`Quarantined` that says how many bytes were not read.
 
     Raises:
         InputError: unreadable, empty, or (for a whole document) too large, not UTF-8 or not JSON.
     """
     options = options or ReadOptions(source_uri=str(path))
-    if _looks_like_json_lines(path):
-        yield from iter_json_lines(path, options.max_record_bytes)
-        return
-    head = read_head(path, 1 << 12).lstrip()
-    if head.startswith(b"\xef\xbb\xbf"):
-        head = head[3:].lstrip()
-    if not head:
-        raise InputError(f"{path}: empty file")
-    if not head.startswith(b"["):
+    container = json_container(path)
+    if container == "lines":
+        yield from iter_json_lines(path, options.max_record_bytes, options.trace_ids)
+    elif container == "document":
         yield "document", load_json(path, options.max_document_bytes)
-        return
-    yield from _stream_items(path, "item", lambda index: f"index {index}", "JSON array")
+    else:
+        yield from _stream_items(path, None, lambda index: f"index {index}", options)
 
 
 def _stream_items(
-    path: Path, prefix: str, where: Callable[[int], str], what: str
+    path: Path, envelope: str | None, where: Callable[[int], str], options: ReadOptions
 ) -> Iterator[tuple[str, Any] | Quarantined]:
-    """Stream the items of the array at ijson ``prefix`` (``"item"``: the top-level array) as
-    ``(where(index), item)``. A syntax error ends the stream with one :class:`Quarantined`
-    (``invalid or truncated <what>: reading stopped at item N``)."""
-    index = 0
+    """Stream the items of the top-level array of ``path`` (``envelope`` None), or of the list
+    that opens the object ``{"<envelope>": [...]``, as ``(where(index), item)``; each bad stretch
+    comes as one :class:`Quarantined` and reading goes on after it where it can."""
+    opening = re.compile(
+        r"\[" if envelope is None else r'\{\s*"' + re.escape(envelope) + r'"\s*:\s*\['
+    )
+
+    def failed(exc: Exception) -> InputError:
+        return InputError(f"{path}: cannot decompress: {exc}")
+
     with open_binary(path) as stream:
-        try:
-            for item in ijson.items(stream, prefix, use_float=True):
-                yield where(index), item
-                index += 1
-        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as exc:
-            yield Quarantined(
-                where(index), f"invalid or truncated {what}: reading stopped at item {index}: {exc}"
-            )
+        for event in array_items(
+            stream,
+            opening,
+            top_level=envelope is None,
+            max_item_chars=options.max_record_bytes,
+            max_chars=options.max_document_bytes,
+            read_error=failed,
+            trace_ids=options.trace_ids,
+        ):
+            if event.error is None:
+                yield where(event.index), event.value
+            else:
+                yield Quarantined(where(event.index), event.error, event.raw, 1, event.ids)
 
 
 def json_documents(path: Path, options: ReadOptions) -> Iterator[tuple[str, Any] | Quarantined]:
@@ -366,9 +438,7 @@ def iter_page_records(
         head.lstrip(b"\xef\xbb\xbf")
     )
     if streamable and peek_first_json_line(head) is None:
-        yield from _stream_items(
-            path, f"{envelope}.item", lambda index: f"{envelope}[{index}]", "JSON"
-        )
+        yield from _stream_items(path, envelope, lambda index: f"{envelope}[{index}]", options)
         return
     for item in iter_json_records(path, options):
         if isinstance(item, Quarantined):
@@ -386,7 +456,7 @@ def iter_page_records(
 def map_records(
     items: Iterable[tuple[str, Any] | Quarantined],
     build: Callable[[str, Any], Record],
-    errors: tuple[type[Exception], ...] = (ValueError, TypeError),
+    errors: tuple[type[Exception], ...] = (ValueError, TypeError, OverflowError),
 ) -> Iterator[Parsed]:
     """``build(where, obj)`` for every ``(where, obj)`` of ``items`` (what the readers here
     yield), passing its :class:`Quarantined` items through; a record that ``build`` rejects with
@@ -400,73 +470,3 @@ def map_records(
             yield build(where, obj)
         except errors as exc:
             yield Quarantined(where, str(exc), truncate(obj))
-
-
-def peek_first_json_line(head: bytes) -> Any:
-    """The first non-blank line of ``head`` parsed as JSON, or ``None`` if it does not parse."""
-    for raw in head.splitlines():
-        if raw.strip():
-            try:
-                return json.loads(raw.decode("utf-8-sig"))
-            except (ValueError, UnicodeDecodeError):
-                return None
-    return None
-
-
-def first_record(head: bytes) -> Any:
-    """The first JSON record in ``head`` (a file's first bytes): the first item of a top-level
-    JSON array (parsed incrementally, so a cut-off array still gives it), else the first line
-    parsed as JSON, else the whole head as one JSON document. ``None`` when none parses."""
-    text = head.lstrip()
-    if text.startswith(b"\xef\xbb\xbf"):
-        text = text[3:].lstrip()
-    if text.startswith(b"["):
-        try:
-            for item in ijson.items(io.BytesIO(text), "item", use_float=True):
-                return item
-        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
-            return None
-        return None
-    first = peek_first_json_line(text)
-    if first is not None:
-        return first
-    try:
-        return json.loads(text.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def first_page_record(head: bytes, envelope: str) -> Any:
-    """The first record of a file that may hold API list pages, from its first bytes: the first
-    JSON Lines value, the first item of a JSON array or of the ``envelope`` list of a JSON object
-    (``{"data": [...]}``; a JSON Lines page gives its first item too), else the top-level keys of
-    a single (possibly cut) JSON object with their scalar values (others ``None``)."""
-    record = peek_first_json_line(head)
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if record is None and text[:1] in (b"[", b"{"):
-        prefix = "item" if text.startswith(b"[") else f"{envelope}.item"
-        try:
-            record = next(ijson.items(io.BytesIO(text), prefix, use_float=True), None)
-        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
-            record = None
-        if record is None and text.startswith(b"{"):
-            record = _top_level(text)
-    if isinstance(record, list):
-        record = record[0] if record else None
-    if isinstance(record, Mapping) and isinstance(record.get(envelope), list):
-        record = record[envelope][0] if record[envelope] else None
-    return record
-
-
-def _top_level(text: bytes) -> dict[str, Any]:
-    """The top-level keys of a (possibly cut) JSON object, with their values when scalar."""
-    fields: dict[str, Any] = {}
-    try:
-        for prefix, event, value in ijson.parse(io.BytesIO(text), use_float=True):
-            if prefix == "" and event == "map_key":
-                fields[str(value)] = None
-            elif prefix in fields and event in ("string", "number", "boolean"):
-                fields[prefix] = value
-    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
-        pass
-    return fields

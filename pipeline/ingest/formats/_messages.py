@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from pipeline.ingest.formats._common import chat_steps, content_text, finish_steps, json_text
+from pipeline.ingest.formats._jsontext import loads
 
 __all__ = [
     "Conversation",
@@ -49,7 +51,7 @@ def maybe_json(value: Any) -> Any:
     inputs and outputs as JSON text); anything else unchanged."""
     if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
         try:
-            return json.loads(value)
+            return loads(value)
         except ValueError:
             return value
     return value
@@ -419,7 +421,13 @@ def first_line(text: Any) -> str | None:
 
 
 def number(value: Any) -> int | None:
-    """An integer count from a JSON number (booleans and other values give ``None``)."""
+    """An integer count from a JSON number (booleans and other values give ``None``).
+
+    Raises:
+        ValueError: an infinite or NaN count (``1e400`` in the JSON text).
+    """
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"a count that is not a finite number: {value!r}")
         return int(value)
     return None

@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.ingest.formats._common import Quarantined, feedback_row, truncate
+from pipeline.ingest.formats._jsontext import loads
 
 __all__ = [
     "Event",
@@ -229,7 +230,9 @@ def decode_request(obj: Mapping[str, Any], where: str) -> Iterator[Any]:
     :class:`Quarantined` (one record) for a span that cannot be read (no ids, bad attributes)
     and for a resource or scope entry that is not an object or whose ``spans`` are not a list.
     Span ``where`` is ``"<where> span N"`` (1-based within the request); the caller sets
-    ``index``. A resource whose attributes cannot be read quarantines each of its spans."""
+    ``index``. A resource whose attributes cannot be read quarantines each of its spans. A span
+    that cannot be read names its trace (``trajectory_id``) when it has a trace id, so that the
+    trace is quarantined whole rather than ingested without it."""
     number = 0
     for position, resource_spans in enumerate(_field(obj, "resourceSpans", "resource_spans")):
         here = f"{where} resourceSpans[{position}]"
@@ -265,7 +268,9 @@ def decode_request(obj: Mapping[str, Any], where: str) -> Iterator[Any]:
                         raise ValueError(resource_error)
                     yield _otlp_span(raw, at, resource, scope_name)
                 except (ValueError, TypeError, OverflowError, AttributeError) as exc:
-                    yield Quarantined(at, f"{at}: {exc}", truncate(raw))
+                    trace = _field(raw, "traceId", "trace_id") if isinstance(raw, Mapping) else 0
+                    ids = (str(trace).lower(),) if trace else ()
+                    yield Quarantined(at, f"{at}: {exc}", truncate(raw), 1, ids)
 
 
 def decode_into(obj: Mapping[str, Any], where: str, spans: list[Span]) -> Iterator[Quarantined]:
@@ -363,7 +368,7 @@ def parse_json_value(value: Any, what: str) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return json.loads(value)
+        return loads(value)
     except ValueError as exc:
         raise ValueError(f"attribute {what} is not valid JSON ({exc})") from exc
 

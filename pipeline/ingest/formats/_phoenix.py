@@ -19,16 +19,12 @@ an annotation ``{"span_id" | "trace_id", "name", "annotator_kind": "HUMAN"|"LLM"
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import ijson
-
 from pipeline.ingest.formats._common import feedback_row, parse_time
-from pipeline.ingest.formats._io import peek_first_json_line
+from pipeline.ingest.formats._jsontext import first_item, first_json_line, loads
 from pipeline.ingest.formats._otlp import Event, Span, is_otlp_request
 
 __all__ = [
@@ -64,14 +60,10 @@ _STATUS = {"STATUS_CODE_ERROR": "ERROR", "STATUS_CODE_OK": "OK", "STATUS_CODE_UN
 
 def first_export_record(head: bytes) -> Any:
     """The first record of ``head``: its first JSON line, else the first item of a JSON array or
-    of a ``{"data": [...]}`` page (read with ``ijson``, so a cut-off head still gives it)."""
-    record = peek_first_json_line(head)
+    of a ``{"data": [...]}`` page (parsed on its own, so a cut-off head still gives it)."""
+    record = first_json_line(head)
     if record is None:
-        prefix = "item" if head.lstrip()[:1] == b"[" else "data.item"
-        try:
-            record = next(ijson.items(io.BytesIO(head), prefix, use_float=True), None)
-        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
-            return None
+        record = first_item(head, None if head.lstrip()[:1] == b"[" else "data")
     if isinstance(record, list):
         record = record[0] if record else None
     if isinstance(record, Mapping) and isinstance(record.get("data"), list) and record["data"]:
@@ -93,7 +85,7 @@ def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         full = f"{prefix}.{key}" if prefix else str(key)
         if full in ("llm.input_messages", "llm.output_messages") and isinstance(item, str):
             with contextlib.suppress(ValueError):
-                item = json.loads(item)
+                item = loads(item)
         if _opaque(full) or item is None:
             if item is not None:
                 out[full] = item
@@ -143,7 +135,7 @@ def phoenix_span(obj: Mapping[str, Any], where: str, index: int) -> Span:
         raise ValueError("span has no context.span_id")
     raw_attributes = obj.get("attributes") or {}
     if isinstance(raw_attributes, str):
-        raw_attributes = json.loads(raw_attributes)
+        raw_attributes = loads(raw_attributes)
     if not isinstance(raw_attributes, Mapping):
         raise ValueError("'attributes' is not an object")
     attributes = dict(raw_attributes)
@@ -157,7 +149,7 @@ def phoenix_span(obj: Mapping[str, Any], where: str, index: int) -> Span:
             raise ValueError(f"event {number} is not an object")
         event_attributes = event.get("attributes") or {}
         if isinstance(event_attributes, str):
-            event_attributes = json.loads(event_attributes)
+            event_attributes = loads(event_attributes)
         if not isinstance(event_attributes, Mapping):
             raise ValueError(f"event {number}: 'attributes' is not an object")
         events.append(

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pipeline.ingest.formats._common import json_text
+from pipeline.ingest.formats._jsontext import loads
 
 __all__ = ["item_steps", "looks_like_item", "parts_text"]
 
@@ -151,7 +152,7 @@ def _output_result(kind: str, item: Mapping[str, Any]) -> tuple[str | None, bool
         return text, True, _first_line(text)
     if text and text.lstrip().startswith("{"):
         try:
-            parsed = json.loads(text)
+            parsed = loads(text)
         except ValueError:
             parsed = None
         if isinstance(parsed, Mapping) and parsed.get("error"):

@@ -34,6 +34,7 @@ from pipeline.ingest.formats._common import (
     json_text,
     truncate,
 )
+from pipeline.ingest.formats._jsontext import loads
 from pipeline.ingest.formats._otlp import Span, error_text
 
 __all__ = ["Message", "StepBuilder", "ToolCall", "add_span_steps", "message"]
@@ -97,7 +98,7 @@ def _text(value: Any) -> str | None:
     """Message content as text; content that is JSON text of a parts list is read as parts."""
     if isinstance(value, str) and value.startswith("[{"):
         try:
-            parts = json.loads(value)
+            parts = loads(value)
         except ValueError:
             return value
         if isinstance(parts, list) and all(isinstance(p, Mapping) for p in parts):

@@ -29,8 +29,8 @@ from pipeline.ingest.formats._common import (
 )
 from pipeline.ingest.formats._io import (
     ReadOptions,
+    first_json_line,
     iter_json_lines,
-    peek_first_json_line,
     read_head,
 )
 from pipeline.ingest.schema import OUTCOME_LABELS, TABLES
@@ -70,7 +70,7 @@ def sniff(path: Path, head: bytes) -> bool:
             return table_kind(set(pq.read_schema(path).names)) is not None
         except (OSError, pa.ArrowException):
             return False
-    first = peek_first_json_line(head)
+    first = first_json_line(head)
     return (
         isinstance(first, dict)
         and "trajectory_id" in first

@@ -1,4 +1,4 @@
-"""Chat JSONL: one trajectory per line.
+"""Chat JSONL: one trajectory per line (a JSON array of such records is read too).
 
 Each line is ``{"id": str, "messages": [OpenAI chat messages], "outcome": "success" | "failure" |
 "partial" | "unknown", "reward": number (optional), "metadata": {task_type, task_id, domain, agent,
@@ -22,20 +22,16 @@ from pipeline.ingest.formats._common import (
     label_from_reward,
     metadata_columns,
 )
-from pipeline.ingest.formats._io import (
-    ReadOptions,
-    iter_json_lines,
-    map_records,
-    peek_first_json_line,
-)
+from pipeline.ingest.formats._io import ReadOptions, first_record, iter_json_records, map_records
 from pipeline.ingest.schema import OUTCOME_LABELS
 
 NAME = "chat-jsonl"
 
 
 def sniff(path: Path, head: bytes) -> bool:
-    """True when the first non-empty line is a JSON object with a ``messages`` list."""
-    first = peek_first_json_line(head)
+    """True when the first record (the first non-empty line, or the first item of a JSON array)
+    is a JSON object with a ``messages`` list."""
+    first = first_record(head)
     return isinstance(first, dict) and isinstance(first.get("messages"), list)
 
 
@@ -112,10 +108,11 @@ def _record(obj: Any, options: ReadOptions, where: str) -> Record:
 
 
 def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
-    """Yield one :class:`Record` or :class:`Quarantined` per non-empty line of ``path``.
+    """Yield one :class:`Record` or :class:`Quarantined` per non-empty line of ``path`` (or per
+    item, when the file holds a JSON array of such records).
 
     Raises:
-        InputError: the file cannot be opened or is not UTF-8.
+        InputError: the file cannot be opened, or is one JSON document that is not valid.
     """
-    records = iter_json_lines(path, options.max_record_bytes)
+    records = iter_json_records(path, options)
     yield from map_records(records, lambda where, obj: _record(obj, options, where))

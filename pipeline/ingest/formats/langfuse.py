@@ -62,6 +62,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ from pipeline.ingest.formats._common import (
     tool_error_count,
     truncate,
 )
-from pipeline.ingest.formats._io import ReadOptions, first_page_record, iter_page_records
+from pipeline.ingest.formats._io import TRACE_IDS, ReadOptions, first_page_record, iter_page_records
 from pipeline.ingest.formats._langfuse_observations import (
     add_generation,
     add_tool_observation,
@@ -390,7 +391,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[Record | Quarantined | Fe
     """
     waiting: dict[str, tuple[str, dict[str, Any]]] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
-    for item in iter_page_records(path, options, "data"):
+    for item in iter_page_records(path, replace(options, trace_ids=TRACE_IDS), "data"):
         if isinstance(item, Quarantined):
             yield item
             continue
@@ -426,7 +427,14 @@ def read(path: Path, options: ReadOptions) -> Iterator[Record | Quarantined | Fe
             else:
                 waiting[str(trace_id)] = (where, record)
         else:
-            yield Quarantined(where, _unknown_reason(record), truncate(raw))
+            observation = "startTime" in record or "parentObservationId" in record
+            trace_id = record.get("traceId") if observation else None
+            yield Quarantined(
+                where,
+                _unknown_reason(record),
+                truncate(raw),
+                trajectory_ids=(str(trace_id),) if trace_id else (),
+            )
     for trace_id, observations in groups.items():
         where, trace = waiting.pop(trace_id, (f"trace {trace_id}", None))
         records = len(observations) + (trace is not None)

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ from pipeline.ingest.formats._common import (
     tool_error_count,
     truncate,
 )
-from pipeline.ingest.formats._io import ReadOptions, first_page_record, iter_page_records
+from pipeline.ingest.formats._io import TRACE_IDS, ReadOptions, first_page_record, iter_page_records
 from pipeline.ingest.formats._langsmith_runs import add_llm_run, add_tool_run, run_agent, run_extra
 from pipeline.ingest.formats._messages import (
     Conversation,
@@ -371,7 +372,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[Record | Quarantined | Fe
     pending: list[tuple[str, list[dict[str, Any]]]] = []
     feedback_records: list[tuple[str, Mapping[str, Any]]] = []
     order = 0
-    for item in iter_page_records(path, options, "runs"):
+    for item in iter_page_records(path, replace(options, trace_ids=TRACE_IDS), "runs"):
         if isinstance(item, Quarantined):
             yield item
             continue
@@ -389,7 +390,13 @@ def read(path: Path, options: ReadOptions) -> Iterator[Record | Quarantined | Fe
             elif "run_type" in record:
                 reason = f"run has unknown run_type {record.get('run_type')!r}"
             keys = ", ".join(sorted(str(k) for k in record)[:12])
-            yield Quarantined(where, f"{reason} (keys: {keys})", truncate(record))
+            trace_id = record.get("trace_id") if "run_type" in record else None
+            yield Quarantined(
+                where,
+                f"{reason} (keys: {keys})",
+                truncate(record),
+                trajectory_ids=(str(trace_id),) if trace_id else (),
+            )
             continue
         flat = list(_flatten(record))
         top = flat[0]

@@ -68,13 +68,10 @@ Mapping (spans ordered by ``started_at``, ties by file order; the steps are buil
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import ijson
 
 from pipeline.errors import InputError
 from pipeline.ingest.formats._common import (
@@ -89,7 +86,8 @@ from pipeline.ingest.formats._common import (
     tool_error_count,
     truncate,
 )
-from pipeline.ingest.formats._io import ReadOptions, first_record, iter_json_records
+from pipeline.ingest.formats._io import TRACE_IDS, ReadOptions, first_record, iter_json_records
+from pipeline.ingest.formats._jsontext import first_item
 from pipeline.ingest.formats._openai_agents_spans import AgentsStepBuilder, span_error, usage_tokens
 
 __all__ = ["NAME", "read", "sniff"]
@@ -113,10 +111,7 @@ def sniff(path: Path, head: bytes) -> bool:
     if isinstance(record, Mapping) and isinstance(record.get("data"), list):
         record = record["data"][0] if record["data"] else None
     if record is None and head.lstrip().startswith(b"{"):
-        try:
-            record = next(ijson.items(io.BytesIO(head), "data.item", use_float=True), None)
-        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
-            record = None
+        record = first_item(head, "data")
     return _is_item(record)
 
 
@@ -153,7 +148,7 @@ def _group(path: Path, options: ReadOptions) -> Iterator[Quarantined | dict[str,
     """Quarantined items as they come, then the traces of the file by id (insertion order)."""
     traces: dict[str, _Trace] = {}
     order = 0
-    for record in iter_json_records(path, options):
+    for record in iter_json_records(path, replace(options, trace_ids=TRACE_IDS)):
         if isinstance(record, Quarantined):
             yield record
             continue

@@ -58,6 +58,7 @@ Mapping:
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -151,7 +152,11 @@ def _items(value: Any, what: str) -> list[Any]:
 
 def _tokens(usage: Mapping[str, Any], key: str) -> int | None:
     value = usage.get(key)
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    if not math.isfinite(value):
+        raise ValueError(f"usage {key} is not a finite number: {value!r}")
+    return int(value)
 
 
 def _termination(response: Mapping[str, Any], metadata: Mapping[str, Any]) -> str | None:
@@ -313,5 +318,5 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
     yield from map_records(
         iter_json_records(path, options),
         lambda where, obj: _record(obj, options, where),
-        (ValueError, TypeError, AttributeError),
+        (ValueError, TypeError, AttributeError, OverflowError),
     )

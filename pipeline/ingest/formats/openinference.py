@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,8 @@ from pipeline.ingest.formats._common import (
     outcome_from_feedback,
     truncate,
 )
-from pipeline.ingest.formats._io import ReadOptions, iter_json_records
+from pipeline.ingest.formats._io import TRACE_IDS, ReadOptions, iter_json_records
+from pipeline.ingest.formats._jsontext import loads
 from pipeline.ingest.formats._otlp import (
     Span,
     decode_into,
@@ -181,7 +183,7 @@ def _message(item: Mapping[str, Any], what: str, default_role: str | None) -> Me
 def _json(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
-            return json.loads(value)
+            return loads(value)
         except ValueError:
             return value
     return value
@@ -396,6 +398,16 @@ def _record(
 # --- reading ------------------------------------------------------------------------------------
 
 
+def _trace_of(obj: Any) -> tuple[str, ...]:
+    """The trace id of a Phoenix span that could not be read, if it has one."""
+    if not isinstance(obj, Mapping):
+        return ()
+    context = obj.get("context")
+    trace_id = context.get("trace_id") if isinstance(context, Mapping) else None
+    trace_id = trace_id or obj.get("context.trace_id")
+    return (str(trace_id),) if isinstance(trace_id, str | int) and trace_id != "" else ()
+
+
 def read(path: Path, options: ReadOptions) -> Iterator[Parsed | FeedbackRows]:
     """Yield one :class:`Record` per trace of ``path`` (``records`` = its spans and
     annotations), :class:`FeedbackRows` for each annotation whose trace is not in the file, and a
@@ -408,7 +420,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed | FeedbackRows]:
     spans: list[Span] = []
     annotations: list[Annotation] = []
     first = True
-    for item in iter_json_records(path, options):
+    for item in iter_json_records(path, replace(options, trace_ids=TRACE_IDS)):
         if isinstance(item, Quarantined):
             yield item
             continue
@@ -434,8 +446,10 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed | FeedbackRows]:
                         "Phoenix annotation (no 'annotator_kind' / 'result')",
                         truncate(obj),
                     )
-            except (ValueError, TypeError, AttributeError) as exc:
-                yield Quarantined(where, f"{where}: {exc}", truncate(obj))
+            except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+                yield Quarantined(
+                    where, f"{where}: {exc}", truncate(obj), trajectory_ids=_trace_of(obj)
+                )
     traces = group_by_trace(spans)
     trace_of = {s.span_id: s.trace_id for s in spans}
     attached: dict[str, list[Annotation]] = {}

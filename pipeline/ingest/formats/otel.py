@@ -48,6 +48,7 @@ no LLM or tool span is quarantined.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ from pipeline.ingest.formats._common import (
     outcome_from_feedback,
     truncate,
 )
-from pipeline.ingest.formats._io import ReadOptions, iter_json_records
+from pipeline.ingest.formats._io import TRACE_IDS, ReadOptions, iter_json_records
 from pipeline.ingest.formats._otlp import (
     Span,
     decode_into,
@@ -406,7 +407,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
     """
     spans: list[Span] = []
     first = True
-    for item in iter_json_records(path, options):
+    for item in iter_json_records(path, replace(options, trace_ids=TRACE_IDS)):
         if isinstance(item, Quarantined):
             yield item
             continue

@@ -42,7 +42,6 @@ Hard), ``task_input`` = the question.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -59,6 +58,7 @@ from pipeline.ingest.formats._common import (
     outcome_from_feedback,
 )
 from pipeline.ingest.formats._io import ReadOptions, json_documents, map_records
+from pipeline.ingest.formats._jsontext import loads
 
 __all__ = ["NAME", "read", "sniff"]
 
@@ -105,7 +105,7 @@ def _history(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     history = obj.get("history")
     if isinstance(history, str):
         try:
-            history = json.loads(history)
+            history = loads(history)
         except ValueError as exc:
             raise ValueError(f"'history' is text but not JSON: {exc}") from exc
     if not isinstance(history, list):

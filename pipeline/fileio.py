@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
+    "CACHEDIR_SIGNATURE",
     "CACHEDIR_TAG",
     "FAULT_ENV",
     "atomic_link",
@@ -153,7 +154,8 @@ def atomic_symlink(path: Path, target: str) -> None:
 
 
 CACHEDIR_TAG = "CACHEDIR.TAG"
-_CACHEDIR_SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
+# The first line of a cache directory tag (https://bford.info/cachedir/).
+CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 
 
 def tag_cache_directory(directory: Path, owner: str, ours: Collection[str] = ()) -> bool:
@@ -174,7 +176,7 @@ def tag_cache_directory(directory: Path, owner: str, ours: Collection[str] = ())
             return False
     atomic_write(
         tag,
-        f"{_CACHEDIR_SIGNATURE}\n# This file is a cache directory tag created by {owner}.\n"
+        f"{CACHEDIR_SIGNATURE.decode()}\n# This file is a cache directory tag created by {owner}.\n"
         "# For information about cache directory tags see https://bford.info/cachedir/\n",
     )
     return True

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import InputError, UnknownFormatError
+from pipeline.fileio import CACHEDIR_SIGNATURE
 from pipeline.ingest.formats import COMPRESSED_SUFFIXES, data_suffix
 
 __all__ = [
@@ -43,7 +44,6 @@ DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet")
 BOOKKEEPING = frozenset({"ingest.json", "quarantine.jsonl"})
 # The first bytes of a CACHEDIR.TAG file (Cache Directory Tagging Specification 1.0,
 # https://bford.info/cachedir/): backup tools, and coach, skip the directory that holds it.
-CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 _HEAD_BYTES = 1 << 20
 
 

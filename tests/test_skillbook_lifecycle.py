@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 from pipeline.errors import SkillbookError
 from pipeline.render import PromptGenerator, agents_md, compose, from_ace, save_skillbook, to_ace
 from pipeline.skillbook import (
+    FORMAT_VERSION,
     Candidate,
     MergePolicy,
     Skill,
@@ -324,7 +325,7 @@ def test_format_1_file_is_migrated(tmp_path: Path) -> None:
     assert book.history[0]["action"] == "run" and book.history[0]["changes"]["retired"] == []
     save_skillbook(book, tmp_path)
     again = json.loads((tmp_path / "skillbook.json").read_text())
-    assert again["format_version"] == 2
+    assert again["format_version"] == FORMAT_VERSION == 3
     # the migrated Skillbook merges like a new one: same candidates change nothing
     sid = sorted(book.skills)[0]
     skill = book.skills[sid]

@@ -37,6 +37,8 @@ class Skillbook:
     version: int = 0
     updated_at: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    # Prompt experiments, running and ended (see pipeline.skillbook.fileformat).
+    experiments: list[dict[str, Any]] = field(default_factory=list)
     # The entry of the latest merge or decision, also when it changed nothing (not saved with
     # the Skillbook; runs are logged by :func:`pipeline.skillbook.history.append_run`).
     last_entry: dict[str, Any] | None = field(default=None, compare=False, repr=False)
@@ -63,11 +65,25 @@ class Skillbook:
         """
         data = fileformat.upgrade(data, where=where)
         skills = [Skill.from_dict(s) for s in data.get("skills", [])]
+        experiments = list(data.get("experiments", []))
+        running: dict[str, str] = {}
+        for experiment in experiments:
+            if experiment.get("status") != "running":
+                continue
+            namespace = experiment.get("namespace")
+            if namespace in running:
+                raise SkillbookError(
+                    f"{where}: two experiments are running on {namespace} "
+                    f"({running[namespace]} and {experiment.get('id')}); one namespace runs "
+                    "one experiment at a time: end one with 'coach experiment stop'"
+                )
+            running[str(namespace)] = str(experiment.get("id"))
         return cls(
             {s.id: s for s in skills},
             int(data.get("version", 0)),
             data.get("updated_at"),
             list(data.get("history", [])),
+            experiments,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,14 +93,23 @@ class Skillbook:
             "version": self.version,
             "updated_at": self.updated_at,
             "history": self.history,
+            "experiments": self.experiments,
             "skills": [self.skills[k].to_dict() for k in sorted(self.skills)],
         }
+
+    def running_experiment(self, namespace: str) -> dict[str, Any] | None:
+        """The experiment running on ``namespace``, or None."""
+        for experiment in self.experiments:
+            if experiment["namespace"] == namespace and experiment["status"] == "running":
+                return experiment
+        return None
 
     def content(self) -> dict[str, Any]:
         """What the Skillbook says, without its history and times of runs: the version and the
         skills. Two Skillbooks with equal content render the same prompts."""
         return {
             "version": self.version,
+            "experiments": self.experiments,
             "skills": [self.skills[k].to_dict() for k in sorted(self.skills)],
         }
 

@@ -2,11 +2,22 @@
 formats (:data:`MIGRATIONS`), reading (:func:`read`, :func:`upgrade`) and saving (:func:`save`:
 version snapshot, ``skillbook.json`` and ``SKILLBOOK.md``, each atomically).
 
-``skillbook.json`` (format 2)::
+``skillbook.json`` (format 3)::
 
-    {"format_version": 2, "version": int, "updated_at": ISO-8601 | null,
+    {"format_version": 3, "version": int, "updated_at": ISO-8601 | null,
      "history": [entry, ...],
+     "experiments": [experiment, ...],
      "skills": [Skill.to_dict(), ... sorted by id]}
+
+An ``experiments`` entry is one prompt experiment on a namespace (at most one ``running`` per
+namespace; see :mod:`pipeline.experiment.lifecycle`)::
+
+    {"id": "ex-" + 12 hex, "namespace": str, "status": "running" | "ended",
+     "started_at": ISO-8601, "ended_at": ISO-8601 | null, "ended_because": str | null,
+     "share": float (the share of units in candidate arms), "control_skill_ids": [str],
+     "skill_ids": [str] (the skills under test, in design order),
+     "arms": [{"arm": "control" | "candidate" | "candidate-<n>", "skill_ids": [str] (the skills
+               under test it adds to the control's), "share": float}]}
 
 A Skillbook ``history`` entry (one per ``learn`` run that changed the content, and one per
 decision of a person; every run, changed or not, is also logged in ``runs.jsonl`` beside the
@@ -75,10 +86,18 @@ def m001_history_and_observations(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "format_version": 2, "skills": skills, "history": history}
 
 
+def m002_experiments(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 -> 3: the Skillbook gets ``experiments`` (none ran before) and every skill
+    ``experiment`` (no live-traffic evidence yet)."""
+    skills = [{**skill, "experiment": None} for skill in data.get("skills", [])]
+    return {**data, "format_version": 3, "skills": skills, "experiments": []}
+
+
 # The upgrades in order: MIGRATIONS[i] turns format_version i + 1 into i + 2. A new format adds
 # one function (m002_..., taking and returning the whole document) at the end.
 MIGRATIONS: tuple[Callable[[dict[str, Any]], dict[str, Any]], ...] = (
     m001_history_and_observations,
+    m002_experiments,
 )
 # The format this coach writes: the one after the last upgrade.
 FORMAT_VERSION = len(MIGRATIONS) + 1

@@ -144,9 +144,18 @@ class Skill:
     ``flags``: open concerns (e.g. ``lost significance``). ``history``: entries ``{"at",
     "actor", "action", "note", "from", "to", "figures"}`` (``action``: added, updated,
     activated, flagged, retired, reproposed, merged, approve, reject, retire, edit, checkout,
-    validation). ``observations``: one per run that tested the pattern
+    validation, promote, reject). ``observations``: one per run that tested the pattern
     (:func:`pipeline.skillbook.drift.observation`). ``validation``: the last held-out
-    validation (:meth:`pipeline.skillbook.Skillbook.record_validation`). Times are ISO-8601 UTC
+    validation (:meth:`pipeline.skillbook.Skillbook.record_validation`). ``experiment``: the
+    evidence of live traffic, the latest look of the prompt experiment that tested the skill
+    (:func:`pipeline.experiment.experiment_evidence`; keys ``experiment_id``, ``kind``
+    (``experiment`` for a skill under test, ``holdback`` for an active one), ``looks``,
+    ``exposures_with``, ``exposures_without``, ``success_with``, ``success_without``,
+    ``difference``, ``ci_low``, ``ci_high``, ``p_value``, ``alpha``, ``decision``,
+    ``method``, ``last_look_at``, ``earlier`` (the final figures of earlier experiments));
+    None when it never ran in one. The three kinds of evidence stay apart: ``evidence`` is the
+    offline contrast, ``validation`` the held-out replication, ``experiment`` the randomised
+    test. Times are ISO-8601 UTC
     strings; ``version`` counts this skill's content changes.
     """
 
@@ -164,6 +173,7 @@ class Skill:
     history: tuple[dict[str, Any], ...] = ()
     observations: tuple[dict[str, Any], ...] = ()
     validation: dict[str, Any] | None = None
+    experiment: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists)."""

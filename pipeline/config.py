@@ -198,6 +198,9 @@ class Config:
     (:class:`LLMConfig`; off unless ``llm.enabled``). ``section_modes``: per
     section learning mode overriding ``mode``, as ((section, ``auto`` | ``propose`` | ``off``),
     ...). ``half_life_days``: recency weighting of evidence across runs (days).
+    ``experiments``: whether proposed skills are tested on live traffic by prompt experiments
+    (:mod:`pipeline.experiment`); ``experiment_share``: the share of units given candidate
+    prompts (0 < share < 1); ``experiment_alpha``: each experiment's error rate (0 < alpha < 1).
     """
 
     paths: tuple[str, ...] = ("traces",)
@@ -218,6 +221,9 @@ class Config:
     llm: LLMConfig = field(default_factory=LLMConfig)
     section_modes: tuple[tuple[str, str], ...] = ()
     half_life_days: float = DEFAULT_HALF_LIFE_DAYS
+    experiments: bool = True
+    experiment_share: float = 0.5
+    experiment_alpha: float = 0.05
 
     def __post_init__(self) -> None:
         """Check the values.
@@ -244,6 +250,16 @@ class Config:
                 "{half_life_days} must be positive, not {value}",
                 value=self.half_life_days,
             )
+        for name, value in (
+            ("experiment_share", self.experiment_share),
+            ("experiment_alpha", self.experiment_alpha),
+        ):
+            if not 0 < value < 1:
+                raise SettingError(
+                    name,
+                    "{" + name + "} must be between 0 and 1 (exclusive), not {value}",
+                    value=value,
+                )
         if not 0 < self.analyzer.fdr < 1:
             raise SettingError(
                 "fdr", "{fdr} must be between 0 and 1, not {value}", value=self.analyzer.fdr

@@ -146,10 +146,13 @@ def render_prompts(config: Config, book: Skillbook, bases: Mapping[str, str]) ->
     Raises:
         TemplateError: the template cannot be rendered.
     """
+    from pipeline.loop import record_versions
+
     generator = render.PromptGenerator(config.template_dir, max_chars=config.max_prompt_chars)
     prompts = generator.run(book, dict(bases))
-    generator.write(prompts, config.out_dir, book.version)
-    return [config.out_dir / render.prompt_filename(p.namespace) for p in prompts]
+    generator.write(prompts, config.out_dir, book.version, book.experiments)
+    record_versions(config, prompts, book.version, book.updated_at or timestamp())
+    return [config.out_dir / p.filename for p in prompts]
 
 
 def merge_and_render(
@@ -158,32 +161,36 @@ def merge_and_render(
     tested: Iterable[tuple[str, str, dict[str, Any]]],
     bases: Mapping[str, str],
     run: dict[str, Any],
-) -> tuple[Skillbook, MergeResult, list[Path]]:
+    trajectories: Any = None,
+) -> tuple[Skillbook, MergeResult, list[Path], dict[str, Any]]:
     """Stage 6. Under the Skillbook lock: load, merge ``candidates`` and the evidence of every
     pattern ``tested`` ((skill id, pattern id, evidence) triples,
-    :func:`pipeline.extract.tested_evidence`), save, render on ``bases``.
-    Returns the Skillbook, what the merge changed, and the prompt paths.
+    :func:`pipeline.extract.tested_evidence`), run a round of prompt experiments on the
+    ``trajectories`` table (pyarrow; :func:`pipeline.loop.experiment_round`), save, render on
+    ``bases``. Returns the Skillbook, what the merge changed, the prompt paths, and what the
+    experiments did.
 
     Raises:
         LockError: another run holds the lock. SkillbookError: the Skillbook is unreadable.
+        InputError: the prompt version history is damaged.
     """
+    from pipeline.loop import experiment_round
+
     path = config.skillbook_dir / "skillbook.json"
     with lock(config.skillbook_dir / ".skillbook.lock"):
         sweep_temporary(config.skillbook_dir)
         sweep_temporary(config.out_dir)
         book = Skillbook.load(path)
-        result = book.merge(
-            candidates,
-            policy=merge_policy(config),
-            now=timestamp(),
-            tested=tuple(tested),
-            run=run,
-        )
+        now = timestamp()
+        policy = merge_policy(config)
+        result = book.merge(candidates, policy=policy, now=now, tested=tuple(tested), run=run)
+        merged_entry = book.last_entry
+        experiments = experiment_round(config, book, trajectories, policy, now)
         render.save_skillbook(book, config.skillbook_dir)
         prompts = render_prompts(config, book, bases)
-        if book.last_entry is not None:
-            append_run(config.skillbook_dir, book.last_entry)
-    return book, result, prompts
+        if merged_entry is not None:
+            append_run(config.skillbook_dir, merged_entry)
+    return book, result, prompts, experiments
 
 
 def merge_policy(config: Config) -> MergePolicy:
@@ -289,6 +296,7 @@ class Run:
     book: Skillbook | None = None
     merged: MergeResult | None = None
     prompts: list[Path] = field(default_factory=list)
+    experiments: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -361,11 +369,18 @@ def _refine(run: Run) -> Run:
 
 def _merge(run: Run) -> Run:
     record = _run_record(run)
-    book, merged, prompts = merge_and_render(
-        run.config, run.candidates, run.tested, run.bases, record
+    book, merged, prompts, experiments = merge_and_render(
+        run.config, run.candidates, run.tested, run.bases, record, run.traces.trajectories
     )
     run.analysis.save(run.config.data_dir / "analysis")
-    return replace(run, book=book, merged=merged, prompts=prompts, run_id=record["run_id"])
+    return replace(
+        run,
+        book=book,
+        merged=merged,
+        prompts=prompts,
+        run_id=record["run_id"],
+        experiments=experiments,
+    )
 
 
 def _ingest_lines(run: Run, seconds: float) -> list[str]:
@@ -442,6 +457,7 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
         run.prompts,
         run.timings,
         run.llm,
+        experiments=run.experiments,
     )
     result.skillbook_run_id = run.run_id
     return result

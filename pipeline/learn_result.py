@@ -47,6 +47,7 @@ SUMMARY_KEYS = (
     "llm",
     "stratification",
     "not_enough_evidence",
+    "experiments",
     "timings_s",
     "unchanged",
 )
@@ -69,6 +70,7 @@ class LearnResult:
     llm: dict[str, Any] = field(default_factory=dict)
     unchanged: bool = False
     skillbook_run_id: str = ""
+    experiments: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """Keys (:data:`SUMMARY_KEYS`): trajectories, quarantined, records_read, features_tested,
@@ -80,8 +82,11 @@ class LearnResult:
         tokens, cost_usd, budget_reached; see :func:`pipeline.llm.refine`; with --llm-label
         also ``labelled``: the judge's report, see :class:`pipeline.llm.judge.Labelling`),
         stratification (per namespace),
-        not_enough_evidence, timings_s (seconds per stage), unchanged (True when nothing had
-        changed since the last run and no stage ran, see :func:`pipeline.learn.learn`)."""
+        not_enough_evidence, experiments (how each trajectory's prompt version was found, and
+        the experiments started, ended and looked at, the skills promoted and rejected: see
+        :func:`pipeline.loop.experiment_round`), timings_s (seconds per stage), unchanged
+        (True when nothing had changed since the last run and no stage ran, see
+        :func:`pipeline.learn.learn`)."""
         import polars as pl
 
         results = self.analysis.results
@@ -120,6 +125,7 @@ class LearnResult:
             "llm": self.llm,
             "stratification": dict(sorted(self.analysis.namespaces.items())),
             "not_enough_evidence": needed,
+            "experiments": self.experiments,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "unchanged": self.unchanged,
         }

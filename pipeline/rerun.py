@@ -18,7 +18,7 @@ from pipeline.version import __version__
 __all__ = ["LAST_RUN_FORMAT", "last_run", "run_fingerprint"]
 
 # The form of last_run.json: a run whose stored summary has another form is run again.
-LAST_RUN_FORMAT = 2
+LAST_RUN_FORMAT = 3
 
 
 def last_run(config: Config) -> dict[str, Any]:

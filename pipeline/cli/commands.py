@@ -162,6 +162,28 @@ _learning_options = [
         show_default=True,
         help="Recency weighting of evidence across runs: its weight halves every this many days.",
     ),
+    click.option(
+        "--experiments/--no-experiments",
+        default=True,
+        show_default=True,
+        help="Test proposed skills on live traffic: render candidate prompts beside the "
+        "control prompt and decide from the runs that used them (see 'coach assign').",
+    ),
+    click.option(
+        "--experiment-share",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default=0.5,
+        show_default=True,
+        help="Share of units (users, sessions) given a candidate prompt while an experiment runs.",
+    ),
+    click.option(
+        "--experiment-alpha",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default=0.05,
+        show_default=True,
+        help="Error rate of each experiment under nightly looks (each skill under test gets "
+        "its share of it).",
+    ),
     MIN_SUPPORT_OPTION,
     FDR_OPTION,
     TEMPLATES_OPTION,
@@ -201,8 +223,42 @@ def _config(paths: tuple[str, ...], **kw: Any) -> Config:
         llm=llm_config(kw),
         section_modes=kw.get("section_modes", ()),
         half_life_days=kw.get("half_life_days", DEFAULT_HALF_LIFE_DAYS),
+        experiments=kw.get("experiments", True),
+        experiment_share=kw.get("experiment_share", 0.5),
+        experiment_alpha=kw.get("experiment_alpha", 0.05),
         **_ingest_fields(kw),
     )
+
+
+def _experiment_lines(done: dict[str, Any]) -> list[str]:
+    """What the experiments did, for the text report of ``coach learn`` (``done``: the
+    summary's ``experiments``, see :func:`pipeline.loop.experiment_round`)."""
+    if not done:
+        return []
+    lines = []
+    methods = done.get("versions", {}).get("methods", {})
+    if any(methods.get(m) for m in ("recorded", "system_prompt", "skill_lines")):
+        versions = done["versions"]
+        lines.append(
+            f"prompt versions: {methods['recorded']} recorded, {methods['system_prompt']} by "
+            f"system prompt, {methods['skill_lines']} by skill lines, {methods['unmatched']} "
+            f"unmatched ({versions['recorded_unknown']} recorded versions unknown, "
+            f"{versions['mismatched']} contradicting the system prompt)"
+        )
+    for key, what in (("promoted", "promoted"), ("rejected", "rejected")):
+        if done.get(key):
+            lines.append(f"experiments {what}: {', '.join(done[key])}")
+    for experiment_id, why in done.get("ended", {}).items():
+        lines.append(f"experiment {experiment_id} ended: {why}")
+    for row in done.get("running", []):
+        exposures = done.get("exposures", {}).get(row["id"], {})
+        seen = ", ".join(f"{arm} {n}" for arm, n in exposures.items()) or "no runs yet"
+        lines.append(
+            f"experiment {row['id']} on {row['namespace']}: {len(row['skill_ids'])} skill"
+            f"{'s' if len(row['skill_ids']) != 1 else ''} "
+            f"under test in {len(row['arms'])} arms ({seen}); 'coach assign' gives a unit's arm"
+        )
+    return lines
 
 
 def _learn_text(summary: dict[str, Any], highlights: dict[str, list[dict[str, Any]]]) -> str:
@@ -264,6 +320,7 @@ def _learn_text(summary: dict[str, Any], highlights: dict[str, list[dict[str, An
             f"{usage['cost_usd']:.4f}"
             + (f"; budget reached: {usage['budget_reached']}" if usage["budget_reached"] else "")
         )
+    lines.extend(_experiment_lines(summary.get("experiments") or {}))
     lines.append("prompts: " + ", ".join(summary["prompts"]))
     origins: dict[str, list[str]] = {}
     for namespace, base in summary.get("base_prompts", {}).items():
@@ -396,6 +453,10 @@ from pipeline.cli.report import diff_command, report_command  # noqa: E402
 
 main.add_command(diff_command)
 main.add_command(report_command)
+from pipeline.cli.experiments import assign_command, experiment_group  # noqa: E402
+
+main.add_command(assign_command)
+main.add_command(experiment_group)
 from pipeline.cli.skillbook import skillbook_group  # noqa: E402
 from pipeline.cli.skills import skills_group  # noqa: E402
 

@@ -155,7 +155,9 @@ def merge_command(
 
         tested = tested_evidence(analysis)
     bases = stored_base_prompts(config) or {}
-    book, merged, prompts = merge_and_render(config, candidates, tested, bases, {"run_id": "merge"})
+    book, merged, prompts, _experiments = merge_and_render(
+        config, candidates, tested, bases, {"run_id": "merge"}
+    )
     emit(
         as_json,
         {

@@ -38,6 +38,7 @@ __all__ = [
     "StratumCounts",
     "confidence_sequence",
     "decide",
+    "decide_estimate",
     "mixture_likelihood_ratio",
     "risk_difference",
 ]
@@ -158,20 +159,57 @@ def decide(
     previous_p: float = 1.0,
     previous_interval: tuple[float, float] = (-1.0, 1.0),
 ) -> Look:
-    """Look at an experiment once more: the always-valid p-value and interval so far, and the
-    decision. ``previous_p`` and ``previous_interval`` carry the state of earlier looks (the
-    running minimum and the running intersection keep the guarantee under repeated looks).
-
-    Promote when ``p <= alpha`` and the difference is positive; reject as harmful when
-    ``p <= alpha`` and it is negative; reject as futile when ``exposures >= max_exposures``
-    without a decision; otherwise continue.
+    """Look at a two-arm experiment once more: :func:`decide_estimate` on the
+    :func:`risk_difference` of ``strata``.
 
     Raises:
         ValueError: ``alpha`` not in (0, 1) or ``max_exposures`` not positive.
     """
-    if not 0.0 < alpha < 1.0 or max_exposures <= 0:
-        raise ValueError(f"alpha must be in (0, 1) and max_exposures positive (alpha={alpha})")
     d, variance, exposures = risk_difference(strata)
+    return decide_estimate(
+        d,
+        variance,
+        exposures,
+        alpha=alpha,
+        tau=tau,
+        max_exposures=max_exposures,
+        previous_p=previous_p,
+        previous_interval=previous_interval,
+    )
+
+
+def decide_estimate(
+    d: float,
+    variance: float,
+    exposures: int,
+    *,
+    alpha: float = 0.05,
+    tau: float = DEFAULT_TAU,
+    max_exposures: int = 20_000,
+    min_effect: float = 0.0,
+    previous_p: float = 1.0,
+    previous_interval: tuple[float, float] = (-1.0, 1.0),
+) -> Look:
+    """Look once more at an asymptotically normal estimate ``d`` of a difference in success
+    rate (a fraction) with ``variance``, from ``exposures`` trajectories: the always-valid
+    p-value and interval so far, and the decision. ``previous_p`` and ``previous_interval``
+    carry the state of earlier looks (the running minimum and the running intersection keep
+    the guarantee under repeated looks).
+
+    Promote when ``p <= alpha`` and the difference is positive; reject as harmful when
+    ``p <= alpha`` and it is negative; reject as futile when the interval's upper end is below
+    ``min_effect`` (it cannot help by that much; off at 0) or ``exposures >= max_exposures``
+    without a decision; otherwise continue.
+
+    Raises:
+        ValueError: ``alpha`` not in (0, 1), ``max_exposures`` not positive or ``min_effect``
+            negative.
+    """
+    if not 0.0 < alpha < 1.0 or max_exposures <= 0 or min_effect < 0:
+        raise ValueError(
+            f"alpha must be in (0, 1), max_exposures positive and min_effect non-negative "
+            f"(alpha={alpha}, max_exposures={max_exposures}, min_effect={min_effect})"
+        )
     p = min(previous_p, 1.0 / mixture_likelihood_ratio(d, variance, tau), 1.0)
     low, high = confidence_sequence(d, variance, alpha, tau)
     interval = (max(low, previous_interval[0]), min(high, previous_interval[1]))
@@ -179,7 +217,7 @@ def decide(
         decision = Decision.PROMOTE
     elif p <= alpha and d < 0:
         decision = Decision.REJECT_HARM
-    elif exposures >= max_exposures:
+    elif (min_effect > 0 and interval[1] < min_effect) or exposures >= max_exposures:
         decision = Decision.REJECT_FUTILE
     else:
         decision = Decision.CONTINUE

@@ -21,13 +21,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from jinja2 import TemplateError as JinjaTemplateError
 
 from pipeline.errors import TemplateError
+from pipeline.experiment import CONTROL, normalise_prompt, prompt_version, seal_manifest
 from pipeline.fileio import atomic_write
 from pipeline.redact import redact
 from pipeline.render.environment import (
@@ -44,6 +46,7 @@ __all__ = [
     "PRECEDENCE",
     "PromptGenerator",
     "RenderedPrompt",
+    "arm_filename",
     "base_prompts",
     "compose",
     "namespace_rank",
@@ -119,16 +122,39 @@ def prompt_filename(namespace: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", namespace) + ".md"
 
 
+def arm_filename(namespace: str, arm: str) -> str:
+    """File name of an experiment arm's prompt: the control arm is the namespace's prompt
+    (:func:`prompt_filename`), another arm adds its name (``domain-airline.candidate.md``)."""
+    base = prompt_filename(namespace)
+    return base if arm == CONTROL else f"{base[:-3]}.{prompt_filename(arm)}"
+
+
 @dataclass(frozen=True)
 class RenderedPrompt:
     """A rendered prompt: its namespace, text, the ids of the skills it carries, and where its
     base prompt came from (:meth:`BasePrompt.provenance`; ``{"source": "none"}`` without
-    one)."""
+    one). ``arm``: ``control`` (the namespace's prompt) or an experiment's other arm, whose
+    ``assignment_id`` is the experiment id and ``share`` its share of units. ``lines``: the
+    skill lines as they appear in the text (for matching a run's system prompt to it)."""
 
     namespace: str
     text: str
     skill_ids: tuple[str, ...]
     base_prompt: dict[str, Any] = field(default_factory=lambda: {"source": "none"})
+    arm: str = CONTROL
+    assignment_id: str | None = None
+    share: float = 1.0
+    lines: tuple[str, ...] = ()
+
+    @property
+    def filename(self) -> str:
+        """Its file name in the prompts directory (:func:`arm_filename`)."""
+        return arm_filename(self.namespace, self.arm)
+
+    @property
+    def version(self) -> str:
+        """Its :func:`pipeline.experiment.prompt_version`."""
+        return prompt_version(self.text)
 
 
 class PromptGenerator:
@@ -155,10 +181,14 @@ class PromptGenerator:
         self.max_chars = max_chars
 
     def _select(self, skills: list[Skill]) -> list[Skill]:
+        return self._select_within(skills, self.max_chars)
+
+    @staticmethod
+    def _select_within(skills: list[Skill], budget: int) -> list[Skill]:
         chosen, used = [], 0
         for skill in sorted(skills, key=lambda s: (-s.value, s.id)):
             cost = len(skill.instruction) + 3
-            if used + cost > self.max_chars:
+            if used + cost > budget:
                 continue
             chosen.append(skill)
             used += cost
@@ -179,11 +209,28 @@ class PromptGenerator:
             for s in skillbook.skills.values()
             if s.status == "active" and s.section not in NOT_RENDERED
         ]
-        namespaces = sorted({s.namespace for s in active} | set(base_prompts))
-        return [
-            self._render(namespace, base_prompts.get(namespace, ""), compose(active, [namespace]))
-            for namespace in namespaces
-        ]
+        running = {e["namespace"]: e for e in skillbook.experiments if e["status"] == "running"}
+        namespaces = sorted({s.namespace for s in active} | set(base_prompts) | set(running))
+        prompts = []
+        for namespace in namespaces:
+            base = base_prompts.get(namespace, "")
+            own = compose(active, [namespace])
+            experiment = running.get(namespace)
+            if experiment is None:
+                prompts.append(self._render(namespace, base, own))
+                continue
+            for arm in experiment["arms"]:
+                tested = [skillbook.skills[i] for i in arm["skill_ids"] if i in skillbook.skills]
+                rendered = self._render(namespace, base, own, tested)
+                prompts.append(
+                    replace(
+                        rendered,
+                        arm=arm["arm"],
+                        assignment_id=experiment["id"],
+                        share=float(arm["share"]),
+                    )
+                )
+        return prompts
 
     def run_for(
         self,
@@ -213,9 +260,19 @@ class PromptGenerator:
         ]
         return self._render((chain or ["global"])[0], base_prompt, compose(active, chain))
 
-    def _render(self, namespace: str, base_prompt: str, own: list[Skill]) -> RenderedPrompt:
-        """Render one prompt of ``namespace`` from ``base_prompt`` and the skills ``own``."""
-        chosen = self._select(own)
+    def _render(
+        self,
+        namespace: str,
+        base_prompt: str,
+        own: list[Skill],
+        tested: Sequence[Skill] = (),
+    ) -> RenderedPrompt:
+        """Render one prompt of ``namespace`` from ``base_prompt`` and the skills ``own``, plus
+        the skills under ``tested`` (always kept: an experiment's arm must hold them)."""
+        chosen = [*tested, *self._select(own)] if tested else self._select(own)
+        if tested:
+            budget = self.max_chars - sum(len(s.instruction) + 3 for s in tested)
+            chosen = [*tested, *self._select_within(own, budget)]
         source = getattr(base_prompt, "source", None)
         base = base_prompt.rstrip()
         provenance = {"source": "none"}
@@ -255,34 +312,100 @@ class PromptGenerator:
             text = self.template.render(**context)
         except JinjaTemplateError as exc:
             raise TemplateError(f"rendering the prompt for {namespace}: {exc}") from exc
+        lines = tuple(normalise_prompt(prompt_text(s.instruction)) for s in chosen)
         return RenderedPrompt(
-            namespace, text.strip() + "\n", tuple(s.id for s in chosen), provenance
+            namespace,
+            text.strip() + "\n",
+            tuple(s.id for s in chosen),
+            provenance,
+            lines=lines,
         )
 
-    def write(self, prompts: list[RenderedPrompt], out_dir: Path, skillbook_version: int) -> Path:
-        """Write each prompt and ``manifest.json`` atomically (unchanged files are not
-        rewritten). Returns the manifest path."""
-        manifest = {
-            "skillbook_version": skillbook_version,
-            "template_sha256": self.template_hash,
-            "prompts": {
-                prompt_filename(p.namespace): {
-                    "namespace": p.namespace,
-                    "skill_ids": list(p.skill_ids),
-                    "base_prompt": p.base_prompt,
+    def write(
+        self,
+        prompts: list[RenderedPrompt],
+        out_dir: Path,
+        skillbook_version: int,
+        experiments: Sequence[Mapping[str, Any]] = (),
+    ) -> Path:
+        """Write each prompt and ``manifest.json`` (format 2, described in
+        :mod:`pipeline.experiment.manifest`) atomically (unchanged files are not rewritten);
+        prompt files of arms that no longer run are removed. ``experiments``: the Skillbook's
+        (for each running one's start and skills under test). Returns the manifest path."""
+        running = {e["id"]: e for e in experiments if e["status"] == "running"}
+        namespaces: dict[str, dict[str, Any]] = {}
+        for p in prompts:
+            entry = namespaces.setdefault(
+                p.namespace, {"assignment_id": p.assignment_id, "experiment": None, "arms": []}
+            )
+            experiment = running.get(p.assignment_id or "")
+            if experiment is not None:
+                entry["experiment"] = {
+                    "id": experiment["id"],
+                    "started_at": experiment["started_at"],
+                    "skills_under_test": list(experiment["skill_ids"]),
+                    "share": experiment["share"],
                 }
-                for p in prompts
-            },
-        }
-        files = {out_dir / prompt_filename(p.namespace): p.text for p in prompts}
+            entry["arms"].append(
+                {
+                    "arm": p.arm,
+                    "file": p.filename,
+                    "prompt_version": p.version,
+                    "skill_ids": list(p.skill_ids),
+                    "share": p.share,
+                }
+            )
+        for entry in namespaces.values():
+            _set_ranges(entry["arms"])
+        manifest = seal_manifest(
+            {
+                "skillbook_version": skillbook_version,
+                "template_sha256": self.template_hash,
+                "prompts": {
+                    p.filename: {
+                        "namespace": p.namespace,
+                        "skill_ids": list(p.skill_ids),
+                        "base_prompt": p.base_prompt,
+                        "prompt_version": p.version,
+                    }
+                    for p in prompts
+                    if p.arm == CONTROL
+                },
+                "namespaces": dict(sorted(namespaces.items())),
+            }
+        )
+        files = {out_dir / p.filename: p.text for p in prompts}
         for path, text in files.items():
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 atomic_write(path, text)
+        for stale in out_dir.glob("*.md"):
+            if _ARM_FILE.search(stale.name) and stale not in files:
+                stale.unlink()
         path = out_dir / "manifest.json"
         text = json.dumps(manifest, indent=2) + "\n"
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             atomic_write(path, text)
         return path
+
+
+# The prompt files of experiment arms other than control (see arm_filename).
+_ARM_FILE = re.compile(r"\.candidate(-[0-9]+)?\.md$")
+
+
+def _set_ranges(arms: list[dict[str, Any]]) -> None:
+    """Give each arm its ``range`` of assignment points: the other arms in order from 0, the
+    control arm the rest up to 1 (each bound rounded to 6 decimals)."""
+    low = 0.0
+    for arm in arms:
+        if arm["arm"] != CONTROL:
+            high = low + float(arm["share"])
+            arm["range"] = [round(low, 6), round(high, 6)]
+            arm["share"] = round(float(arm["share"]), 6)
+            low = high
+    for arm in arms:
+        if arm["arm"] == CONTROL:
+            arm["range"] = [round(low, 6), 1.0]
+            arm["share"] = round(1.0 - low, 6)
 
 
 def namespace_rank(namespace: str) -> int:

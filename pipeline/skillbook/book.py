@@ -215,6 +215,12 @@ class Skillbook:
             self.updated_at = now
             self.history.append(entry)
 
+    def record_experiments(self, now: str, result: MergeResult, summary: dict[str, Any]) -> None:
+        """Log a round of prompt experiments (:func:`pipeline.experiment.run_experiments`
+        changed the skills and :attr:`experiments` in place; ``result``: the skills it
+        changed; ``summary``: what it did), as for a merge (action ``experiment``)."""
+        self._record(now, "coach", "experiment", result, experiments=summary)
+
     # -- a person ------------------------------------------------------------------------
 
     def decide(

@@ -142,7 +142,7 @@ def _merge_candidate(
         result.added.append(cand.id)
         return
     if old.status in ("rejected", "retired"):
-        if old.source.get("merged_into"):
+        if old.source.get("merged_into") or _rejected_live(old):
             return
         reason = material_change(_decision_figures(old), cand.evidence)
         if reason is None or not (cand.significant or old.status == "rejected"):
@@ -234,11 +234,20 @@ def _merge_untested(
         _put(skills, old, new, now)
 
 
+def _rejected_live(skill: Skill) -> bool:
+    """Whether a prompt experiment rejected ``skill`` (live traffic outranks offline evidence:
+    it is not proposed again)."""
+    return skill.status == "rejected" and str(
+        (skill.experiment or {}).get("decision", "")
+    ).startswith("reject")
+
+
 def _check_drift(
     skill: Skill, section_mode: str, policy: MergePolicy, now: str, result: MergeResult
 ) -> Skill:
     """Retire (``auto``) or flag (``propose``) an active skill whose recency-weighted
-    evidence reversed or lost significance; a proposed one is flagged only if it reversed."""
+    evidence reversed or lost significance; a proposed one is flagged only if it reversed. A
+    skill a prompt experiment promoted is only flagged: its evidence is the experiment's."""
     effect = weighted_effect(
         list(skill.observations), now=now, half_life_days=policy.half_life_days
     )
@@ -250,7 +259,8 @@ def _check_drift(
         "direction": "harmful" if effect and effect.log_or < 0 else "helpful",
         "half_life_days": policy.half_life_days,
     }
-    if section_mode == "auto" and skill.status == "active":
+    promoted_live = (skill.experiment or {}).get("decision") == "promote"
+    if section_mode == "auto" and skill.status == "active" and not promoted_live:
         result.retired.append(skill.id)
         return replace(skill, status="retired", flags=(found.reason,)).with_event(
             now,

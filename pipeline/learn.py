@@ -20,7 +20,6 @@ use of one of its names, and the stages that need polars, DuckDB or pyarrow are 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -33,7 +32,7 @@ from pipeline.config import Config, timestamp
 from pipeline.errors import InputError
 from pipeline.fileio import atomic_write, lock, sweep_temporary, tag_cache_directory
 from pipeline.learn_result import LearnResult, UnchangedResult
-from pipeline.rerun import last_run, run_fingerprint
+from pipeline.rerun import last_run, run_fingerprint, run_record
 from pipeline.skillbook import Candidate, MergePolicy, MergeResult, Skillbook, append_run
 
 if TYPE_CHECKING:
@@ -162,11 +161,14 @@ def merge_and_render(
     bases: Mapping[str, str],
     run: dict[str, Any],
     trajectories: Any = None,
+    files: Iterable[Any] = (),
 ) -> tuple[Skillbook, MergeResult, list[Path], dict[str, Any]]:
     """Stage 6. Under the Skillbook lock: load, merge ``candidates`` and the evidence of every
     pattern ``tested`` ((skill id, pattern id, evidence) triples,
     :func:`pipeline.extract.tested_evidence`), run a round of prompt experiments on the
-    ``trajectories`` table (pyarrow; :func:`pipeline.loop.experiment_round`), save, render on
+    ``trajectories`` table (pyarrow; :func:`pipeline.loop.experiment_round`; ``files``: the
+    ingest's file reports, whose modification times date runs without a start time), save,
+    render on
     ``bases``. Returns the Skillbook, what the merge changed, the prompt paths, and what the
     experiments did.
 
@@ -174,7 +176,7 @@ def merge_and_render(
         LockError: another run holds the lock. SkillbookError: the Skillbook is unreadable.
         InputError: the prompt version history is damaged.
     """
-    from pipeline.loop import experiment_round
+    from pipeline.loop import experiment_round, file_times
 
     path = config.skillbook_dir / "skillbook.json"
     with lock(config.skillbook_dir / ".skillbook.lock"):
@@ -185,7 +187,9 @@ def merge_and_render(
         policy = merge_policy(config)
         result = book.merge(candidates, policy=policy, now=now, tested=tuple(tested), run=run)
         merged_entry = book.last_entry
-        experiments = experiment_round(config, book, trajectories, policy, now)
+        experiments = experiment_round(
+            config, book, trajectories, policy, now, file_times(list(files))
+        )
         render.save_skillbook(book, config.skillbook_dir)
         prompts = render_prompts(config, book, bases)
         if merged_entry is not None:
@@ -368,9 +372,15 @@ def _refine(run: Run) -> Run:
 
 
 def _merge(run: Run) -> Run:
-    record = _run_record(run)
+    record = run_record(run)
     book, merged, prompts, experiments = merge_and_render(
-        run.config, run.candidates, run.tested, run.bases, record, run.traces.trajectories
+        run.config,
+        run.candidates,
+        run.tested,
+        run.bases,
+        record,
+        run.traces.trajectories,
+        run.traces.files,
     )
     run.analysis.save(run.config.data_dir / "analysis")
     return replace(
@@ -461,38 +471,3 @@ def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResul
     )
     result.skillbook_run_id = run.run_id
     return result
-
-
-def _run_record(run: Run) -> dict[str, Any]:
-    """What the Skillbook's history keeps of this run: its id (a hash of the inputs and the
-    settings that decide), inputs, settings and counts."""
-    config, traces, units = run.config, run.traces, run.analysis.units
-    settings: dict[str, Any] = {
-        "mode": config.mode,
-        "min_support": config.analyzer.min_support,
-        "fdr": config.analyzer.fdr,
-    }
-    if config.llm.enabled:
-        settings["llm"] = {"model": config.llm.model, "endpoint": config.llm.endpoint}
-    if config.section_modes:
-        settings["section_modes"] = dict(config.section_modes)
-    inputs_sha256 = traces.content_hash()
-    run_id = hashlib.sha256(
-        (inputs_sha256 + json.dumps(settings, sort_keys=True)).encode()
-    ).hexdigest()[:16]
-    counts = traces.counts
-    return {
-        "run_id": run_id,
-        "inputs": sorted({f.path for f in traces.files if f.status != "skipped"}),
-        "inputs_sha256": inputs_sha256,
-        "settings": settings,
-        "counts": {
-            "trajectories": counts["trajectories"],
-            "quarantined": counts["quarantined"],
-            "features_tested": run.analysis.results.height,
-            "candidates": len(run.candidates),
-            "labelled": units.height,
-            "successes": int(units["success"].sum()) if units.height else 0,
-            "llm_judged": len(run.judged),
-        },
-    }

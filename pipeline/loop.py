@@ -8,7 +8,8 @@ runs after the prompts are rendered. The statistics are in :mod:`pipeline.experi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
@@ -26,7 +27,26 @@ if TYPE_CHECKING:
 
     from pipeline.render import RenderedPrompt
 
-__all__ = ["experiment_round", "experiment_settings", "exposures", "record_versions"]
+__all__ = [
+    "experiment_round",
+    "experiment_settings",
+    "exposures",
+    "file_times",
+    "record_versions",
+]
+
+
+def file_times(files: Sequence[Any]) -> dict[str, datetime]:
+    """``{path: modification time (UTC)}`` of the input files of an ingest
+    (:class:`pipeline.ingest.FileReport` rows with ``path`` and ``mtime_ns``)."""
+    from datetime import UTC
+
+    return {
+        f.path: datetime.fromtimestamp(f.mtime_ns / 1e9, tz=UTC)
+        for f in files
+        if getattr(f, "mtime_ns", -1) >= 0
+    }
+
 
 _KEYS = ("domain", "agent_name", "prompt_version", "system_prompt")
 
@@ -41,7 +61,9 @@ def experiment_settings(config: Config) -> ExperimentSettings:
 
 
 def exposures(
-    trajectories: pa.Table, history: VersionHistory
+    trajectories: pa.Table,
+    history: VersionHistory,
+    file_times: Mapping[str, datetime] | None = None,
 ) -> tuple[list[dict[str, Any]], MatchReport]:
     """The resolved prompt version of the trajectories that ran under a version of an
     experiment (:func:`pipeline.experiment.match_exposures`, computed once per distinct
@@ -51,6 +73,9 @@ def exposures(
         trajectories: the canonical ``trajectories`` table (``prompt_version`` may be absent,
             as in stores written before it existed).
         history: the versions coach rendered.
+        file_times: the modification time of each input file (by ``source_uri``), which
+            dates a run that records no start time of its own (formats such as Chat JSONL
+            may have none).
 
     Returns:
         One dict per such trajectory (``prompt_version``, ``agent_name``, ``started_at``
@@ -60,7 +85,7 @@ def exposures(
     import polars as pl
 
     names = set(trajectories.column_names)
-    columns = [c for c in (*_KEYS, "started_at", "outcome_label") if c in names]
+    columns = [c for c in (*_KEYS, "started_at", "outcome_label", "source_uri") if c in names]
     frame = pl.from_arrow(trajectories.select(columns))
     assert isinstance(frame, pl.DataFrame)
     if "prompt_version" not in names:
@@ -81,18 +106,30 @@ def exposures(
     wanted = groups.join(resolved, on="group").drop("count")
     joined = frame.join(wanted, on=list(_KEYS), nulls_equal=True)
     selected = joined.select(
-        pl.col("resolved").alias("prompt_version"), "agent_name", "started_at", "outcome_label"
-    )
-    return selected.to_dicts(), report
+        pl.col("resolved").alias("prompt_version"),
+        "agent_name",
+        "started_at",
+        "outcome_label",
+        "source_uri",
+    ).to_dicts()
+    for row in selected:
+        if row["started_at"] is None and file_times:
+            row["started_at"] = file_times.get(row["source_uri"] or "")
+    return selected, report
 
 
 def experiment_round(
-    config: Config, book: Skillbook, trajectories: pa.Table | None, policy: MergePolicy, now: str
+    config: Config,
+    book: Skillbook,
+    trajectories: pa.Table | None,
+    policy: MergePolicy,
+    now: str,
+    file_times: Mapping[str, datetime] | None = None,
 ) -> dict[str, Any]:
     """Resolve the trajectories' prompt versions and run one round of experiments on ``book``
     (:func:`pipeline.experiment.run_experiments`; ``trajectories`` None: no trace tables, so
-    only starts and ends). Returns ``{"versions": MatchReport.as_dict(), **Round.as_dict(),
-    "running": [{"id", "namespace", "skill_ids", "arms"}]}``.
+    only starts and ends; ``file_times``: see :func:`exposures`). Returns ``{"versions":
+    MatchReport.as_dict(), **Round.as_dict(), "running": [{"id", "namespace", "skill_ids", "arms"}]}``.
 
     Raises:
         InputError: the version history is damaged.
@@ -101,7 +138,7 @@ def experiment_round(
     rows: list[dict[str, Any]] = []
     report = MatchReport()
     if trajectories is not None and trajectories.num_rows:
-        rows, report = exposures(trajectories, history)
+        rows, report = exposures(trajectories, history, file_times)
     done = run_experiments(
         book,
         rows,

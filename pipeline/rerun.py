@@ -15,7 +15,7 @@ from pipeline import ingest
 from pipeline.config import Config
 from pipeline.version import __version__
 
-__all__ = ["LAST_RUN_FORMAT", "last_run", "run_fingerprint"]
+__all__ = ["LAST_RUN_FORMAT", "last_run", "run_fingerprint", "run_record"]
 
 # The form of last_run.json: a run whose stored summary has another form is run again.
 LAST_RUN_FORMAT = 3
@@ -84,3 +84,39 @@ def run_fingerprint(config: Config) -> str | None:
         except OSError:
             digest.update(b"missing")
     return digest.hexdigest()
+
+
+def run_record(run: Any) -> dict[str, Any]:
+    """What the Skillbook's history keeps of a ``learn`` run (``run``: the
+    :class:`pipeline.learn.Run` after extraction): its id (a hash of the inputs and the
+    settings that decide), inputs, settings and counts."""
+    config, traces, units = run.config, run.traces, run.analysis.units
+    settings: dict[str, Any] = {
+        "mode": config.mode,
+        "min_support": config.analyzer.min_support,
+        "fdr": config.analyzer.fdr,
+    }
+    if config.llm.enabled:
+        settings["llm"] = {"model": config.llm.model, "endpoint": config.llm.endpoint}
+    if config.section_modes:
+        settings["section_modes"] = dict(config.section_modes)
+    inputs_sha256 = traces.content_hash()
+    run_id = hashlib.sha256(
+        (inputs_sha256 + json.dumps(settings, sort_keys=True)).encode()
+    ).hexdigest()[:16]
+    counts = traces.counts
+    return {
+        "run_id": run_id,
+        "inputs": sorted({f.path for f in traces.files if f.status != "skipped"}),
+        "inputs_sha256": inputs_sha256,
+        "settings": settings,
+        "counts": {
+            "trajectories": counts["trajectories"],
+            "quarantined": counts["quarantined"],
+            "features_tested": run.analysis.results.height,
+            "candidates": len(run.candidates),
+            "labelled": units.height,
+            "successes": int(units["success"].sum()) if units.height else 0,
+            "llm_judged": len(run.judged),
+        },
+    }

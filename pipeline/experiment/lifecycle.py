@@ -160,8 +160,9 @@ def _counts(
     versions: Mapping[str, list[dict[str, Any]]],
 ) -> dict[str, dict[str, ArmCounts]]:
     """``{agent: {arm: ArmCounts}}`` of the trajectories that ran under the experiment's arms
-    since it started (a version shared with other experiments, the control prompt, counts only
-    for trajectories whose start time lies within the experiment)."""
+    while it ran: a dated run counts when its time lies within the experiment; an undated one
+    only under a candidate arm's own version (the control prompt, or a version other
+    experiments share, may have been in use before)."""
     arm_of: dict[str, str] = {}
     shared: set[str] = set()
     for version, entries in versions.items():
@@ -178,10 +179,11 @@ def _counts(
         label = row.get("outcome_label")
         if arm is None or label not in ("success", "failure"):
             continue
-        if row["prompt_version"] in shared:
-            at = _epoch(row.get("started_at"))
-            if at is None or at < (start or 0) or (end is not None and at >= end):
-                continue
+        at = _epoch(row.get("started_at"))
+        if at is None and (arm == CONTROL or row["prompt_version"] in shared):
+            continue  # undated: the control prompt may be older than the experiment
+        if at is not None and (at < (start or 0) or (end is not None and at >= end)):
+            continue
         cell = tallies.setdefault(row.get("agent_name") or "", {}).setdefault(arm, [0, 0])
         cell[0] += 1
         cell[1] += label == "success"

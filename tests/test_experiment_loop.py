@@ -204,3 +204,20 @@ def test_experiments_can_be_switched_off(work: Path) -> None:
     assert list(done["experiments"]["ended"].values()) == ["experiments switched off"]
     assert not list((work / "out").glob("*.candidate.md"))
     assert not done["experiments"]["running"]
+
+
+def test_the_readme_runtime_snippet_picks_the_arm_coach_assigns(work: Path) -> None:
+    _learn(work, T0)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    snippet = readme.split("<!-- runtime-snippet -->\n```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)  # the README's own lines, as written
+    manifest = load_manifest(work / "out" / "manifest.json")
+    arms = set()
+    for i in range(200):
+        text, version = namespace["pick_prompt"](str(work / "out"), "domain:travel", f"u{i}")
+        arm = assign_unit(manifest, "domain:travel", f"u{i}")
+        assert version == arm.prompt_version
+        assert text == (work / "out" / arm.file).read_text(encoding="utf-8")
+        arms.add(arm.arm)
+    assert arms == {"control", "candidate"}

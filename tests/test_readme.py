@@ -45,6 +45,7 @@ PAGES = [
     "README.md",
     "docs/learning.md",
     "docs/formats.md",
+    "docs/experiments.md",
     "docs/skillbook.md",
     "docs/ci-and-nightly.md",
     "docs/llm.md",

@@ -200,7 +200,9 @@ class Config:
     ...). ``half_life_days``: recency weighting of evidence across runs (days).
     ``experiments``: whether proposed skills are tested on live traffic by prompt experiments
     (:mod:`pipeline.experiment`); ``experiment_share``: the share of units given candidate
-    prompts (0 < share < 1); ``experiment_alpha``: each experiment's error rate (0 < alpha < 1).
+    prompts (0 < share < 1); ``experiment_alpha``: each experiment's error rate (0 < alpha < 1);
+    ``holdback_share``: the share of units given prompts without some of a namespace's active
+    skills, so that a skill that stopped helping is caught (0: no holdback).
     """
 
     paths: tuple[str, ...] = ("traces",)
@@ -224,6 +226,7 @@ class Config:
     experiments: bool = True
     experiment_share: float = 0.5
     experiment_alpha: float = 0.05
+    holdback_share: float = 0.0
 
     def __post_init__(self) -> None:
         """Check the values.
@@ -260,6 +263,12 @@ class Config:
                     "{" + name + "} must be between 0 and 1 (exclusive), not {value}",
                     value=value,
                 )
+        if not 0 <= self.holdback_share < 1 - self.experiment_share:
+            raise SettingError(
+                "holdback_share",
+                "{holdback_share} must be at least 0 and below 1 - {experiment_share}, not {value}",
+                value=self.holdback_share,
+            )
         if not 0 < self.analyzer.fdr < 1:
             raise SettingError(
                 "fdr", "{fdr} must be between 0 and 1, not {value}", value=self.analyzer.fdr

@@ -111,14 +111,19 @@ def base_prompts_for(config: Config, trajectories: pl.DataFrame | None) -> dict[
     """The base prompt of each namespace, a :class:`pipeline.render.BasePrompt` (a ``str`` that
     says where it came from): the team's ``config.base_prompt_file``, as written, for every
     namespace when set; else the traces' most common system prompt per namespace, redacted and
-    with its template syntax and markup neutralised (:func:`pipeline.render.base_prompts`;
+    with its template syntax and markup neutralised, a prompt coach rendered counting for the
+    base prompt printed in it (:func:`pipeline.render.base_prompts`;
     ``trajectories`` has columns ``domain``, ``system_prompt``; ``None``: no traces, no base
     prompts).
 
     Raises:
-        OSError: the base prompt file cannot be read.
+        OSError: the base prompt file cannot be read. InputError: the prompt version history
+            is damaged.
     """
-    bases = render.base_prompts(trajectories) if trajectories is not None else {}
+    from pipeline.experiment import VersionHistory
+
+    rendered = VersionHistory.load(config.skillbook_dir).bases()
+    bases = render.base_prompts(trajectories, rendered) if trajectories is not None else {}
     if config.base_prompt_file is not None:
         text = config.base_prompt_file.read_text(encoding="utf-8")
         prompt = render.BasePrompt(text, "file", path=str(config.base_prompt_file))

@@ -57,6 +57,7 @@ def experiment_settings(config: Config) -> ExperimentSettings:
         enabled=config.experiments,
         share=config.experiment_share,
         alpha=config.experiment_alpha,
+        holdback_share=config.holdback_share,
     )
 
 
@@ -178,6 +179,7 @@ def record_versions(
                 "skill_ids": list(prompt.skill_ids),
                 "lines": list(prompt.lines),
                 "file": prompt.filename,
+                "base_prompt": prompt.base_text,
                 "first_rendered_at": now,
                 "skillbook_version": skillbook_version,
                 "aliases": [],

@@ -97,7 +97,8 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _night(work: Path, rates: dict[str, float], seed: int, recorded_share: float) -> int:
-    """One night of 800 users on the arms of the current manifest; returns the runs written."""
+    """Night ``seed`` (after the learn of night ``seed - 1``): 800 users on the arms of the
+    current manifest; returns the runs written."""
     rng = random.Random(seed)
     manifest = load_manifest(work / "out" / "manifest.json")
     runs = []
@@ -107,7 +108,7 @@ def _night(work: Path, rates: dict[str, float], seed: int, recorded_share: float
         system = (work / "out" / arm.file).read_text(encoding="utf-8")
         version = arm.prompt_version if rng.random() < recorded_share else None
         runs.append(_run(unit, i, system, rng.random() < rates[arm.arm], version))
-    _write(work / "traces" / f"night-{seed}.jsonl", runs, T0 + 3600 * seed)
+    _write(work / "traces" / f"night-{seed}.jsonl", runs, T0 + 86_400 * (seed - 1) + 3600)
     return len(runs)
 
 
@@ -221,3 +222,25 @@ def test_the_readme_runtime_snippet_picks_the_arm_coach_assigns(work: Path) -> N
         assert text == (work / "out" / arm.file).read_text(encoding="utf-8")
         arms.add(arm.arm)
     assert arms == {"control", "candidate"}
+
+
+def test_a_holdback_retires_an_active_skill_that_now_harms(work: Path) -> None:
+    _learn(work, T0)
+    _night(work, {"control": 0.5, "candidate": 0.8}, seed=1, recorded_share=1.0)
+    assert _learn(work, T0 + 86_400)["experiments"]["promoted"] == [SKILL]
+    # from now on a fifth of the units get the prompt without the active skill
+    started = _learn(work, T0 + 2 * 86_400, "--holdback-share", "0.2", "--rebuild")
+    [running] = started["experiments"]["running"]
+    assert running["arms"] == ["control", "holdback"] and running["skill_ids"] == []
+    entry = load_manifest(work / "out" / "manifest.json")["namespaces"]["domain:travel"]
+    holdback = next(a for a in entry["arms"] if a["arm"] == "holdback")
+    assert holdback["share"] == 0.2 and SKILL not in holdback["skill_ids"]
+    assert INSTRUCTION not in (work / "out" / holdback["file"]).read_text()
+    # the world changed: the skill now hurts, and the runs without it do better
+    _night(work, {"control": 0.4, "holdback": 0.75}, seed=3, recorded_share=1.0)
+    done = _learn(work, T0 + 3 * 86_400, "--holdback-share", "0.2")
+    assert done["experiments"]["retired"] == [SKILL]
+    skill = json.loads((work / "sb" / "skillbook.json").read_text())["skills"][0]
+    assert skill["status"] == "retired" and skill["experiment"]["kind"] == "holdback"
+    assert skill["experiment"]["earlier"][0]["decision"] == "promote"
+    assert INSTRUCTION not in (work / "out" / "domain-travel.md").read_text()

@@ -145,7 +145,8 @@ def test_sigkill_at_every_write_point_of_learn(
     shutil.copytree(base, reference, symlinks=True)
     before = _entries(reference)
     expected = learn(_config(reference, first, more))
-    assert expected.skillbook.version == 2  # the new traces change the evidence
+    # the new traces change the evidence
+    assert expected.skillbook.version > initial.skillbook.version
     written = _written(before, _entries(reference))
     assert set(STORE_POINTS) <= set(written), written
     points = [f"{p}:{name}" for name in STORE_POINTS for p in ("before", "during", "after")]

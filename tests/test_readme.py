@@ -59,6 +59,7 @@ _VOLATILE = [
     (re.compile(r"\(\d+(?:\.\d+)?s\)"), "(<seconds>)"),
     (re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z\b"), "<time>"),
     (re.compile(r"run `[0-9a-f]{16}`"), "run `<run id>`"),
+    (re.compile(r"\bex-[0-9a-f]{12}\b"), "ex-<experiment id>"),
     (re.compile(r"\(pid \d+\)"), "(pid <pid>)"),
 ]
 _MARK = "@@readme-command@@"

@@ -184,6 +184,14 @@ _learning_options = [
         help="Error rate of each experiment under nightly looks (each skill under test gets "
         "its share of it).",
     ),
+    click.option(
+        "--holdback-share",
+        type=click.FloatRange(0, 1, max_open=True),
+        default=0.0,
+        show_default=True,
+        help="Share of units given prompts without some of a namespace's active skills, so "
+        "that a skill that stopped helping is caught and retired (0: no holdback).",
+    ),
     MIN_SUPPORT_OPTION,
     FDR_OPTION,
     TEMPLATES_OPTION,
@@ -226,6 +234,7 @@ def _config(paths: tuple[str, ...], **kw: Any) -> Config:
         experiments=kw.get("experiments", True),
         experiment_share=kw.get("experiment_share", 0.5),
         experiment_alpha=kw.get("experiment_alpha", 0.05),
+        holdback_share=kw.get("holdback_share", 0.0),
         **_ingest_fields(kw),
     )
 
@@ -245,7 +254,11 @@ def _experiment_lines(done: dict[str, Any]) -> list[str]:
             f"unmatched ({versions['recorded_unknown']} recorded versions unknown, "
             f"{versions['mismatched']} contradicting the system prompt)"
         )
-    for key, what in (("promoted", "promoted"), ("rejected", "rejected")):
+    for key, what in (
+        ("promoted", "promoted"),
+        ("rejected", "rejected"),
+        ("retired", "retired (harmful in holdback)"),
+    ):
         if done.get(key):
             lines.append(f"experiments {what}: {', '.join(done[key])}")
     for experiment_id, why in done.get("ended", {}).items():

@@ -60,7 +60,10 @@ def assign_command(
 
 @click.group("experiment", context_settings=CONTEXT)
 def experiment_group() -> None:
-    """Prompt experiments: skills under test shown to a random share of traffic."""
+    """Prompt experiments: skills under test shown to a random share of traffic.
+
+    Example: coach experiment list --all
+    """
 
 
 def _line(experiment: dict[str, Any]) -> str:

@@ -34,6 +34,7 @@ from pipeline.cli.review import (
 from pipeline.config import timestamp
 from pipeline.redact import redact_data
 from pipeline.render import agents_md, evidence_line, from_ace, to_ace
+from pipeline.render.skillbook_md import evidence_kinds, offline_label
 from pipeline.skillbook import SECTIONS, STATUSES, Skill
 
 __all__ = ["skills_group"]
@@ -139,13 +140,19 @@ def show_command(
     if skill.source.get("edited"):
         lines.append(f"wording edited by {skill.source.get('edited_by')} (kept across runs)")
     if ev.get("odds_ratio") is not None:
-        lines += [f"evidence: {evidence_line(ev)}", f"stratified by {ev.get('stratification')}"]
+        lines += [
+            f"{offline_label(ev).lower()}: {evidence_line(ev)}",
+            f"stratified by {ev.get('stratification')}",
+        ]
     if skill.flags:
         lines.append(f"flags: {', '.join(skill.flags)}")
     for example in ev.get("examples") or []:
         lines.append(f"example: trajectory {example['trajectory_id']} step {example['step_idx']}")
-    if skill.validation:
-        lines.append(f"validation: {json.dumps(skill.validation, sort_keys=True)}")
+    # the held-out replication and the live-traffic evidence, each labelled by its kind
+    for kind in evidence_kinds(skill):
+        lines.append(f"{kind['label'].lower()}: {kind['line']}")
+        if kind["kind"] in ("experiment", "holdback") and kind["method"]:
+            lines.append(f"  method: {kind['method']}")
     lines.append("history:")
     for entry in skill.history:
         moved = f" {entry['from']} -> {entry['to']}" if entry.get("from") else ""

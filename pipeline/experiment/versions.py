@@ -13,6 +13,7 @@ prompt files. One line per (version, namespace, arm, assignment)::
     {"prompt_version": "pv-...", "namespace": str, "arm": "control" | "candidate" | ...,
      "assignment_id": str | null, "experiment_id": str | null, "skill_ids": [str],
      "lines": [str] (the skill lines as they appear in the text), "file": str,
+     "base_prompt": str (the base prompt as printed in it),
      "first_rendered_at": ISO-8601, "skillbook_version": int, "aliases": [str]}
 
 ``aliases`` are other names the same prompt goes by in a team's tools (a prompt registry's
@@ -127,6 +128,14 @@ class VersionHistory:
             text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in self.entries)
             atomic_write(self.path, text)
             self._new = 0
+
+    def bases(self) -> dict[str, str]:
+        """``{prompt version: the base prompt printed in it}`` (entries that record one)."""
+        return {
+            e["prompt_version"]: e["base_prompt"]
+            for e in self.entries
+            if isinstance(e.get("base_prompt"), str)
+        }
 
     def by_version(self) -> dict[str, list[dict[str, Any]]]:
         """``{prompt version or alias: [entries]}``."""

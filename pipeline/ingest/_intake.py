@@ -17,6 +17,12 @@ Repeated trajectory ids (:func:`accept`):
   dropped, with a warning;
 - the same id from another file with other content keeps both, the later as
   ``<id>~<first 8 hex of its hash>``, with a warning.
+
+The ``prompt_version`` an adapter found is settled here for every format
+(:func:`~pipeline.ingest.formats.clean_prompt_version`): a value that is neither text nor an
+integer is left null, and the file gets one warning saying how many runs had such a value. The
+column is not part of :func:`record_sha256`, so that a store written before it existed still
+recognises the runs it holds.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from pipeline.ingest.formats import (
     ReadOptions,
     Record,
     TableChunk,
+    clean_prompt_version,
     truncate,
 )
 from pipeline.ingest.schema import TABLES, to_table
@@ -129,17 +136,22 @@ def feedback_key(row: dict[str, Any]) -> str:
     return json.dumps([row.get(k) for k in TABLES["feedback"].names], default=str)
 
 
+# Trajectory columns left out of the content hash: where the record was read, the hash itself,
+# and columns added after stores were written (a stored run's hash was computed without them).
+_UNHASHED = frozenset({"source_uri", "record_sha256", "prompt_version"})
+
+
 def record_sha256(record: Record) -> str:
-    """SHA-256 (hex) of a record's content: its trajectory row without ``source_uri`` and
-    ``record_sha256``, its step rows and its feedback rows, as sorted-key JSON.
+    """SHA-256 (hex) of a record's content: its trajectory row without ``source_uri``,
+    ``record_sha256`` and ``prompt_version`` (a column newer than the stored hashes; the fields
+    it is read from are mostly in the hashed ``metadata`` too), its step rows and its feedback
+    rows, as sorted-key JSON.
 
     Raises:
         RecursionError: a value nested beyond the recursion limit (the readers refuse such
             values first, see :mod:`pipeline.ingest.formats._jsontext`).
     """
-    trajectory = {
-        k: v for k, v in record.trajectory.items() if k not in ("source_uri", "record_sha256")
-    }
+    trajectory = {k: v for k, v in record.trajectory.items() if k not in _UNHASHED}
     payload = json.dumps(
         [trajectory, record.steps, record.feedback], sort_keys=True, default=str
     ).encode("utf-8", "surrogatepass")
@@ -200,6 +212,7 @@ class _File:
         self.dropped: set[str] = set()  # ids of converted records a later version replaced
         # run id (lower case) -> why part of it could not be read
         self.tainted: dict[str, str] = {}
+        self.unusable_prompt_versions = 0  # runs whose prompt_version was left null
 
     def reject(self, where: str, reason: str, raw: str, records: int = 1) -> None:
         self.report.quarantined += records
@@ -226,6 +239,9 @@ class _File:
         self.records.clear()
 
     def take(self, record: Record) -> None:
+        version, usable = clean_prompt_version(record.trajectory.get("prompt_version"))
+        record.trajectory["prompt_version"] = version
+        self.unusable_prompt_versions += not usable
         trajectory_id = str(record.trajectory["trajectory_id"]).lower()
         if trajectory_id in self.tainted:
             self.reject(
@@ -267,6 +283,7 @@ def read_file(
     try:
         for item in adapter.read(path, options):
             if isinstance(item, TableChunk):
+                reading.unusable_prompt_versions += item.unusable_prompt_versions
                 _take_chunk(path, item, report, run.seen, reading.out, reading.reject)
                 continue
             report.records_read += item.records
@@ -289,6 +306,13 @@ def read_file(
         _stopped(reading, exc)
     reading.flush()
     report.ingested = report.records_read - report.quarantined - report.deduplicated
+    if reading.unusable_prompt_versions:
+        count = reading.unusable_prompt_versions
+        run.warnings.append(
+            f"{path}: {count} run{'s' if count != 1 else ''} recorded a prompt version that is "
+            "neither text nor an integer (an object, list, boolean or number): prompt_version "
+            "left null"
+        )
     return reading.out
 
 

@@ -5,13 +5,16 @@ Three tables, stored as Parquet and queried as DuckDB views:
 ``trajectories`` -- one row per run (an agent working one task once)
     trajectory_id str (unique), source_format str, source_uri str, dataset str, domain str,
     task_id str, trial int64, agent_name str, model str, session_id str, user_id str,
-    started_at / ended_at timestamp[us, UTC], system_prompt str, task_input str, final_output str,
-    outcome_label str (``success`` | ``failure`` | ``partial`` | ``unknown``), outcome_score float64,
-    outcome_source str (where the label came from, e.g. ``reward``), termination_reason str,
-    n_steps / n_tool_calls / n_tool_errors int64, input_tokens / output_tokens int64 (tokens),
-    cost_usd float64 (USD), metadata str (a JSON object), record_sha256 str (SHA-256 of the
-    source record's content -- trajectory, steps and feedback, without ``source_uri`` -- by which
-    ingest recognises the same run arriving twice; null for canonical Parquet input).
+    started_at / ended_at timestamp[us, UTC], system_prompt str, prompt_version str (the version
+    of the system prompt the run used, as the trace recorded it; null when not recorded; see
+    docs/formats.md, "Prompt versions", for where each format records it), task_input str,
+    final_output str, outcome_label str (``success`` | ``failure`` | ``partial`` | ``unknown``),
+    outcome_score float64, outcome_source str (where the label came from, e.g. ``reward``),
+    termination_reason str, n_steps / n_tool_calls / n_tool_errors int64, input_tokens /
+    output_tokens int64 (tokens), cost_usd float64 (USD), metadata str (a JSON object),
+    record_sha256 str (SHA-256 of the source record's content -- trajectory, steps and
+    feedback, without ``source_uri`` and ``prompt_version`` -- by which ingest recognises the
+    same run arriving twice; null for canonical Parquet input).
 
 ``steps`` -- one row per message, tool call or tool result, in order within a trajectory
     trajectory_id str, step_idx int64 (0-based, dense), role str (system/user/assistant/tool),
@@ -66,6 +69,7 @@ TRAJECTORIES = pa.schema(
         ("started_at", _TS),
         ("ended_at", _TS),
         ("system_prompt", pa.string()),
+        ("prompt_version", pa.string()),
         ("task_input", pa.string()),
         ("final_output", pa.string()),
         ("outcome_label", pa.string()),

@@ -51,7 +51,8 @@ class SkillChange:
     """A skill that differs between the sides.
 
     ``kind``: ``added`` (new, or live again), ``changed`` (still live; ``fields`` lists which of
-    status, instruction, section, namespace, evidence, flags differ) or ``retired`` (left the
+    status, instruction, section, namespace, evidence (the offline contrast), experiment (the
+    live-traffic evidence), flags differ) or ``retired`` (left the
     live statuses, or removed). ``skill``: the new version (the old one when removed);
     ``old``: the old version (None when added).
     """
@@ -149,7 +150,7 @@ def _side_dict(side: Snapshot) -> dict[str, Any]:
 
 
 def _differing_fields(old: Skill, new: Skill) -> tuple[str, ...]:
-    names = ("status", "instruction", "section", "namespace", "evidence", "flags")
+    names = ("status", "instruction", "section", "namespace", "evidence", "experiment", "flags")
     out = []
     for name in names:
         a, b = getattr(old, name), getattr(new, name)
@@ -205,7 +206,8 @@ def diff_snapshots(
 
     A skill is *added* when it is new or becomes active/proposed again, *retired* when it leaves
     those statuses (or disappears), *changed* when it stays live and its status, instruction,
-    section, namespace, evidence figures or flags differ (example pointers alone do not count).
+    section, namespace, evidence figures, live-traffic experiment figures or flags differ
+    (example pointers alone do not count).
     Prompt diffs have ``context`` lines of context, headers ``a/<prompts_dir>/<file>`` and
     ``b/<prompts_dir>/<file>``.
     """

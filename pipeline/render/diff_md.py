@@ -1,14 +1,17 @@
 """Markdown for a pull-request comment from a :class:`pipeline.render.diff.PromptDiff`.
 
 :func:`markdown_summary` writes the prompt lines added and removed (with the skill each
-carries), a table per kind of skill change with its evidence, and the unified diff, cut to
-GitHub's comment limit. :func:`example_sources` maps example trajectories to their source files
-for the links. The text is the templates ``diff.md.j2`` and ``diff_details.md.j2`` rendered by
-:func:`pipeline.render.environment.environment`.
+carries), a table per kind of skill change with its evidence (the offline contrast beside the
+live-traffic experiment) and the kind of evidence that moved it (:func:`moved_by`), and the
+unified diff, cut to GitHub's comment limit. :func:`example_sources` maps example trajectories
+to their source files for the links. The text is the templates ``diff.md.j2`` and
+``diff_details.md.j2`` rendered by :func:`pipeline.render.environment.environment`.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,8 +26,16 @@ from pipeline.render.environment import (
     num,
     pval,
 )
+from pipeline.render.skillbook_md import experiment_figures, live_label, points
+from pipeline.skillbook import Skill
 
-__all__ = ["COMMENT_LIMIT", "PROMPT_LINES_SHOWN", "example_sources", "markdown_summary"]
+__all__ = [
+    "COMMENT_LIMIT",
+    "PROMPT_LINES_SHOWN",
+    "example_sources",
+    "markdown_summary",
+    "moved_by",
+]
 
 TEMPLATE = "diff.md.j2"
 DETAILS_TEMPLATE = "diff_details.md.j2"
@@ -32,6 +43,10 @@ DETAILS_TEMPLATE = "diff_details.md.j2"
 # GitHub rejects comments longer than 65536 characters.
 COMMENT_LIMIT = 60_000
 PROMPT_LINES_SHOWN = 40  # changed lines listed per prompt file before the unified diff
+# the note of a skill history entry written by an experiment's decision
+_EXPERIMENT_NOTE = re.compile(r"^experiment (ex-\w+): (\w+)")
+_MOVED = {"active": "activated", "proposed": "proposed", "rejected": "rejected"}
+_REJECTED_AS = {"reject_harm": "harmful", "reject_futile": "futile"}
 
 
 def example_sources(tables_dir: Path) -> dict[str, str]:
@@ -63,6 +78,77 @@ def _examples(
     return ", ".join(out) or "none recorded"
 
 
+def _by_experiment(
+    entry: dict[str, Any] | None, skill: Skill, code: Callable[[Any], str]
+) -> str | None:
+    """``by experiment <id>`` (with ``: harmful`` or ``: futile`` for a rejection) when an
+    experiment's decision moved ``skill`` (``entry``: the history entry that moved it)."""
+    match = _EXPERIMENT_NOTE.match(str((entry or {}).get("note") or ""))
+    live = skill.experiment or {}
+    if entry is not None and entry.get("actor") == "coach" and match:
+        ex_id, decision = match.group(1), match.group(2)
+        if live.get("experiment_id") == ex_id:
+            decision = str(live.get("decision") or decision)
+    elif entry is None and live.get("decision") in ("promote", *_REJECTED_AS):
+        ex_id, decision = live.get("experiment_id"), str(live.get("decision"))
+        if (decision == "promote") != (skill.status == "active"):
+            return None
+    else:
+        return None
+    why = _REJECTED_AS.get(decision) if skill.status != "active" else None
+    return f"by experiment {code(ex_id)}" + (f": {why}" if why else "")
+
+
+def moved_by(change: SkillChange, *, markdown: bool = True) -> str:
+    """Which kind of evidence moved a changed skill, read from the history entries the new side
+    added (an experiment's ``promote`` / ``reject`` by ``coach`` names its experiment in the
+    note) or else from the skill's ``experiment`` decision: ``activated by experiment
+    `ex-...```, ``rejected by experiment `ex-...`: harmful``, ``activated by offline
+    contrast``, ``rejected by a person (ada)``; for a skill whose status stayed, ``new offline
+    contrast`` and/or ``new look at experiment `ex-...```. ``markdown``: ids as code spans,
+    names escaped; else plain text (for the autoescaped HTML report)."""
+    new, old = change.skill, change.old
+    code: Callable[[Any], str] = code_span if markdown else str
+    text: Callable[[Any], str] = markdown_inline if markdown else str
+    if change.kind == "removed":
+        return "removed from the Skillbook"
+    if old is not None and old.status == new.status:
+        parts = ["new offline contrast"] if "evidence" in change.fields else []
+        if "experiment" in change.fields and new.experiment:
+            label = live_label(new.experiment).split(" ")[0].lower()
+            parts.append(f"new look at {label} {code(new.experiment.get('experiment_id'))}")
+        return "; ".join(parts)
+    seen = list(old.history) if old is not None else []
+    entry = next(
+        (
+            e
+            for e in reversed([e for e in new.history if e not in seen])
+            if e.get("to") == new.status or e.get("action") in ("promote", "reject")
+        ),
+        None,
+    )
+    verb = _MOVED.get(new.status, text(new.status))
+    cause = _by_experiment(entry, new, code)
+    if cause is None and entry is not None and entry.get("actor") != "coach":
+        cause = f"by a person ({text(entry.get('actor'))})"
+    elif cause is None and entry is not None and entry.get("action") == "merged":
+        cause = "as a near-duplicate"
+    elif cause is None and new.source.get("method") == "import":
+        cause = "by import"
+    return f"{verb} {cause or 'by offline contrast'}"
+
+
+def _experiment_cell(skill: Skill) -> str:
+    """The live-traffic figures of a skill for a table cell, or an em dash."""
+    live = skill.experiment
+    if not live:
+        return "—"
+    return (
+        f"{live_label(live)} {code_span(live.get('experiment_id'))}: "
+        f"{experiment_figures(live, markdown=True)}"
+    )
+
+
 def _change_note(change: SkillChange) -> str:
     if change.old is None or not change.fields:
         return ""
@@ -81,6 +167,21 @@ def _change_note(change: SkillChange) -> str:
                 if a_text == b_text and key == "odds_ratio":
                     a_text, b_text = num(before, 3), num(after, 3)
                 notes.append(f"{label} {a_text} → {b_text}")
+    if "experiment" in change.fields:
+        before, after = a.experiment or {}, b.experiment or {}
+        if not after:
+            notes.append("live-traffic figures cleared")
+        elif not before:
+            pass  # its first figures: the live-traffic column shows them
+        elif before.get("experiment_id") == after.get("experiment_id"):
+            notes.append(
+                f"difference {points(before.get('difference'))} → "
+                f"{points(after.get('difference'))} points, looks {before.get('looks')} → "
+                f"{after.get('looks')}"
+            )
+        else:
+            label = live_label(after).split(" ")[0].lower()
+            notes.append(f"new {label} {code_span(after.get('experiment_id'))}")
     if "flags" in change.fields:
         notes.append("flags: " + (markdown_inline(", ".join(b.flags)) or "cleared"))
     if "section" in change.fields:
@@ -97,7 +198,10 @@ def markdown_summary(
 ) -> str:
     """Markdown for a pull-request comment: a headline (Skillbook versions, counts), the prompt
     lines added and removed with the skill each carries, a table per kind of skill change with
-    the evidence (n, success rates, lift, odds ratio with 95% interval, q) and example
+    the offline contrast (n, success rates, lift, odds ratio with 95% interval, q), the
+    live-traffic experiment beside it (:func:`experiment_figures`; the column only when a skill
+    in the tables was in one), what changed, led by the
+    kind of evidence that moved the skill (:func:`moved_by`), and example
     trajectories (linked to ``link_base`` + source path when given, e.g.
     ``https://github.com/OWNER/REPO/blob/SHA``), then the unified diff in a collapsed block.
 
@@ -132,7 +236,13 @@ def markdown_summary(
                         {
                             "sign": sign,
                             "text": text[2:] if text.startswith("- ") else text,
-                            "why": {"id": sid, "ev": skills[sid].evidence}
+                            "why": {
+                                "id": sid,
+                                "ev": skills[sid].evidence,
+                                "live": _experiment_cell(skills[sid])
+                                if skills[sid].experiment
+                                else None,
+                            }
                             if sid is not None
                             else None,
                         }
@@ -155,7 +265,8 @@ def markdown_summary(
                     "skill": c.skill,
                     "status": c.skill.status
                     + (f" ({', '.join(c.skill.flags)})" if c.skill.flags else ""),
-                    "note": _change_note(c),
+                    "note": "; ".join(filter(None, (moved_by(c), _change_note(c)))),
+                    "live": _experiment_cell(c.skill),
                     "examples": _examples(c.skill.evidence, sources, link_base),
                 }
                 for c in changes
@@ -168,6 +279,11 @@ def markdown_summary(
         )
         if changes
     ]
+    # the live-traffic column only when a skill in the tables has such evidence on either side
+    live = any(
+        c.skill.experiment or (c.old is not None and c.old.experiment)
+        for c in (*diff.added, *diff.changed, *diff.retired)
+    )
     text = env.get_template(TEMPLATE).render(
         old_label=diff.old.label,
         new_label=diff.new.label,
@@ -182,6 +298,7 @@ def markdown_summary(
         rendered=diff.rendered_from_skillbook,
         prompts=prompts,
         tables=tables,
+        live=live,
     )
     unified = break_template_syntax(diff.unified())
     if unified:

@@ -135,7 +135,9 @@ class RenderedPrompt:
     base prompt came from (:meth:`BasePrompt.provenance`; ``{"source": "none"}`` without
     one). ``arm``: ``control`` (the namespace's prompt) or an experiment's other arm, whose
     ``assignment_id`` is the experiment id and ``share`` its share of units. ``lines``: the
-    skill lines as they appear in the text (for matching a run's system prompt to it)."""
+    skill lines as they appear in the text (for matching a run's system prompt to it).
+    ``base_text``: the base prompt as printed in it (for telling it apart from a run's own
+    system prompt when runs that used it come back, see :func:`base_prompts`)."""
 
     namespace: str
     text: str
@@ -145,6 +147,7 @@ class RenderedPrompt:
     assignment_id: str | None = None
     share: float = 1.0
     lines: tuple[str, ...] = ()
+    base_text: str = ""
 
     @property
     def filename(self) -> str:
@@ -221,7 +224,8 @@ class PromptGenerator:
                 continue
             for arm in experiment["arms"]:
                 tested = [skillbook.skills[i] for i in arm["skill_ids"] if i in skillbook.skills]
-                rendered = self._render(namespace, base, own, tested)
+                kept = [s for s in own if s.id not in arm.get("removed", ())]
+                rendered = self._render(namespace, base, kept, tested)
                 prompts.append(
                     replace(
                         rendered,
@@ -319,6 +323,7 @@ class PromptGenerator:
             tuple(s.id for s in chosen),
             provenance,
             lines=lines,
+            base_text=base,
         )
 
     def write(
@@ -388,8 +393,9 @@ class PromptGenerator:
         return path
 
 
-# The prompt files of experiment arms other than control (see arm_filename).
-_ARM_FILE = re.compile(r"\.candidate(-[0-9]+)?\.md$")
+# The prompt files of experiment arms other than control (see arm_filename): candidate arms
+# (skills under test added) and holdback arms (active skills left out).
+_ARM_FILE = re.compile(r"\.(candidate|holdback)(-[0-9]+)?\.md$")
 
 
 def _set_ranges(arms: list[dict[str, Any]]) -> None:
@@ -436,18 +442,24 @@ def compose(skills: list[Skill], namespaces: list[str]) -> list[Skill]:
     return list(kept.values())
 
 
-def base_prompts(trajectories: Any) -> dict[str, str]:
+def base_prompts(trajectories: Any, rendered: Mapping[str, str] | None = None) -> dict[str, str]:
     """The most common system prompt per namespace (ties: the lexically smallest), from a
     polars DataFrame with ``domain`` and ``system_prompt`` columns (String). Rows without a
     system prompt are skipped; rows without a domain count for ``global``.
 
+    A run whose system prompt is a prompt coach rendered (``rendered``: prompt version ->
+    the base prompt printed in it, :meth:`pipeline.experiment.VersionHistory.bases`) counts
+    for that base prompt, not for its whole text: otherwise the skills of one night's prompt
+    would become part of the next night's base prompt once runs that used it come back.
+
     Returns:
         ``{namespace: BasePrompt}`` with source ``traces``: the namespace redacted as the
-        Skillbook's are, the text made safe by :func:`neutralise`.
+        Skillbook's are, the text made safe by :func:`neutralise` (a rendered prompt's base is
+        already safe).
     """
     import polars as pl
 
-    top = (
+    counts = (
         trajectories.lazy()
         .select("domain", "system_prompt")
         .filter(pl.col("system_prompt").is_not_null() & (pl.col("system_prompt") != ""))
@@ -459,12 +471,17 @@ def base_prompts(trajectories: Any) -> dict[str, str]:
         )
         .group_by("namespace", "system_prompt")
         .len()
-        .sort(["namespace", "len", "system_prompt"], descending=[False, True, False])
-        .group_by("namespace", maintain_order=True)
-        .first()
         .collect()
     )
+    tally: dict[str, dict[tuple[str, bool], int]] = {}
+    for namespace, text, runs in counts.select("namespace", "system_prompt", "len").iter_rows():
+        base = (rendered or {}).get(prompt_version(text)) if rendered else None
+        key = (base, True) if base is not None else (text, False)
+        by_text = tally.setdefault(namespace, {})
+        by_text[key] = by_text.get(key, 0) + runs
     bases: dict[str, str] = {}
-    for namespace, text, runs in top.select("namespace", "system_prompt", "len").iter_rows():
-        bases.setdefault(redact(namespace), BasePrompt(neutralise(text), "traces", runs=runs))
+    for namespace in sorted(tally):
+        (text, safe), runs = min(tally[namespace].items(), key=lambda kv: (-kv[1], kv[0][0]))
+        prompt = BasePrompt(text if safe else neutralise(text), "traces", runs=runs)
+        bases.setdefault(redact(namespace), prompt)
     return bases

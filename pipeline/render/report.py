@@ -11,10 +11,15 @@ id given):
   runs added since the previous version);
 - ``clusters``: the largest failure clusters (same last error, last tool and termination) with
   example trajectories and their last steps;
-- ``skills``: every skill with its evidence and an odds-ratio chart with 95% intervals;
+- ``experiments``: the prompt experiments on live traffic, running and ended, with their arms
+  and the skills under test;
+- ``skills``: every skill with its evidence, labelled by kind (offline contrast, held-out
+  replication, experiment or holdback on live traffic), and an odds-ratio chart with 95%
+  intervals;
 - ``contrasts``: the strongest within-task contrasts tested, skills or not;
 - ``changes``: what changed in the latest Skillbook version, or against ``since`` (a
-  :class:`pipeline.render.diff.PromptDiff`) with the prompt lines.
+  :class:`pipeline.render.diff.PromptDiff`) with the prompt lines and the kind of evidence that
+  moved each skill.
 
 Charts (:mod:`pipeline.report_charts`) are drawn by matplotlib's SVG backend and inlined; the
 page loads nothing from anywhere (no script, no font, no stylesheet outside the file).
@@ -34,9 +39,14 @@ from pipeline.analyze import wilson_interval
 from pipeline.errors import InputError
 from pipeline.render.charts import forest_chart, rate_chart, runs_chart
 from pipeline.render.diff import PromptDiff
-from pipeline.render.diff_md import example_sources
+from pipeline.render.diff_md import example_sources, moved_by
 from pipeline.render.environment import environment
-from pipeline.render.skillbook_md import evidence_line
+from pipeline.render.skillbook_md import (
+    evidence_kinds,
+    evidence_line,
+    experiments_overview,
+    offline_label,
+)
 from pipeline.skillbook import STATUSES, Skill, Skillbook
 from pipeline.version import __version__
 
@@ -47,6 +57,7 @@ REPORT_SECTIONS = (
     ("domains", "Success rate by domain"),
     ("runs", "Success rate over runs"),
     ("clusters", "Largest failure clusters"),
+    ("experiments", "Prompt experiments"),
     ("skills", "Skills and their evidence"),
     ("contrasts", "Strongest contrasts tested"),
     ("changes", "What changed"),
@@ -314,6 +325,8 @@ def _skill_rows(skills: list[Skill], sources: dict[str, str]) -> list[dict[str, 
                 "flags": list(s.flags),
                 "evidence": evidence_line(ev),
                 "ev": ev,
+                "offline_label": offline_label(ev),
+                "kinds": evidence_kinds(s),
                 "examples": [
                     {
                         "trajectory_id": e.get("trajectory_id"),
@@ -453,5 +466,12 @@ def render_report(
         "contrast_colours": contrast_colours,
         "latest": _changes(data),
         "since": since,
+        "experiments": experiments_overview(book),
+        "moved": {
+            c.skill.id: moved_by(c, markdown=False)
+            for c in (*since.added, *since.changed, *since.retired)
+        }
+        if since
+        else {},
     }
     return environment().get_template(TEMPLATE).render(**context)

@@ -259,7 +259,8 @@ def _check_drift(
         "direction": "harmful" if effect and effect.log_or < 0 else "helpful",
         "half_life_days": policy.half_life_days,
     }
-    promoted_live = (skill.experiment or {}).get("decision") == "promote"
+    live = skill.experiment or {}
+    promoted_live = live.get("decision") == "promote" or live.get("kind") == "holdback"
     if section_mode == "auto" and skill.status == "active" and not promoted_live:
         result.retired.append(skill.id)
         return replace(skill, status="retired", flags=(found.reason,)).with_event(

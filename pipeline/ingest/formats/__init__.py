@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         read_head,
     )
     from pipeline.ingest.formats._paths import COMPRESSED_SUFFIXES, data_suffix
+    from pipeline.ingest.formats._prompt_version import clean_prompt_version
     from pipeline.ingest.formats.canonical import TableChunk, read_table, table_memory_pool
 
     ADAPTERS: tuple[ModuleType, ...]
@@ -58,6 +59,7 @@ _EXPORTS = {
     "Record": "pipeline.ingest.formats._common",
     "ReadOptions": "pipeline.ingest.formats._io",
     "TableChunk": "pipeline.ingest.formats.canonical",
+    "clean_prompt_version": "pipeline.ingest.formats._prompt_version",
     "data_suffix": "pipeline.ingest.formats._paths",
     "json_container": "pipeline.ingest.formats._io",
     "outcome_from_feedback": "pipeline.ingest.formats._common",
@@ -89,6 +91,7 @@ __all__ = [
     "Record",
     "TableChunk",
     "by_name",
+    "clean_prompt_version",
     "data_suffix",
     "json_container",
     "outcome_from_feedback",

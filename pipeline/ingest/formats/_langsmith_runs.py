@@ -9,13 +9,15 @@ Run fields follow the ``Run`` schema of the langsmith Python SDK
 messages serialized by ``dumpd``, batched ``[[...]]``) or ``inputs.prompts``,
 ``outputs.generations[0][0].message`` (an ``LLMResult``), a tool's ``inputs.input`` (``str`` of
 its arguments) and ``outputs.output`` (a ``ToolMessage``), ``extra.invocation_params`` /
-``extra.metadata.ls_model_name``, ``prompt_tokens`` / ``completion_tokens``, ``error``. The
+``extra.metadata.ls_model_name``, ``prompt_tokens`` / ``completion_tokens``, ``error``,
+``extra.metadata.prompt_version`` (the trajectory's ``prompt_version``, see
+:func:`run_prompt_version`). The
 messages are read and the steps assembled by :mod:`pipeline.ingest.formats._messages`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pipeline.ingest.formats._common import content_text, parse_time
@@ -30,8 +32,16 @@ from pipeline.ingest.formats._messages import (
     python_or_json,
     text_of,
 )
+from pipeline.ingest.formats._prompt_version import recorded
 
-__all__ = ["add_llm_run", "add_tool_run", "run_agent", "run_extra", "run_model"]
+__all__ = [
+    "add_llm_run",
+    "add_tool_run",
+    "run_agent",
+    "run_extra",
+    "run_model",
+    "run_prompt_version",
+]
 
 
 def run_extra(run: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
@@ -60,6 +70,19 @@ def run_agent(run: Mapping[str, Any], runs: Mapping[str, Mapping[str, Any]]) -> 
             return name
         parent = current.get("parent_run_id")
         current = None if parent is None else runs.get(str(parent))
+    return None
+
+
+def run_prompt_version(root: Mapping[str, Any], runs: Iterable[Mapping[str, Any]]) -> Any:
+    """The prompt version a trace recorded, as found (ingest keeps text and integers, see
+    :mod:`pipeline.ingest.formats._prompt_version`): ``extra.metadata.prompt_version``, else a
+    top-level ``metadata.prompt_version``, of the ``root`` run, else of the first of ``runs``
+    (the trace's runs in step order) that has one; ``None`` when none has."""
+    for run in (root, *runs):
+        metadata = run.get("metadata")
+        for place in (run_extra(run)[0], metadata if isinstance(metadata, Mapping) else {}):
+            if recorded(place.get("prompt_version")):
+                return place["prompt_version"]
     return None
 
 

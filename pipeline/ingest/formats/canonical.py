@@ -2,7 +2,9 @@
 
 - Parquet: a file holding one of the three tables, recognised by its columns (``step_idx`` ->
   steps, ``outcome_label`` -> trajectories, ``name`` + ``value`` -> feedback). Missing optional
-  columns become nulls; ``trajectory_id`` is required.
+  columns become nulls (a trajectories file written before ``prompt_version`` existed gives
+  null versions); ``trajectory_id`` is required. ``prompt_version`` may be text or integers
+  (stripped; empty text is null); a column of another type is read as nulls and counted.
 - JSONL: one trajectory per line, a ``trajectories`` row with its ``steps`` and ``feedback`` rows
   nested as lists: ``{"trajectory_id": ..., "outcome_label": ..., "steps": [...], "feedback": [...]}``.
 """
@@ -33,6 +35,7 @@ from pipeline.ingest.formats._io import (
     iter_json_lines,
     read_head,
 )
+from pipeline.ingest.formats._prompt_version import clean_prompt_versions
 from pipeline.ingest.schema import OUTCOME_LABELS, TABLES
 
 NAME = "canonical"
@@ -43,10 +46,12 @@ _TIME_COLUMNS = ("started_at", "ended_at")
 @dataclass
 class TableChunk:
     """A whole canonical table read from a Parquet file: ``name`` is a key of ``TABLES`` and
-    ``table`` has exactly that schema."""
+    ``table`` has exactly that schema; ``unusable_prompt_versions``: how many rows had a
+    ``prompt_version`` that is neither text nor an integer (read as null)."""
 
     name: str
     table: pa.Table
+    unusable_prompt_versions: int = 0
 
 
 def table_kind(columns: set[str]) -> str | None:
@@ -116,8 +121,12 @@ def read_parquet(path: Path) -> TableChunk:
         raise InputError(f"{path}: Parquet columns are not a canonical table: {table.column_names}")
     schema = TABLES[kind]
     columns = []
+    unusable = 0
     for field in schema:
-        if field.name in table.column_names:
+        if field.name == "prompt_version" and field.name in table.column_names:
+            column, unusable = clean_prompt_versions(table[field.name])
+            columns.append(column)
+        elif field.name in table.column_names:
             try:
                 columns.append(table[field.name].cast(field.type))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -126,7 +135,7 @@ def read_parquet(path: Path) -> TableChunk:
                 ) from exc
         else:
             columns.append(pa.nulls(table.num_rows, field.type))
-    return TableChunk(kind, pa.Table.from_arrays(columns, schema=schema))
+    return TableChunk(kind, pa.Table.from_arrays(columns, schema=schema), unusable)
 
 
 def _rows(items: Any, what: str, trajectory_id: str) -> list[dict[str, Any]]:

@@ -2,9 +2,10 @@
 
 Each line is ``{"id": str, "messages": [OpenAI chat messages], "outcome": "success" | "failure" |
 "partial" | "unknown", "reward": number (optional), "metadata": {task_type, task_id, domain, agent,
-model, user_id, session_id, trial, ...} (optional), "feedback": [{name, value, source, comment,
-step_idx}] (optional)}``. ``outcome`` gives the label; without it, ``reward >= threshold`` means
-success (``outcome_source`` says which was used).
+model, user_id, session_id, trial, prompt_version, ...} (optional), "feedback": [{name, value,
+source, comment, step_idx}] (optional)}``. ``outcome`` gives the label; without it, ``reward >=
+threshold`` means success (``outcome_source`` says which was used). ``metadata.prompt_version``
+(text, or an integer as its decimal text) is the run's ``prompt_version``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def _record(obj: Any, options: ReadOptions, where: str) -> Record:
         "outcome_score": float(reward) if reward is not None else None,
         "outcome_source": source,
         "termination_reason": metadata.get("termination_reason"),
+        "prompt_version": metadata.get("prompt_version"),
         "cost_usd": metadata.get("cost_usd"),
         "metadata": json_text(dict(metadata)),
     }

@@ -51,6 +51,11 @@ for CATEGORICAL/TEXT ``stringValue``; ``step_idx`` is the first step of the scor
 null for a trace score or an observation without steps); the outcome is
 :func:`~pipeline.ingest.formats._common.outcome_from_feedback` over them, ``unknown`` without scores.
 
+Prompt version: the trace metadata's ``prompt_version`` when it has one, else the prompt the first
+``GENERATION`` (in start order) is linked to (``promptName`` and ``promptVersion`` of
+``ObservationsView``; ``prompt_name`` / ``prompt_version`` in the blob-storage export), as
+``langfuse:<name>:<version>``.
+
 What one observation contributes (steps, tokens, cost) is read by
 :mod:`~pipeline.ingest.formats._langfuse_observations`; the messages are read and the steps
 assembled by :mod:`~pipeline.ingest.formats._messages` (:class:`Conversation`, shared with
@@ -90,6 +95,7 @@ from pipeline.ingest.formats._messages import (
     output_messages,
     text_of,
 )
+from pipeline.ingest.formats._prompt_version import langfuse_prompt_version
 
 __all__ = ["NAME", "read", "sniff"]
 
@@ -250,7 +256,8 @@ def _trajectory(
                 chat_messages(given) or [{"role": "user", "content": text_of(given)}],
                 parse_time(context.get("timestamp", root.get("startTime"))),
             )
-    for _, observation in sorted(enumerate(observations), key=_start_key):
+    ordered = [observation for _, observation in sorted(enumerate(observations), key=_start_key)]
+    for observation in ordered:
         kind = str(observation.get("type") or "").upper()
         before = len(conversation.steps)
         try:
@@ -315,6 +322,7 @@ def _trajectory(
         "outcome_score": score,
         "outcome_source": source,
         "termination_reason": "error" if errors else None,
+        "prompt_version": langfuse_prompt_version(fields, ordered),
         "n_tool_errors": tool_error_count(steps),
         "cost_usd": float(total_cost)
         if isinstance(total_cost, int | float)

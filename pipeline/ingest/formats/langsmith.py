@@ -50,7 +50,9 @@ type`` as ``source``) becomes a ``feedback`` row, trajectory-level when on the r
 run that produced no step, else on that run's first step; without feedback, the root run's
 ``feedback_stats`` averages are used. The outcome is
 :func:`~pipeline.ingest.formats._common.outcome_from_feedback` over them, ``unknown`` without any (a
-root ``error`` sets ``termination_reason`` to ``error``, not the outcome).
+root ``error`` sets ``termination_reason`` to ``error``, not the outcome). The prompt version is
+``extra.metadata.prompt_version`` (or a top-level ``metadata.prompt_version``) of the root run,
+else of the first run, in step order, that has one.
 """
 
 from __future__ import annotations
@@ -73,7 +75,13 @@ from pipeline.ingest.formats._common import (
     truncate,
 )
 from pipeline.ingest.formats._io import TRACE_IDS, ReadOptions, first_page_record, iter_page_records
-from pipeline.ingest.formats._langsmith_runs import add_llm_run, add_tool_run, run_agent, run_extra
+from pipeline.ingest.formats._langsmith_runs import (
+    add_llm_run,
+    add_tool_run,
+    run_agent,
+    run_extra,
+    run_prompt_version,
+)
 from pipeline.ingest.formats._messages import (
     Conversation,
     chat_messages,
@@ -308,6 +316,7 @@ def _trajectory(
         "outcome_score": score,
         "outcome_source": source,
         "termination_reason": "error" if root.get("error") else None,
+        "prompt_version": run_prompt_version(root, ordered),
         "n_tool_errors": tool_error_count(steps),
         "cost_usd": cost,
         "metadata": json_text(

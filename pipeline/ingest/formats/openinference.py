@@ -11,7 +11,8 @@ message_content.text`` / ``message.tool_calls.M.tool_call.id`` / ``tool_call.fun
 ``llm.token_count.prompt`` / ``completion``, ``llm.cost.total`` (USD), ``tool.name``,
 ``tool.parameters``, ``tool_call.id``, ``input.value`` / ``output.value`` (+ ``*.mime_type``),
 ``retrieval.documents.N.document.content``, ``session.id``, ``user.id``, ``agent.name``,
-``metadata`` (JSON), ``tag.tags``; ``exception`` events (``exception.type``,
+``metadata`` (JSON), ``tag.tags``, ``llm.prompt_template.version`` (the run's ``prompt_version``:
+from the first span, in start-time order, that has it); ``exception`` events (``exception.type``,
 ``exception.message``); feedback as ``annotations.N.annotation.*`` /
 ``evaluations.N.evaluation.*`` (``name``, ``score``, ``label``, ``explanation``,
 ``annotator_kind``; ``trace.``-prefixed for the whole trace) and ``gen_ai.evaluation.result``
@@ -99,6 +100,7 @@ from pipeline.ingest.formats._phoenix import (
     page_items,
     phoenix_span,
 )
+from pipeline.ingest.formats._prompt_version import PROMPT_TEMPLATE_VERSION, span_prompt_version
 from pipeline.ingest.formats._span_steps import Message, StepBuilder, add_span_steps, message
 
 NAME = "openinference"
@@ -383,6 +385,7 @@ def _record(
         "outcome_score": score,
         "outcome_source": source,
         "termination_reason": "error" if root.status == "ERROR" else None,
+        "prompt_version": span_prompt_version(spans, (PROMPT_TEMPLATE_VERSION,)),
         "cost_usd": sum(costs) if costs else None,
         "metadata": json_text({k: v for k, v in metadata.items() if v not in (None, [], {})}),
     }

@@ -29,7 +29,10 @@ v1.36-and-earlier forms still emitted by instrumentations):
   ``error.type``, the ``exception`` event (``exception.type``, ``exception.message``);
 - scores: ``gen_ai.evaluation.result`` events (``gen_ai.evaluation.name``,
   ``gen_ai.evaluation.score.value``, ``gen_ai.evaluation.score.label``,
-  ``gen_ai.evaluation.explanation``).
+  ``gen_ai.evaluation.explanation``);
+- the run's ``prompt_version``: a span attribute ``prompt_version`` or
+  ``llm.prompt_template.version`` (the first span, in start-time order, that has one), else
+  such a resource attribute (no semantic convention names one yet).
 
 One trajectory per trace (``trajectory_id`` = the trace id; a trace may span several lines).
 Steps follow the span tree (start time, parents first) with the history rule of
@@ -78,6 +81,7 @@ from pipeline.ingest.formats._otlp import (
     trace_where,
     walk,
 )
+from pipeline.ingest.formats._prompt_version import PROMPT_TEMPLATE_VERSION, span_prompt_version
 from pipeline.ingest.formats._span_steps import Message, StepBuilder, add_span_steps, message
 
 NAME = "otel"
@@ -91,6 +95,7 @@ _MESSAGE_EVENTS = {
     "gen_ai.tool.message": "tool",
 }
 _CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.prompt")
+_PROMPT_VERSION_KEYS = ("prompt_version", PROMPT_TEMPLATE_VERSION)
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -368,6 +373,7 @@ def _record(trace_id: str, spans: list[Span], options: ReadOptions) -> Record:
         "outcome_score": score,
         "outcome_source": source,
         "termination_reason": "error" if any(s.status == "ERROR" for s in roots) else None,
+        "prompt_version": span_prompt_version(spans, _PROMPT_VERSION_KEYS, resource=True),
         "metadata": json_text(
             {
                 k: v

@@ -401,3 +401,27 @@ def test_new_store_round_trips_the_column(tmp_path: Path) -> None:
     assert loaded.trajectories.equals(traces.trajectories)
     assert _versions(loaded)["text"] == "v3"
     assert _warnings(loaded) == _warnings(traces)
+
+
+def test_chat_jsonl_runs_are_dated_by_their_own_times(tmp_path: Path) -> None:
+    path = tmp_path / "dated.jsonl"
+    base = {"outcome": "success", "messages": [{"role": "user", "content": "hi"}]}
+    rows = [
+        {**base, "id": "a", "started_at": "2026-03-01T10:00:00Z", "ended_at": 1772359260},
+        {**base, "id": "b", "metadata": {"started_at": "2026-03-01T11:00:00+01:00"}},
+        {**base, "id": "c"},
+        {**base, "id": "d", "started_at": "not a date"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    traces = ingest([path], format="chat-jsonl")
+    got = dict(
+        zip(
+            traces.trajectories.column("trajectory_id").to_pylist(),
+            traces.trajectories.column("started_at").to_pylist(),
+            strict=True,
+        )
+    )
+    assert got["a"].isoformat() == "2026-03-01T10:00:00+00:00"
+    assert got["b"].isoformat() == "2026-03-01T10:00:00+00:00"
+    assert got["c"] is None
+    assert "d" not in got and traces.counts["quarantined"] == 1

@@ -5,7 +5,9 @@ Each line is ``{"id": str, "messages": [OpenAI chat messages], "outcome": "succe
 model, user_id, session_id, trial, prompt_version, ...} (optional), "feedback": [{name, value,
 source, comment, step_idx}] (optional)}``. ``outcome`` gives the label; without it, ``reward >=
 threshold`` means success (``outcome_source`` says which was used). ``metadata.prompt_version``
-(text, or an integer as its decimal text) is the run's ``prompt_version``.
+(text, or an integer as its decimal text) is the run's ``prompt_version``. ``started_at`` and
+``ended_at`` (top level or in ``metadata``; ISO-8601 or Unix time) date the run; without them
+its messages' ``timestamp`` values do, if any.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pipeline.ingest.formats._common import (
     json_text,
     label_from_reward,
     metadata_columns,
+    parse_time,
 )
 from pipeline.ingest.formats._io import ReadOptions, first_record, iter_json_records, map_records
 from pipeline.ingest.schema import OUTCOME_LABELS
@@ -78,6 +81,8 @@ def _record(obj: Any, options: ReadOptions, where: str) -> Record:
         "outcome_source": source,
         "termination_reason": metadata.get("termination_reason"),
         "prompt_version": metadata.get("prompt_version"),
+        "started_at": parse_time(obj.get("started_at", metadata.get("started_at"))),
+        "ended_at": parse_time(obj.get("ended_at", metadata.get("ended_at"))),
         "cost_usd": metadata.get("cost_usd"),
         "metadata": json_text(dict(metadata)),
     }

@@ -79,7 +79,7 @@ def exposures(
             may have none).
 
     Returns:
-        One dict per such trajectory (``prompt_version``, ``agent_name``, ``started_at``
+        One dict per such trajectory (``prompt_version``, ``domain``, ``agent_name``, ``started_at``
         (datetime or None), ``outcome_label``), and the :class:`MatchReport` over all
         trajectories.
     """
@@ -108,6 +108,7 @@ def exposures(
     joined = frame.join(wanted, on=list(_KEYS), nulls_equal=True)
     selected = joined.select(
         pl.col("resolved").alias("prompt_version"),
+        "domain",
         "agent_name",
         "started_at",
         "outcome_label",

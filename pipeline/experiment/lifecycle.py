@@ -2,7 +2,8 @@
 each skill under test, end experiments that decided or no longer fit, start new ones.
 
 An experiment on a namespace tests the namespace's proposed skills (those whose section's
-learning mode is ``auto``, the most valuable first, at most ``max_under_test``) on live traffic:
+learning mode is ``auto``, the most valuable first, at most ``max_under_test``, one per tool:
+:func:`subject_tool`) on live traffic:
 its arms (:func:`pipeline.experiment.design.design_arms`) are rendered as prompts beside the
 control prompt, units are assigned to arms by :func:`pipeline.experiment.assign_unit`, and
 every ``learn`` looks again at the trajectories that ran under the arms' prompt versions
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -89,6 +91,37 @@ def _eligible(book: Skillbook, policy: MergePolicy) -> dict[str, list[Skill]]:
     for skills in found.values():
         skills.sort(key=lambda s: (-s.value, s.evidence.get("q_value") or 1.0, s.id))
     return found
+
+
+def subject_tool(skill: Skill) -> str | None:
+    """The tool a skill's pattern acts on (``unconfirmed_write:cancel_trip`` -> ``cancel_trip``,
+    ``tool_order:a->b`` -> ``b``, ``write_arg:book.cabin=x`` -> ``book``,
+    ``tool_error:bash:message`` -> ``bash``); None without a pattern."""
+    pattern = str(skill.source.get("pattern_id") or "")
+    if ":" not in pattern:
+        return None
+    rest = pattern.split(":", 1)[1].split("->")[-1]
+    return re.split(r"[:.=]", rest, maxsplit=1)[0] or None
+
+
+def _one_per_tool(skills: Sequence[Skill], limit: int) -> list[Skill]:
+    """The first ``limit`` of ``skills`` (most valuable first) with at most one per tool: two
+    skills about one tool (a transfer and the call of the transfer tool, an unretried error
+    and the error) say much the same, and either may do the other's work, which breaks the
+    experiment's assumption that prompt lines act independently. The others wait for the next
+    experiment."""
+    chosen: list[Skill] = []
+    tools: set[str] = set()
+    for skill in skills:
+        tool = subject_tool(skill)
+        if tool is not None and tool in tools:
+            continue
+        chosen.append(skill)
+        if tool is not None:
+            tools.add(tool)
+        if len(chosen) == limit:
+            break
+    return chosen
 
 
 def _end(experiment: dict[str, Any], why: str, now: str, round_: Round) -> None:
@@ -252,7 +285,8 @@ def run_experiments(
                 allowed is not None and namespace not in allowed
             ):
                 continue
-            experiment = _start(book, namespace, skills[: settings.max_under_test], settings, now)
+            tested = _one_per_tool(skills, settings.max_under_test)
+            experiment = _start(book, namespace, tested, settings, now)
             book.experiments.append(experiment)
             round_.started.append(experiment["id"])
             result.decided.extend(experiment["skill_ids"])

@@ -111,13 +111,25 @@ def _figure(value: float, digits: int = 4) -> float:
     return float(round(value, digits))
 
 
+def _in_namespace(row: Mapping[str, Any], namespace: str) -> bool:
+    """Whether a run belongs to ``namespace``'s traffic: a ``domain:X`` namespace holds the
+    runs of domain X, an ``agent:X`` one the runs of agent X; ``global`` and the rest hold any
+    run (a run without a ``domain`` key is not filtered)."""
+    kind, _, name = namespace.partition(":")
+    if kind == "domain" and "domain" in row:
+        return bool(row["domain"] == name)
+    if kind == "agent" and "agent_name" in row:
+        return bool(row["agent_name"] == name)
+    return True
+
+
 def count_exposures(
     experiment: Mapping[str, Any],
     exposures: Sequence[Mapping[str, Any]],
     versions: Mapping[str, list[dict[str, Any]]],
 ) -> dict[str, dict[str, ArmCounts]]:
-    """``{agent: {arm: ArmCounts}}`` of the trajectories that ran under the experiment's arms
-    while it ran: a dated run counts when its time lies within the experiment; an undated one
+    """``{agent: {arm: ArmCounts}}`` of the trajectories of the experiment's namespace that ran
+    under its arms while it ran: a dated run counts when its time lies within the experiment; an undated one
     only under a candidate arm's own version (the control prompt, or a version other
     experiments share, may have been in use before)."""
     arm_of: dict[str, str] = {}
@@ -136,6 +148,8 @@ def count_exposures(
         label = row.get("outcome_label")
         if arm is None or label not in ("success", "failure"):
             continue
+        if not _in_namespace(row, experiment["namespace"]):
+            continue  # the same prompt text in another namespace: other traffic
         at = _epoch(row.get("started_at"))
         if at is None and (arm == CONTROL or row["prompt_version"] in shared):
             continue  # undated: the control prompt may be older than the experiment

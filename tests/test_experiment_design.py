@@ -270,3 +270,27 @@ def test_two_running_experiments_on_one_namespace_are_refused(tmp_path: Path) ->
         Skillbook.from_dict(document)
     document["experiments"][1]["namespace"] = "domain:retail"
     assert len(Skillbook.from_dict(document).experiments) == 2
+
+
+@pytest.mark.parametrize(
+    ("pattern", "key"),
+    [
+        ("transfer:transfer_to_human_agents", "transfer_to_human_agents call"),
+        ("tool_called:transfer_to_human_agents", "transfer_to_human_agents call"),
+        ("unretried_error:search", "search error"),
+        ("tool_error:search:error: try again", "search error"),
+        ("write_arg:book.cabin=Economy Class", "book arg cabin"),
+        ("write_arg:book.cabin=economy", "book arg cabin"),
+        ("unconfirmed_write:book", "book unconfirmed_write"),
+        ("tool_order:get_user->book", "book after get_user"),
+        ("", None),
+    ],
+)
+def test_twins_share_a_behaviour_key(pattern: str, key: str | None) -> None:
+    from pipeline.experiment.lifecycle import behaviour_key
+    from pipeline.skillbook import Skill
+
+    skill = Skill(
+        "sk-1", "proposed", "pitfalls", "global", "x", {}, {"pattern_id": pattern}, None, None
+    )
+    assert behaviour_key(skill) == key

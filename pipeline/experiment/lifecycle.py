@@ -2,8 +2,8 @@
 each skill under test, end experiments that decided or no longer fit, start new ones.
 
 An experiment on a namespace tests the namespace's proposed skills (those whose section's
-learning mode is ``auto``, the most valuable first, at most ``max_under_test``, one per tool:
-:func:`subject_tool`) on live traffic:
+learning mode is ``auto``, the most valuable first, at most ``max_under_test``, one per behaviour:
+:func:`behaviour_key`) on live traffic:
 its arms (:func:`pipeline.experiment.design.design_arms`) are rendered as prompts beside the
 control prompt, units are assigned to arms by :func:`pipeline.experiment.assign_unit`, and
 every ``learn`` looks again at the trajectories that ran under the arms' prompt versions
@@ -93,32 +93,46 @@ def _eligible(book: Skillbook, policy: MergePolicy) -> dict[str, list[Skill]]:
     return found
 
 
-def subject_tool(skill: Skill) -> str | None:
-    """The tool a skill's pattern acts on (``unconfirmed_write:cancel_trip`` -> ``cancel_trip``,
-    ``tool_order:a->b`` -> ``b``, ``write_arg:book.cabin=x`` -> ``book``,
-    ``tool_error:bash:message`` -> ``bash``); None without a pattern."""
+# Feature kinds (pipeline.analyze.features) whose skills about one tool say much the same: a
+# transfer and the call of the transfer tool; an error and leaving it unretried.
+_FAMILIES = {"tool_called": "call", "transfer": "call", "tool_error": "error"}
+_FAMILIES |= {"unretried_error": "error"}
+
+
+def behaviour_key(skill: Skill) -> str | None:
+    """What a skill's pattern is about, for telling twins apart: the tool it acts on and the
+    family of its kind (``transfer:t`` and ``tool_called:t`` -> ``t call``;
+    ``unretried_error:t`` and ``tool_error:t:message`` -> ``t error``;
+    ``write_arg:t.arg=v`` -> ``t arg arg`` whatever the value; ``tool_order:a->b`` -> ``b
+    after a``; other kinds ``t <kind>``); None without a pattern."""
     pattern = str(skill.source.get("pattern_id") or "")
-    if ":" not in pattern:
+    kind, sep, rest = pattern.partition(":")
+    if not sep or not rest:
         return None
-    rest = pattern.split(":", 1)[1].split("->")[-1]
-    return re.split(r"[:.=]", rest, maxsplit=1)[0] or None
+    if kind == "tool_order":
+        before, _, after = rest.partition("->")
+        return f"{after} after {before}"
+    tool = re.split(r"[:.]", rest, maxsplit=1)[0]
+    if kind == "write_arg":
+        return f"{tool} arg {rest.split('.', 1)[-1].split('=', 1)[0]}"
+    return f"{tool} {_FAMILIES.get(kind, kind)}"
 
 
-def _one_per_tool(skills: Sequence[Skill], limit: int) -> list[Skill]:
-    """The first ``limit`` of ``skills`` (most valuable first) with at most one per tool: two
-    skills about one tool (a transfer and the call of the transfer tool, an unretried error
-    and the error) say much the same, and either may do the other's work, which breaks the
-    experiment's assumption that prompt lines act independently. The others wait for the next
-    experiment."""
+def _without_twins(skills: Sequence[Skill], limit: int) -> list[Skill]:
+    """The first ``limit`` of ``skills`` (most valuable first) with at most one per behaviour
+    (:func:`behaviour_key`): twins (a transfer and the call of the transfer tool, an
+    unretried error and the error, two values of one argument) say much the same, and either
+    may do the other's work, which breaks the experiment's assumption that prompt lines act
+    independently. The others wait for the next experiment."""
     chosen: list[Skill] = []
-    tools: set[str] = set()
+    keys: set[str] = set()
     for skill in skills:
-        tool = subject_tool(skill)
-        if tool is not None and tool in tools:
+        key = behaviour_key(skill)
+        if key is not None and key in keys:
             continue
         chosen.append(skill)
-        if tool is not None:
-            tools.add(tool)
+        if key is not None:
+            keys.add(key)
         if len(chosen) == limit:
             break
     return chosen
@@ -285,7 +299,7 @@ def run_experiments(
                 allowed is not None and namespace not in allowed
             ):
                 continue
-            tested = _one_per_tool(skills, settings.max_under_test)
+            tested = _without_twins(skills, settings.max_under_test)
             experiment = _start(book, namespace, tested, settings, now)
             book.experiments.append(experiment)
             round_.started.append(experiment["id"])

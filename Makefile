@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 
-.PHONY: install lock learn test lint docs fmt bench eval report clean
+.PHONY: install lock learn test lint docs fmt bench eval loop report clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ bench: $(STAMP)
 
 eval: $(STAMP)
 	$(BIN)/python bench/eval_planted.py --out $(if $(UPDATE),bench/eval_results,bench/out/eval_results)
+
+# The closed loop: simulated traffic night after night against coach's prompt experiments
+# (bench/loop.py; UPDATE=1 rewrites bench/loop_results.*).
+loop: $(STAMP)
+	$(BIN)/python bench/loop.py --out $(if $(UPDATE),bench/loop_results,bench/out/loop_results)
 
 report: $(STAMP)
 	$(BIN)/coach report -o .coach/report.html

@@ -244,3 +244,24 @@ def test_a_holdback_retires_an_active_skill_that_now_harms(work: Path) -> None:
     assert skill["status"] == "retired" and skill["experiment"]["kind"] == "holdback"
     assert skill["experiment"]["earlier"][0]["decision"] == "promote"
     assert INSTRUCTION not in (work / "out" / "domain-travel.md").read_text()
+
+
+def test_a_person_approving_a_skill_under_test_takes_it_out_of_the_arms(work: Path) -> None:
+    _learn(work, T0)
+    sb = [
+        "--skillbook",
+        str(work / "sb"),
+        "--out",
+        str(work / "out"),
+        "--data-dir",
+        str(work / "data"),
+    ]
+    approved = CliRunner().invoke(main, ["skills", "approve", SKILL, "--actor", "ada", *sb])
+    assert approved.exit_code == 0, approved.output
+    entry = load_manifest(work / "out" / "manifest.json")["namespaces"]["domain:travel"]
+    assert [a["arm"] for a in entry["arms"]] == ["control"]
+    text = (work / "out" / "domain-travel.md").read_text()
+    assert text.count(INSTRUCTION) == 1
+    assert not list((work / "out").glob("*.candidate.md"))
+    done = _learn(work, T0 + 86_400, "--rebuild")
+    assert "no longer proposed" in next(iter(done["experiments"]["ended"].values()))

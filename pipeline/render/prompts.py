@@ -212,7 +212,17 @@ class PromptGenerator:
             for s in skillbook.skills.values()
             if s.status == "active" and s.section not in NOT_RENDERED
         ]
-        running = {e["namespace"]: e for e in skillbook.experiments if e["status"] == "running"}
+        # an experiment whose skills a person has since decided is rendered as ended (the next
+        # learn ends it): its arms would no longer differ by those skills
+        running = {
+            e["namespace"]: e
+            for e in skillbook.experiments
+            if e["status"] == "running"
+            and all(
+                i in skillbook.skills and skillbook.skills[i].status == "proposed"
+                for i in e["skill_ids"]
+            )
+        }
         namespaces = sorted({s.namespace for s in active} | set(base_prompts) | set(running))
         prompts = []
         for namespace in namespaces:

@@ -23,7 +23,7 @@ from pipeline.experiment import (
     seal_manifest,
     skill_effect,
 )
-from pipeline.skillbook import Skillbook
+from pipeline.skillbook import Skill, Skillbook
 
 
 @pytest.mark.parametrize("k", range(1, 8))
@@ -288,9 +288,100 @@ def test_two_running_experiments_on_one_namespace_are_refused(tmp_path: Path) ->
 )
 def test_twins_share_a_behaviour_key(pattern: str, key: str | None) -> None:
     from pipeline.experiment.lifecycle import behaviour_key
-    from pipeline.skillbook import Skill
 
     skill = Skill(
         "sk-1", "proposed", "pitfalls", "global", "x", {}, {"pattern_id": pattern}, None, None
     )
     assert behaviour_key(skill) == key
+
+
+def _proposed(skill_id: str, namespace: str = "domain:x", **extra: object) -> Skill:
+    source = {"pattern_id": f"tool_called:{skill_id}"}
+    return Skill(
+        skill_id,
+        "proposed",
+        "procedures",
+        namespace,
+        f"Do {skill_id}.",
+        {},
+        source,
+        None,
+        None,
+        **extra,
+    )  # type: ignore[arg-type]
+
+
+def test_each_earlier_experiment_counts_once() -> None:
+    from pipeline.experiment import ExperimentSettings
+    from pipeline.experiment.looks import _evidence
+
+    own = [(0.02, 4e-4), (0.0, 4e-4), (-0.01, 4e-4)]
+    earlier = [
+        {
+            "experiment_id": f"ex-{i}",
+            "difference": d,
+            "variance": v,
+            "exposures_with": 100,
+            "exposures_without": 100,
+            "decision": "continue",
+            "kind": "experiment",
+        }
+        for i, (d, v) in enumerate(own[:2])
+    ]
+    # the latest experiment's stored figures are combined ones; its own runs gave (-0.01, 4e-4)
+    previous = {
+        **earlier[0],
+        "experiment_id": "ex-2",
+        "difference": 0.003,
+        "variance": 1.3e-4,
+        "own_difference": -0.01,
+        "own_variance": 4e-4,
+        "earlier": earlier,
+        "p_value": 1.0,
+        "ci_low": -1.0,
+        "ci_high": 1.0,
+    }
+    skill = _proposed("s", experiment=previous)
+    experiment = {
+        "id": "ex-3",
+        "namespace": "domain:x",
+        "skill_ids": ["s"],
+        "arms": [{"arm": "control", "skill_ids": []}, {"arm": "candidate", "skill_ids": ["s"]}],
+    }
+    counts = {"a": {"control": ArmCounts(100, 50), "candidate": ArmCounts(100, 50)}}
+    evidence = _evidence(skill, experiment, counts, ExperimentSettings(), "2026-01-01T00:00:00Z")
+    assert evidence is not None
+    variances = [4e-4, 4e-4, 4e-4, evidence["own_variance"]]
+    assert evidence["variance"] == pytest.approx(1 / sum(1 / v for v in variances), rel=1e-4)
+    assert [e["difference"] for e in evidence["earlier"]] == [0.02, 0.0, -0.01]
+
+
+def test_a_decision_is_taken_on_the_interval_and_drift_resets_it() -> None:
+    from pipeline.experiment import Decision, decide_estimate
+
+    # earlier looks said "helps" (interval above 0); now the runs say it harms
+    look = decide_estimate(
+        -0.2, 1e-4, 2000, alpha=0.05, previous_p=1e-6, previous_interval=(0.05, 0.2)
+    )
+    assert look.decision == Decision.REJECT_HARM and look.interval[1] < 0
+    # a small p from earlier looks alone does not promote on a negative estimate
+    look = decide_estimate(
+        -0.001, 1e-2, 200, alpha=0.05, previous_p=1e-3, previous_interval=(-0.3, 0.3)
+    )
+    assert look.decision == Decision.CONTINUE
+
+
+def test_a_holdback_share_with_nothing_to_hold_back_does_not_restart_experiments() -> None:
+    from pipeline.experiment import ExperimentSettings, run_experiments
+    from pipeline.skillbook import MergePolicy
+
+    book = Skillbook({"s": _proposed("s")})
+    settings = ExperimentSettings(holdback_share=0.1)
+    first = run_experiments(
+        book, [], {}, policy=MergePolicy(), settings=settings, now="2026-01-01T00:00:00Z"
+    )
+    version = book.version
+    again = run_experiments(
+        book, [], {}, policy=MergePolicy(), settings=settings, now="2026-01-02T00:00:00Z"
+    )
+    assert first.started and not again.started and not again.ended and book.version == version

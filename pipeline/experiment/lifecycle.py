@@ -10,9 +10,10 @@ every ``learn`` looks again at the trajectories that ran under the arms' prompt 
 (resolved by :func:`pipeline.experiment.versions.match_exposures`) since the experiment started.
 For each skill the agent-standardised effect (:func:`~pipeline.experiment.design.skill_effect`)
 is combined with the skill's earlier experiments (inverse-variance weights) and tested with the
-mixture SPRT (:func:`~pipeline.experiment.sequential.decide_estimate`) at ``alpha / k`` for
-``k`` skills under test (Bonferroni), so that the chance that an experiment promotes any skill
-without effect stays below ``alpha`` under nightly looks.
+mixture SPRT (:func:`~pipeline.experiment.sequential.decide_estimate`) at ``alpha / 7`` (7:
+the most skills one experiment tests; Bonferroni), one level for the skill's whole life, so
+that the chance that an experiment promotes any skill without effect stays below ``alpha``
+under nightly looks and across restarts.
 
 A promoted skill becomes ``active``, a rejected one ``rejected`` (its experiment evidence keeps
 it from being proposed again by offline evidence), both with the experiment's figures in the
@@ -159,12 +160,25 @@ def _why_end(
         skill = book.skills.get(skill_id)
         if skill is None or skill.status != "proposed":
             return f"{skill_id} is no longer proposed"
+        wording = experiment.get("instructions", {}).get(skill_id)
+        if wording is not None and wording != _wording(skill):
+            return f"{skill_id} was reworded"
     if _control_ids(book, experiment["namespace"]) != list(experiment["control_skill_ids"]):
         return "the namespace's active skills changed"
-    held = float((experiment.get("holdback") or {}).get("share", 0.0))
-    if abs(held - settings.holdback_share) > 1e-12:
-        return f"the holdback share changed to {settings.holdback_share}"
+    # a holdback that should begin or end (an experiment a person started keeps its own)
+    held = experiment.get("holdback") or {}
+    wanted = settings.holdback_share if _held_back(book, experiment["namespace"], settings) else 0.0
+    if (
+        experiment.get("started_by", "coach") == "coach"
+        and abs(float(held.get("share", 0.0)) - wanted) > 1e-12
+    ):
+        return f"the holdback share changed to {wanted}"
     return None
+
+
+def _wording(skill: Skill) -> str:
+    """A short fingerprint of a skill's instruction (SHA-256, 12 hex digits)."""
+    return hashlib.sha256(skill.instruction.encode("utf-8")).hexdigest()[:12]
 
 
 def _held_back(book: Skillbook, namespace: str, settings: ExperimentSettings) -> list[Skill]:
@@ -239,6 +253,8 @@ def _start(
         "share": share,
         "control_skill_ids": control,
         "skill_ids": skill_ids,
+        "instructions": {s.id: _wording(s) for s in skills},
+        "started_by": "coach",
         "holdback": holdback,
         "arms": arms + held_arms,
     }
@@ -272,12 +288,17 @@ def run_experiments(
     round_ = Round()
     result = MergeResult()
     eligible = _eligible(book, policy)
-    for experiment in book.experiments:
-        if experiment["status"] != "running":
-            continue
+    running = [e for e in book.experiments if e["status"] == "running"]
+    # every experiment is looked at before any ends: a decision in one (a global skill
+    # promoted) changes the control of others, which then end in this round, not the next
+    decisions = {}
+    for experiment in running:
         counts = count_exposures(experiment, exposures, versions)
         decided = look_under_test(book, experiment, counts, settings, now, round_, result)
         decided += look_holdback(book, experiment, counts, settings, now, round_, result)
+        decisions[experiment["id"]] = decided
+    for experiment in running:
+        decided = decisions[experiment["id"]]
         waiting = bool(eligible.get(experiment["namespace"]))
         why = (
             "decided " + ", ".join(decided)
@@ -286,7 +307,7 @@ def run_experiments(
         )
         if why:
             _end(experiment, why, now, round_)
-            result.decided.extend(experiment["skill_ids"])
+            result.decided.extend(_involved(experiment))
     if settings.enabled:
         allowed = None if namespaces is None else set(namespaces)
         eligible = _eligible(book, policy)  # decisions above changed the proposals
@@ -303,9 +324,14 @@ def run_experiments(
             experiment = _start(book, namespace, tested, settings, now)
             book.experiments.append(experiment)
             round_.started.append(experiment["id"])
-            result.decided.extend(experiment["skill_ids"])
+            result.decided.extend(_involved(experiment))
     book.record_experiments(now, result, round_.as_dict())
     return round_
+
+
+def _involved(experiment: Mapping[str, Any]) -> list[str]:
+    """The skills an experiment tests or holds back (what its start or end changes)."""
+    return [*experiment["skill_ids"], *(experiment.get("holdback") or {}).get("skill_ids", [])]
 
 
 def start_experiment(
@@ -336,7 +362,7 @@ def start_experiment(
         raise SkillbookError(
             f"an experiment tests 1 to {settings.max_under_test} skills, not {len(skill_ids)}"
         )
-    skills = [book.find(ref) for ref in skill_ids]
+    skills = list({skill.id: skill for skill in (book.find(ref) for ref in skill_ids)}.values())
     for skill in skills:
         if skill.status != "proposed" or skill.namespace != namespace:
             raise SkillbookError(
@@ -350,9 +376,9 @@ def start_experiment(
                 f"{skill.id}: its wording was screened ({skill.source['screened']}); reword it "
                 "with 'coach skills edit' before it goes into any prompt"
             )
-    experiment = _start(book, namespace, skills, settings, now)
+    experiment = _start(book, namespace, skills, settings, now) | {"started_by": actor}
     book.experiments.append(experiment)
-    result = MergeResult(decided=list(experiment["skill_ids"]))
+    result = MergeResult(decided=_involved(experiment))
     book.record_experiments(now, result, {"started": [experiment["id"]], "by": actor, "note": note})
     return experiment
 
@@ -371,6 +397,6 @@ def stop_experiment(
         raise SkillbookError(f"no experiment is running on {namespace}")
     why = f"stopped by {actor}" + (f": {note}" if note else "")
     experiment.update(status="ended", ended_at=now, ended_because=why)
-    result = MergeResult(decided=list(experiment["skill_ids"]))
+    result = MergeResult(decided=_involved(experiment))
     book.record_experiments(now, result, {"ended": {experiment["id"]: why}})
     return experiment

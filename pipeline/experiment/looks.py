@@ -38,7 +38,8 @@ class ExperimentSettings:
 
     ``enabled``: whether experiments start and run (off: running ones end). ``share``: the
     share of units assigned to candidate arms (0 < share < 1), the control arm taking the
-    rest. ``alpha``: the error rate per experiment (each skill is tested at ``alpha / k``).
+    rest. ``alpha``: the error rate per experiment (each skill is tested at ``alpha / max_under_test``,
+    the same level in every experiment it is in).
     ``tau``: the mixing standard deviation of the mSPRT, in success-rate points as a fraction.
     ``max_exposures``: trajectories with and without a skill after which an undecided skill is
     rejected as futile. ``min_effect``: a skill whose always-valid interval lies below this
@@ -129,15 +130,16 @@ def count_exposures(
     versions: Mapping[str, list[dict[str, Any]]],
 ) -> dict[str, dict[str, ArmCounts]]:
     """``{agent: {arm: ArmCounts}}`` of the trajectories of the experiment's namespace that ran
-    under its arms while it ran: a dated run counts when its time lies within the experiment; an undated one
-    only under a candidate arm's own version (the control prompt, or a version other
-    experiments share, may have been in use before)."""
+    under its arms while it ran: a dated run counts when its time lies within the experiment;
+    an undated one only under a candidate arm's own version (the control prompt, or a version
+    other experiments share, may have been in use before). A version that two arms share (the
+    same text) tells no arm apart: its runs are left out."""
     arm_of: dict[str, str] = {}
     shared: set[str] = set()
     for version, entries in versions.items():
-        for entry in entries:
-            if entry.get("assignment_id") == experiment["id"]:
-                arm_of[version] = entry["arm"]
+        arms = {e["arm"] for e in entries if e.get("assignment_id") == experiment["id"]}
+        if len(arms) == 1:
+            arm_of[version] = arms.pop()
         if version in arm_of and any(e.get("assignment_id") != experiment["id"] for e in entries):
             shared.add(version)
     start = _epoch(experiment["started_at"])
@@ -178,12 +180,17 @@ def _evidence(
     if n_with + n_without == 0:
         return None  # no agent has run under every arm yet: nothing to look at
     previous = skill.experiment or {}
-    # the running p-value and interval carry over from looks at the skill under test (a
-    # holdback's looks test it as an active skill: another sequence)
-    carry = bool(previous) and previous.get("kind", "experiment") == "experiment"
+    # the running p-value and interval carry over from looks at the skill under test that
+    # decided nothing yet (a holdback's looks test it as an active skill, and a decided test
+    # is over: a new sequence begins)
+    carry = (
+        bool(previous)
+        and previous.get("kind", "experiment") == "experiment"
+        and previous.get("decision") == Decision.CONTINUE
+    )
     earlier = list(previous.get("earlier", []))
     if previous and previous.get("experiment_id") != experiment["id"]:
-        earlier.append({k: v for k, v in previous.items() if k != "earlier"})
+        earlier.append(_own(previous))
     weights = [(e["difference"], e["variance"]) for e in earlier if e.get("variance")]
     if variance > 0:
         weights.append((d, variance))
@@ -192,7 +199,7 @@ def _evidence(
         precision = sum(1 / v for _, v in weights)
         combined_d = sum(x / v for x, v in weights) / precision
         combined_v = 1 / precision
-    alpha = settings.alpha / len(experiment["skill_ids"])
+    alpha = settings.alpha / settings.max_under_test
     look = decide_estimate(
         combined_d,
         combined_v,
@@ -217,8 +224,21 @@ def _evidence(
         "last_look_at": now,
         "decision": str(look.decision),
         "method": METHOD,
+        "own_difference": _figure(d),
+        "own_variance": float(f"{variance:.6g}"),
         "earlier": earlier,
     }
+
+
+def _own(evidence: Mapping[str, Any]) -> dict[str, Any]:
+    """An earlier experiment's evidence as kept in ``earlier``: its figures with the
+    difference and variance of that experiment's own runs (not combined with the ones before
+    it, which ``earlier`` holds already: each experiment's runs count once)."""
+    entry = {k: v for k, v in evidence.items() if k not in ("earlier", "own_difference")}
+    entry.pop("own_variance", None)
+    entry["difference"] = evidence.get("own_difference", evidence.get("difference"))
+    entry["variance"] = evidence.get("own_variance", evidence.get("variance"))
+    return entry
 
 
 def _note(experiment_id: str, evidence: Mapping[str, Any]) -> str:
@@ -296,7 +316,7 @@ def look_holdback(
 ) -> list[str]:
     """Look at the active skills an experiment holds back: each one's effect across the control
     arm (all of them) and the holdback arms (each without some), tested like a skill under
-    test at ``alpha / k``. One that now harms is retired; one that helps is confirmed; the
+    test at ``alpha / max_under_test``. One that now harms is retired; one that helps is confirmed; the
     look is kept as the skill's ``experiment`` evidence (kind ``holdback``; the evidence that
     promoted it moves to ``earlier``). Returns the retirements (``id: retire``)."""
     holdback = experiment.get("holdback")
@@ -322,8 +342,8 @@ def look_holdback(
         )
         earlier = list(previous.get("earlier", []))
         if previous and not same:
-            earlier.append({k: v for k, v in previous.items() if k != "earlier"})
-        alpha = settings.alpha / len(held)
+            earlier.append(_own(previous))
+        alpha = settings.alpha / settings.max_under_test
         look = decide_estimate(
             d,
             variance,

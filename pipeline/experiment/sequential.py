@@ -196,8 +196,9 @@ def decide_estimate(
     carry the state of earlier looks (the running minimum and the running intersection keep
     the guarantee under repeated looks).
 
-    Promote when ``p <= alpha`` and the difference is positive; reject as harmful when
-    ``p <= alpha`` and it is negative; reject as futile when the interval's upper end is below
+    Promote when the interval (the running intersection of the confidence sequence, or this
+    look's own interval when the two no longer meet) lies above 0; reject as harmful when it
+    lies below 0; reject as futile when the interval's upper end is below
     ``min_effect`` (it cannot help by that much; off at 0) or ``exposures >= max_exposures``
     without a decision; otherwise continue.
 
@@ -213,9 +214,13 @@ def decide_estimate(
     p = min(previous_p, 1.0 / mixture_likelihood_ratio(d, variance, tau), 1.0)
     low, high = confidence_sequence(d, variance, alpha, tau)
     interval = (max(low, previous_interval[0]), min(high, previous_interval[1]))
-    if p <= alpha and d > 0:
+    if interval[0] > interval[1]:
+        # the earlier looks' interval and this one's do not meet: the effect moved (drift);
+        # this look's own interval is the evidence now
+        interval = (low, high)
+    if interval[0] > 0:
         decision = Decision.PROMOTE
-    elif p <= alpha and d < 0:
+    elif interval[1] < 0:
         decision = Decision.REJECT_HARM
     elif (min_effect > 0 and interval[1] < min_effect) or exposures >= max_exposures:
         decision = Decision.REJECT_FUTILE

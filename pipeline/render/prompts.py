@@ -232,10 +232,13 @@ class PromptGenerator:
             if experiment is None:
                 prompts.append(self._render(namespace, base, own))
                 continue
+            # every arm is the control's skills exactly, plus the ones it tests or minus the
+            # ones it holds back: the arms differ by nothing else, even near the size budget
+            control = set(self._render(namespace, base, own).skill_ids)
             for arm in experiment["arms"]:
                 tested = [skillbook.skills[i] for i in arm["skill_ids"] if i in skillbook.skills]
-                kept = [s for s in own if s.id not in arm.get("removed", ())]
-                rendered = self._render(namespace, base, kept, tested)
+                kept = [s for s in own if s.id in control and s.id not in arm.get("removed", ())]
+                rendered = self._render(namespace, base, kept, tested, exact=True)
                 prompts.append(
                     replace(
                         rendered,
@@ -280,13 +283,14 @@ class PromptGenerator:
         base_prompt: str,
         own: list[Skill],
         tested: Sequence[Skill] = (),
+        *,
+        exact: bool = False,
     ) -> RenderedPrompt:
-        """Render one prompt of ``namespace`` from ``base_prompt`` and the skills ``own``, plus
-        the skills under ``tested`` (always kept: an experiment's arm must hold them)."""
-        chosen = [*tested, *self._select(own)] if tested else self._select(own)
-        if tested:
-            budget = self.max_chars - sum(len(s.instruction) + 3 for s in tested)
-            chosen = [*tested, *self._select_within(own, budget)]
+        """Render one prompt of ``namespace`` from ``base_prompt`` and the skills ``own`` (the
+        most valuable within the size budget; with ``exact``, all of them), plus the skills
+        under ``tested`` (always kept: an experiment's arm must hold them)."""
+        ranked = [*tested, *sorted(own, key=lambda s: (-s.value, s.id))]
+        chosen = ranked if exact else self._select(own)
         source = getattr(base_prompt, "source", None)
         base = base_prompt.rstrip()
         provenance = {"source": "none"}
@@ -393,13 +397,14 @@ class PromptGenerator:
         for path, text in files.items():
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 atomic_write(path, text)
-        for stale in out_dir.glob("*.md"):
-            if _ARM_FILE.search(stale.name) and stale not in files:
-                stale.unlink()
         path = out_dir / "manifest.json"
         text = json.dumps(manifest, indent=2) + "\n"
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             atomic_write(path, text)
+        # arms that no longer run go last, so a runtime reading the old manifest finds its files
+        for stale in out_dir.glob("*.md"):
+            if _ARM_FILE.search(stale.name) and stale not in files:
+                stale.unlink()
         return path
 
 

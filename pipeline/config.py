@@ -200,9 +200,10 @@ class Config:
     ...). ``half_life_days``: recency weighting of evidence across runs (days).
     ``experiments``: whether proposed skills are tested on live traffic by prompt experiments
     (:mod:`pipeline.experiment`); ``experiment_share``: the share of units given candidate
-    prompts (0 < share < 1); ``experiment_alpha``: each experiment's error rate (0 < alpha < 1);
-    ``holdback_share``: the share of units given prompts without some of a namespace's active
-    skills, so that a skill that stopped helping is caught (0: no holdback).
+    prompts (0 < share < 1; None: balanced, every arm the same share); ``experiment_alpha``:
+    each experiment's error rate (0 < alpha < 1); ``holdback_share``: the share of units given
+    prompts without some of a namespace's active skills, so that a skill that stopped helping
+    is caught (0: no holdback).
     """
 
     paths: tuple[str, ...] = ("traces",)
@@ -224,7 +225,7 @@ class Config:
     section_modes: tuple[tuple[str, str], ...] = ()
     half_life_days: float = DEFAULT_HALF_LIFE_DAYS
     experiments: bool = True
-    experiment_share: float = 0.5
+    experiment_share: float | None = None
     experiment_alpha: float = 0.05
     holdback_share: float = 0.0
 
@@ -257,13 +258,13 @@ class Config:
             ("experiment_share", self.experiment_share),
             ("experiment_alpha", self.experiment_alpha),
         ):
-            if not 0 < value < 1:
+            if value is not None and not 0 < value < 1:
                 raise SettingError(
                     name,
                     "{" + name + "} must be between 0 and 1 (exclusive), not {value}",
                     value=value,
                 )
-        if not 0 <= self.holdback_share < 1 - self.experiment_share:
+        if not 0 <= self.holdback_share < 1 - (self.experiment_share or 0):
             raise SettingError(
                 "holdback_share",
                 "{holdback_share} must be at least 0 and below 1 - {experiment_share}, not {value}",

@@ -29,6 +29,7 @@ from pipeline.cli.options import (
     common,
     domain_errors,
     emit,
+    parse_share,
     paths_argument,
     say,
 )
@@ -171,10 +172,13 @@ _learning_options = [
     ),
     click.option(
         "--experiment-share",
-        type=click.FloatRange(0, 1, min_open=True, max_open=True),
-        default=0.5,
+        default="balanced",
         show_default=True,
-        help="Share of units (users, sessions) given a candidate prompt while an experiment runs.",
+        callback=parse_share,
+        metavar="SHARE|balanced",
+        help="Share of units (users, sessions) given a candidate prompt while an experiment "
+        "runs; balanced: every arm the same share ((m-1)/m of them for m arms), the most "
+        "precise; a lower share shows fewer units untested lines.",
     ),
     click.option(
         "--experiment-alpha",
@@ -232,7 +236,7 @@ def _config(paths: tuple[str, ...], **kw: Any) -> Config:
         section_modes=kw.get("section_modes", ()),
         half_life_days=kw.get("half_life_days", DEFAULT_HALF_LIFE_DAYS),
         experiments=kw.get("experiments", True),
-        experiment_share=kw.get("experiment_share", 0.5),
+        experiment_share=kw.get("experiment_share"),
         experiment_alpha=kw.get("experiment_alpha", 0.05),
         holdback_share=kw.get("holdback_share", 0.0),
         **_ingest_fields(kw),

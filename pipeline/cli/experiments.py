@@ -14,6 +14,7 @@ from pipeline.cli.options import (
     common,
     domain_errors,
     emit,
+    parse_share,
     say,
 )
 from pipeline.cli.review import (
@@ -108,10 +109,11 @@ def list_command(
 )
 @click.option(
     "--share",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.5,
+    default="balanced",
     show_default=True,
-    help="Share of units given a candidate prompt.",
+    callback=parse_share,
+    metavar="SHARE|balanced",
+    help="Share of units given a candidate prompt (balanced: every arm the same share).",
 )
 @SKILLBOOK_OPTION
 @OUT_OPTION
@@ -122,7 +124,7 @@ def list_command(
 def start_command(
     namespace: str,
     skill_refs: tuple[str, ...],
-    share: float,
+    share: float | None,
     skillbook_dir: Path,
     out_dir: Path,
     note: str | None,

@@ -259,3 +259,20 @@ FORMAT_OPTION = click.option(
     metavar="NAME",
     help="Input format for every file instead of sniffing (see 'coach formats').",
 )
+
+
+def parse_share(_ctx: click.Context, _param: click.Parameter, value: Any) -> float | None:
+    """An experiment share: ``balanced`` (None) or a number strictly between 0 and 1.
+
+    Raises:
+        click.BadParameter: anything else.
+    """
+    if value is None or str(value).strip().lower() == "balanced":
+        return None
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 < share < 1:
+        raise click.BadParameter(f"{value!r}: use balanced or a number between 0 and 1")
+    return share

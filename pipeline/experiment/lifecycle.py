@@ -232,10 +232,13 @@ def _start(
     seed = json.dumps([namespace, skill_ids, control, now, len(book.experiments)])
     identity = "ex-" + hashlib.sha256(seed.encode()).hexdigest()[:12]
     holdback, held_arms = _holdback_arms(_held_back(book, namespace, settings), settings)
-    share = settings.share if skill_ids else 0.0
+    design = design_arms(skill_ids) if skill_ids else [()]
+    share = 0.0
+    if skill_ids:
+        balanced = (1 - settings.holdback_share) * (len(design) - 1) / len(design)
+        share = balanced if settings.share is None else settings.share
     arms = [{"arm": CONTROL, "skill_ids": [], "share": 1 - share - settings.holdback_share}]
     if skill_ids:
-        design = design_arms(skill_ids)
         candidate_share = share / (len(design) - 1)
         arms += [
             {"arm": name, "skill_ids": list(added), "share": candidate_share}

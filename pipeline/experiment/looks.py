@@ -38,8 +38,10 @@ class ExperimentSettings:
 
     ``enabled``: whether experiments start and run (off: running ones end). ``share``: the
     share of units assigned to candidate arms (0 < share < 1), the control arm taking the
-    rest. ``alpha``: the error rate per experiment (each skill is tested at ``alpha / max_under_test``,
-    the same level in every experiment it is in).
+    rest; None (the default): balanced, every arm of the design the same share of the units
+    outside holdback arms, ``(m - 1) / m`` of them for ``m`` arms, which estimates each skill
+    most precisely. ``alpha``: the error rate per experiment (each skill is tested at
+    ``alpha / max_under_test``, the same level in every experiment it is in).
     ``tau``: the mixing standard deviation of the mSPRT, in success-rate points as a fraction.
     ``max_exposures``: trajectories with and without a skill after which an undecided skill is
     rejected as futile. ``min_effect``: a skill whose always-valid interval lies below this
@@ -52,7 +54,7 @@ class ExperimentSettings:
     """
 
     enabled: bool = True
-    share: float = 0.5
+    share: float | None = None
     alpha: float = 0.05
     tau: float = DEFAULT_TAU
     max_exposures: int = 20_000
@@ -61,11 +63,11 @@ class ExperimentSettings:
     holdback_share: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.share < 1.0:
+        if self.share is not None and not 0.0 < self.share < 1.0:
             raise ValueError(f"the experiment share must be within (0, 1), not {self.share}")
         if not 0.0 < self.alpha < 1.0:
             raise ValueError(f"the experiment alpha must be within (0, 1), not {self.alpha}")
-        if not 0.0 <= self.holdback_share < 1.0 - self.share:
+        if not 0.0 <= self.holdback_share < 1.0 - (self.share or 0.0):
             raise ValueError(
                 f"the holdback share must be within [0, 1 - share), not {self.holdback_share}"
             )

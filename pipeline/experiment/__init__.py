@@ -32,6 +32,7 @@ from pipeline.experiment.manifest import (
     load_manifest,
     manifest_checksum,
     seal_manifest,
+    set_ranges,
 )
 from pipeline.experiment.sequential import (
     DEFAULT_TAU,
@@ -88,6 +89,7 @@ __all__ = [
     "prompt_version",
     "run_experiments",
     "seal_manifest",
+    "set_ranges",
     "skill_effect",
     "start_experiment",
     "stop_experiment",

@@ -36,6 +36,7 @@ __all__ = [
     "load_manifest",
     "manifest_checksum",
     "seal_manifest",
+    "set_ranges",
 ]
 
 MANIFEST_FORMAT = 2
@@ -153,3 +154,20 @@ def assign_unit(manifest: Mapping[str, Any], namespace: str, unit_id: str) -> As
         chosen["prompt_version"],
         tuple(chosen["skill_ids"]),
     )
+
+
+def set_ranges(arms: list[dict[str, Any]]) -> None:
+    """Give each arm of a namespace (dicts with ``arm`` and ``share``, in manifest order) its
+    ``range`` of assignment points, in place: the arms other than control in order from 0, the
+    control arm the rest up to 1 (each bound and share rounded to 6 decimals)."""
+    low = 0.0
+    for arm in arms:
+        if arm["arm"] != CONTROL:
+            high = low + float(arm["share"])
+            arm["range"] = [round(low, 6), round(high, 6)]
+            arm["share"] = round(float(arm["share"]), 6)
+            low = high
+    for arm in arms:
+        if arm["arm"] == CONTROL:
+            arm["range"] = [round(low, 6), 1.0]
+            arm["share"] = round(1.0 - low, 6)

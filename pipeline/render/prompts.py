@@ -29,7 +29,13 @@ from typing import Any
 from jinja2 import TemplateError as JinjaTemplateError
 
 from pipeline.errors import TemplateError
-from pipeline.experiment import CONTROL, normalise_prompt, prompt_version, seal_manifest
+from pipeline.experiment import (
+    CONTROL,
+    normalise_prompt,
+    prompt_version,
+    seal_manifest,
+    set_ranges,
+)
 from pipeline.fileio import atomic_write
 from pipeline.redact import redact
 from pipeline.render.environment import (
@@ -375,7 +381,7 @@ class PromptGenerator:
                 }
             )
         for entry in namespaces.values():
-            _set_ranges(entry["arms"])
+            set_ranges(entry["arms"])
         manifest = seal_manifest(
             {
                 "skillbook_version": skillbook_version,
@@ -411,22 +417,6 @@ class PromptGenerator:
 # The prompt files of experiment arms other than control (see arm_filename): candidate arms
 # (skills under test added) and holdback arms (active skills left out).
 _ARM_FILE = re.compile(r"\.(candidate|holdback)(-[0-9]+)?\.md$")
-
-
-def _set_ranges(arms: list[dict[str, Any]]) -> None:
-    """Give each arm its ``range`` of assignment points: the other arms in order from 0, the
-    control arm the rest up to 1 (each bound rounded to 6 decimals)."""
-    low = 0.0
-    for arm in arms:
-        if arm["arm"] != CONTROL:
-            high = low + float(arm["share"])
-            arm["range"] = [round(low, 6), round(high, 6)]
-            arm["share"] = round(float(arm["share"]), 6)
-            low = high
-    for arm in arms:
-        if arm["arm"] == CONTROL:
-            arm["range"] = [round(low, 6), 1.0]
-            arm["share"] = round(1.0 - low, 6)
 
 
 def namespace_rank(namespace: str) -> int:

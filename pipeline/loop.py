@@ -106,18 +106,22 @@ def exposures(
         return [], report
     wanted = groups.join(resolved, on="group").drop("count")
     joined = frame.join(wanted, on=list(_KEYS), nulls_equal=True)
+    if file_times and "source_uri" in joined.columns:
+        dated = pl.DataFrame(
+            {"source_uri": list(file_times), "file_time": list(file_times.values())},
+            schema={"source_uri": pl.String, "file_time": joined.schema["started_at"]},
+        )
+        joined = joined.join(dated, on="source_uri", how="left").with_columns(
+            pl.col("started_at").fill_null(pl.col("file_time"))
+        )
     selected = joined.select(
         pl.col("resolved").alias("prompt_version"),
         "domain",
         "agent_name",
         "started_at",
         "outcome_label",
-        "source_uri",
-    ).to_dicts()
-    for row in selected:
-        if row["started_at"] is None and file_times:
-            row["started_at"] = file_times.get(row["source_uri"] or "")
-    return selected, report
+    )
+    return selected.to_dicts(), report
 
 
 def experiment_round(

@@ -21,6 +21,7 @@ from pipeline.experiment import (
     confidence_sequence,
     decide,
     mixture_likelihood_ratio,
+    one_sided_likelihood_ratio,
     risk_difference,
 )
 
@@ -41,15 +42,44 @@ def test_the_mixture_likelihood_ratio_is_its_defining_integral(
     assert mixture_likelihood_ratio(d, variance, tau) == pytest.approx(expected, rel=1e-7)
 
 
-def test_the_confidence_sequence_is_the_set_the_test_does_not_reject() -> None:
+@pytest.mark.parametrize(
+    ("d", "variance", "tau"), [(0.0, 1e-3, 0.1), (0.05, 4e-4, 0.1), (-0.2, 2e-3, 0.3)]
+)
+def test_the_one_sided_ratio_is_its_defining_integral(
+    d: float, variance: float, tau: float
+) -> None:
+    # Lambda+ = integral over theta > 0 of N(d; theta, V) / N(d; 0, V) * 2 N(theta; 0, tau^2)
+    def integrand(theta: float) -> float:
+        ratio = math.exp((theta * d - theta * theta / 2) / variance)
+        return ratio * 2 * stats.norm.pdf(theta, scale=tau)
+
+    expected, _ = integrate.quad(integrand, 0, 8 * tau, points=[max(d, 0.0)], limit=200)
+    assert one_sided_likelihood_ratio(d, variance, tau) == pytest.approx(expected, rel=1e-7)
+    # where the data point away from the side, the one-sided ratio is below the two-sided one
+    if d < 0:
+        assert one_sided_likelihood_ratio(d, variance, tau) <= mixture_likelihood_ratio(
+            d, variance, tau
+        )
+
+
+def test_the_confidence_sequence_is_the_set_the_tests_do_not_reject() -> None:
     d, variance, alpha, tau = 0.04, 5e-4, 0.05, 0.1
     low, high = confidence_sequence(d, variance, alpha, tau)
-    # at either bound, the test of "difference = bound" sits exactly at its threshold 1 / alpha
-    for bound in (low, high):
-        assert mixture_likelihood_ratio(d - bound, variance, tau) == pytest.approx(
-            1 / alpha, rel=1e-9
-        )
+    # at the lower bound, the one-sided test of "difference <= bound" sits exactly at 1 / alpha,
+    # and at the upper one that of "difference >= bound"
+    assert one_sided_likelihood_ratio(d - low, variance, tau) == pytest.approx(1 / alpha, rel=1e-9)
+    assert one_sided_likelihood_ratio(high - d, variance, tau) == pytest.approx(1 / alpha, rel=1e-9)
     assert low < d < high
+    # one side at alpha is narrower than both sides at alpha (the two-sided mixture's bound)
+    two_sided = math.sqrt(
+        variance
+        * (variance + tau**2)
+        / tau**2
+        * (math.log(1 + tau**2 / variance) - 2 * math.log(alpha))
+    )
+    assert high - d < two_sided
+    with pytest.raises(ValueError, match="alpha"):
+        confidence_sequence(d, variance, 1.5)
 
 
 def test_the_risk_difference_is_mantel_haenszel() -> None:
@@ -103,9 +133,9 @@ def _nightly(rng: np.random.Generator, effect: float, nights: int, per_arm: int)
 def test_the_level_holds_when_looked_at_every_night() -> None:
     rng = np.random.default_rng(20261204)
     runs = [_nightly(rng, 0.0, nights=10, per_arm=40) for _ in range(1500)]
-    rejected = sum(r[-1] in (Decision.PROMOTE, Decision.REJECT_HARM) for r in runs) / len(runs)
-    # alpha = 0.05; 1500 runs give a binomial standard error of 0.0056 at 0.05
-    assert rejected <= 0.05 + 2 * 0.0056
+    # alpha = 0.05 for each side; 1500 runs give a binomial standard error of 0.0056 at 0.05
+    for wrong in (Decision.PROMOTE, Decision.REJECT_HARM):
+        assert sum(r[-1] == wrong for r in runs) / len(runs) <= 0.05 + 2 * 0.0056
 
 
 def test_a_fixed_sample_test_read_every_night_would_not_hold() -> None:

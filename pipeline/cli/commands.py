@@ -185,8 +185,9 @@ _learning_options = [
         type=click.FloatRange(0, 1, min_open=True, max_open=True),
         default=0.05,
         show_default=True,
-        help="Error rate of each experiment under nightly looks (each skill under test gets "
-        "its share of it).",
+        help="Chance, under nightly looks, that an experiment promotes a skill that does not "
+        "help (each skill under test gets its share of it; the same for rejecting one as "
+        "harmful that does not harm).",
     ),
     click.option(
         "--holdback-share",

@@ -43,6 +43,7 @@ from pipeline.experiment.sequential import (
     decide,
     decide_estimate,
     mixture_likelihood_ratio,
+    one_sided_likelihood_ratio,
     risk_difference,
 )
 from pipeline.experiment.versions import (
@@ -94,5 +95,6 @@ __all__ = [
     "start_experiment",
     "stop_experiment",
     "mixture_likelihood_ratio",
+    "one_sided_likelihood_ratio",
     "risk_difference",
 ]

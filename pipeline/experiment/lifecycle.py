@@ -10,10 +10,10 @@ every ``learn`` looks again at the trajectories that ran under the arms' prompt 
 (resolved by :func:`pipeline.experiment.versions.match_exposures`) since the experiment started.
 For each skill the agent-standardised effect (:func:`~pipeline.experiment.design.skill_effect`)
 is combined with the skill's earlier experiments (inverse-variance weights) and tested with the
-mixture SPRT (:func:`~pipeline.experiment.sequential.decide_estimate`) at ``alpha / 7`` (7:
-the most skills one experiment tests; Bonferroni), one level for the skill's whole life, so
-that the chance that an experiment promotes any skill without effect stays below ``alpha``
-under nightly looks and across restarts.
+one-sided mixture SPRTs (:func:`~pipeline.experiment.sequential.decide_estimate`; help promotes,
+harm rejects) at ``alpha / 7`` each (7: the most skills one experiment tests; Bonferroni), one
+level for the skill's whole life, so that the chance that an experiment promotes any skill that
+does not help stays below ``alpha`` under nightly looks and across restarts.
 
 A promoted skill becomes ``active``, a rejected one ``rejected`` (its experiment evidence keeps
 it from being proposed again by offline evidence), both with the experiment's figures in the

@@ -29,7 +29,10 @@ __all__ = [
     "look_under_test",
 ]
 
-METHOD = "mixture SPRT (Johari et al. 2022) on the agent-standardised risk difference"
+METHOD = (
+    "one-sided mixture SPRTs (Johari et al. 2022; Howard et al. 2021) on the agent-standardised "
+    "risk difference"
+)
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,9 @@ class ExperimentSettings:
     share of units assigned to candidate arms (0 < share < 1), the control arm taking the
     rest; None (the default): balanced, every arm of the design the same share of the units
     outside holdback arms, ``(m - 1) / m`` of them for ``m`` arms, which estimates each skill
-    most precisely. ``alpha``: the error rate per experiment (each skill is tested at
-    ``alpha / max_under_test``, the same level in every experiment it is in).
+    most precisely. ``alpha``: the chance per experiment of promoting a skill that does not help
+    (each skill's one-sided test of help is at ``alpha / max_under_test``, the same level in
+    every experiment it is in; so is its test of harm).
     ``tau``: the mixing standard deviation of the mSPRT, in success-rate points as a fraction.
     ``max_exposures``: trajectories with and without a skill after which an undecided skill is
     rejected as futile. ``min_effect``: a skill whose always-valid interval lies below this

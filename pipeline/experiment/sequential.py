@@ -1,5 +1,5 @@
-"""An always-valid test of a prompt experiment: the mixture sequential probability ratio test
-(mSPRT) on the agent-stratified difference in success rate between two arms.
+"""An always-valid test of a prompt experiment: one-sided mixture sequential probability ratio
+tests (mSPRT) on the agent-stratified difference in success rate between two arms.
 
 The experiment is read every night, so a fixed-sample p-value read again and again would reject
 a true null far more often than its level. The mSPRT of Johari, Koomen, Pekelis and Walsh
@@ -8,12 +8,22 @@ a true null far more often than its level. The mSPRT of Johari, Koomen, Pekelis 
 estimate ``d`` of the difference with variance ``V`` and a normal mixing distribution
 ``N(0, tau^2)`` over the effect, the mixture likelihood ratio is
 
-    Lambda = sqrt(V / (V + tau^2)) * exp(tau^2 * d^2 / (2 * V * (V + tau^2)))
+    Lambda = sqrt(V / (V + tau^2)) * exp(tau^2 * d^2 / (2 * V * (V + tau^2))).
 
-the always-valid p-value is the running minimum of ``1 / Lambda`` over every look so far, and the
-matching confidence sequence is
+A skill is promoted when it helps and rejected when it harms: two one-sided questions, so each is
+tested with the mixture restricted to its side, the half-normal ``2 N(0, tau^2)`` on ``theta > 0``
+(the one-sided normal mixture of Howard, Ramdas, McAuliffe and Sekhon, "Time-uniform,
+nonparametric, nonasymptotic confidence sequences", *Annals of Statistics* 49(2), 2021):
 
-    d +/- sqrt(V * (V + tau^2) / tau^2 * (log((V + tau^2) / V) - 2 * log(alpha))).
+    Lambda+ = 2 * Lambda * Phi(d * tau / sqrt(V * (V + tau^2)))
+
+(the posterior of ``theta`` given ``d`` is normal, and ``Phi(...)`` its mass above 0), and
+``Lambda-`` the same for ``-d``. Under ``theta <= 0`` ``Lambda+`` is a nonnegative supermartingale,
+so by Ville's inequality the chance that it ever reaches ``1 / alpha`` is at most ``alpha``: the
+chance of ever promoting a skill that does not help is at most ``alpha``, and likewise of ever
+rejecting as harmful one that does not harm. The bounds ``d - h`` and ``d + h``, with ``h`` the
+shift at which ``Lambda+`` reaches ``1 / alpha``, form a ``1 - 2 alpha`` confidence sequence; the
+p-value reported is the running minimum of ``1 / Lambda+`` and ``1 / Lambda-``.
 
 ``d`` here is the Mantel–Haenszel risk difference (candidate minus control) over the agents
 that saw both arms, weights ``w_k = n1_k * n0_k / (n1_k + n0_k)`` (Greenland and Robins,
@@ -40,6 +50,7 @@ __all__ = [
     "decide",
     "decide_estimate",
     "mixture_likelihood_ratio",
+    "one_sided_likelihood_ratio",
     "risk_difference",
 ]
 
@@ -108,20 +119,61 @@ def mixture_likelihood_ratio(d: float, variance: float, tau: float = DEFAULT_TAU
     return math.sqrt(variance / (variance + t2)) * math.exp(min(exponent, 700.0))
 
 
+def _log_one_sided(d: float, variance: float, tau: float) -> float:
+    """``log Lambda+`` (see the module docstring), in logs so that no step overflows."""
+    from scipy.special import log_ndtr
+
+    t2 = tau * tau
+    log_two_sided = 0.5 * math.log(variance / (variance + t2)) + t2 * d * d / (
+        2.0 * variance * (variance + t2)
+    )
+    return (
+        math.log(2.0)
+        + log_two_sided
+        + float(log_ndtr(d * tau / math.sqrt(variance * (variance + t2))))
+    )
+
+
+def one_sided_likelihood_ratio(d: float, variance: float, tau: float = DEFAULT_TAU) -> float:
+    """``Lambda+``: the mixture likelihood ratio of a positive effect against none, the mixing
+    distribution the half-normal of scale ``tau`` (see the module docstring); for the negative
+    side pass ``-d``. 1.0 (no evidence) when the variance is 0.
+
+    Raises:
+        ValueError: ``tau`` is not positive or ``variance`` is negative.
+    """
+    if tau <= 0 or variance < 0:
+        raise ValueError(f"tau must be positive and variance non-negative (tau={tau})")
+    if variance == 0.0:
+        return 1.0
+    return math.exp(min(_log_one_sided(d, variance, tau), 700.0))
+
+
 def confidence_sequence(
     d: float, variance: float, alpha: float, tau: float = DEFAULT_TAU
 ) -> tuple[float, float]:
-    """The ``1 - alpha`` always-valid confidence interval for the difference at this look
-    (Johari et al. 2022, Proposition 3); ``(-1.0, 1.0)`` when the variance is 0."""
+    """The always-valid bounds ``d - h`` and ``d + h`` at this look, ``h`` the shift at which the
+    one-sided mixture likelihood ratio reaches ``1 / alpha`` (found by Brent's method): each
+    bound fails at some look with probability at most ``alpha``, the pair is a ``1 - 2 alpha``
+    confidence sequence. ``(-1.0, 1.0)`` when the variance is 0.
+
+    Raises:
+        ValueError: ``alpha`` not in (0, 1).
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), not {alpha}")
     if variance == 0.0:
         return -1.0, 1.0
+    from scipy.optimize import brentq
+
     t2 = tau * tau
-    half = math.sqrt(
-        variance
-        * (variance + t2)
-        / t2
-        * (math.log((variance + t2) / variance) - 2 * math.log(alpha))
+    target = -math.log(alpha)
+    # the two-sided boundary at alpha brackets the one-sided one: there Lambda+ >= Lambda
+    # = 1 / alpha, and at 0 Lambda+ = sqrt(V / (V + tau^2)) < 1 (Johari et al., Prop. 3)
+    two_sided = math.sqrt(
+        variance * (variance + t2) / t2 * (math.log((variance + t2) / variance) + 2 * target)
     )
+    half = brentq(lambda h: _log_one_sided(h, variance, tau) - target, 0.0, two_sided, xtol=1e-12)
     return max(-1.0, d - half), min(1.0, d + half)
 
 
@@ -138,7 +190,8 @@ class Decision(StrEnum):
 class Look:
     """One look at an experiment: ``difference`` (candidate minus control success rate, MH
     risk difference), its ``variance``, ``exposures`` (trajectories in strata that saw both
-    arms), the always-valid ``p_value`` (running minimum over this and earlier looks),
+    arms), the always-valid ``p_value`` (the smaller one-sided p-value, running minimum over
+    this and earlier looks),
     ``interval`` (the confidence sequence at this look, intersected with earlier ones) and the
     ``decision``."""
 
@@ -197,10 +250,10 @@ def decide_estimate(
     the guarantee under repeated looks).
 
     Promote when the interval (the running intersection of the confidence sequence, or this
-    look's own interval when the two no longer meet) lies above 0; reject as harmful when it
-    lies below 0; reject as futile when the interval's upper end is below
-    ``min_effect`` (it cannot help by that much; off at 0) or ``exposures >= max_exposures``
-    without a decision; otherwise continue.
+    look's own interval when the two no longer meet) lies above 0 (the one-sided test of help
+    rejects at ``alpha``); reject as harmful when it lies below 0 (that of harm does); reject
+    as futile when the interval's upper end is below ``min_effect`` (it cannot help by that
+    much; off at 0) or ``exposures >= max_exposures`` without a decision; otherwise continue.
 
     Raises:
         ValueError: ``alpha`` not in (0, 1), ``max_exposures`` not positive or ``min_effect``
@@ -211,7 +264,8 @@ def decide_estimate(
             f"alpha must be in (0, 1), max_exposures positive and min_effect non-negative "
             f"(alpha={alpha}, max_exposures={max_exposures}, min_effect={min_effect})"
         )
-    p = min(previous_p, 1.0 / mixture_likelihood_ratio(d, variance, tau), 1.0)
+    evidence = one_sided_likelihood_ratio(abs(d), variance, tau)  # of the side d points to
+    p = min(previous_p, 1.0 / evidence, 1.0)
     low, high = confidence_sequence(d, variance, alpha, tau)
     interval = (max(low, previous_interval[0]), min(high, previous_interval[1]))
     if interval[0] > interval[1]:

@@ -35,7 +35,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loop_arms import Arm, assign, base_arm, manifest_arms  # noqa: E402
-from loop_report import is_bad, planted_effects, report, summarise_random  # noqa: E402
+from loop_report import (  # noqa: E402
+    design_power,
+    is_bad,
+    planted_effects,
+    report,
+    summarise_random,
+    summarise_sensitivity,
+)
 from loop_sim import (  # noqa: E402
     BASE_PROMPT,
     COMPLIANCE,
@@ -398,6 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         default=RULE_EFFECT,
         help="points of success (a fraction) a run loses by breaking a planted rule",
     )
+    parser.add_argument(
+        "--sensitivity-effects",
+        default="0.5",
+        help="rule effects (comma-separated fractions; empty: none) of extra main loops "
+        "reported beside the main one, to show what stronger or weaker rules give",
+    )
     parser.add_argument("--experiment-alpha", type=float, default=None)
     parser.add_argument(
         "--domain-base-prompts",
@@ -427,9 +440,15 @@ def main(argv: list[str] | None = None) -> int:
         domain_base_prompts=args.domain_base_prompts,
         domains=loop_domains(effect=args.rule_effect),
     )
-    configs = [("main", base)] + [
-        (f"random-{s}", replace(base, random_labels=True, seed=1000 + s)) for s in range(args.seeds)
-    ]
+    sensitivity = [float(e) for e in args.sensitivity_effects.split(",") if e.strip()]
+    configs = (
+        [("main", base)]
+        + [(f"effect-{e}", replace(base, domains=loop_domains(effect=e))) for e in sensitivity]
+        + [
+            (f"random-{s}", replace(base, random_labels=True, seed=1000 + s))
+            for s in range(args.seeds)
+        ]
+    )
     start = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="coach-loop-")) if args.keep is None else args.keep
     root.mkdir(parents=True, exist_ok=True)
@@ -443,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
-    main_loop, random_loops = loops[0], loops[1:]
+    main_loop = loops[0]
+    sensitivity_loops = loops[1 : 1 + len(sensitivity)]
+    random_loops = loops[1 + len(sensitivity) :]
     info = machine()
     command = "python bench/loop.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     settings = {
@@ -456,6 +477,11 @@ def main(argv: list[str] | None = None) -> int:
         "versioned_share": args.versioned_share,
         "domain_base_prompts": args.domain_base_prompts,
         "effects": planted_effects(base),
+        "power": design_power(base, args.runs, args.nights, planted_effects(base)),
+        "sensitivity": [
+            summarise_sensitivity(e, loop, planted_effects(replace(base, domains=loop_domains(e))))
+            for e, loop in zip(sensitivity, sensitivity_loops, strict=True)
+        ],
         "coach_options_known": sorted(known),
         "coach_options_passed": extra,
         "seconds": round(time.perf_counter() - start, 1),

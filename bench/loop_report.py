@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loop_power import power_table
 from loop_sim import (
     DECOY_EFFECT,
     RULE_EFFECT,
@@ -54,6 +55,57 @@ def planted_effects(config: SimConfig, nights: int = 4) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+POWER_EFFECTS = (5.0, 10.0, 15.0, 20.0)
+
+
+def design_power(
+    config: SimConfig, runs: int, nights: int, effects: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What coach's test can see at this design (:mod:`loop_power`): per effect (points), the
+    chance that one skill under test is promoted by each night, with ``runs / domains`` runs of
+    its namespace a night at the domains' mean base rate; the planted rules' own effects (at
+    this setting) among the rows."""
+    per_domain = runs // len(config.domains)
+    bases = {e["domain"]: e["base"] for e in effects}
+    rate = sum(bases.values()) / len(bases)
+    planted = sorted({round(e["points"], 1) for e in effects if e["told"].startswith("rule ")})
+    return {
+        "runs_per_namespace": per_domain,
+        "rate": round(rate, 3),
+        "rows": power_table(
+            [0.0, *sorted(set(POWER_EFFECTS) | set(planted))],
+            runs=per_domain,
+            rate=rate,
+            nights=nights,
+        ),
+        "planted": planted,
+    }
+
+
+def summarise_sensitivity(
+    effect: float, loop: dict[str, Any], effects: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A main loop run at another rule effect: the rules active after the last night, the gap to
+    the oracle on that night, and the bad skills ever active."""
+    last = loop["nights"][-1]
+    expected = last["expected"]["all"]
+    rules = last["state"]["rules_active"]
+    return {
+        "rule_effect": effect,
+        "rule_points": [round(e["points"], 1) for e in effects if e["told"].startswith("rule ")],
+        "rules_active": sum(bool(v) for v in rules.values()),
+        "rules": len(rules),
+        "missing": sorted(k for k, v in rules.items() if not v),
+        "gap": round((expected["oracle"] - expected["control"]) * 100, 1),
+        "bad_ever_active": sorted(s["label"] for s in loop["ever_active"] if is_bad(s["label"])),
+        "first_active": {
+            s["label"]: s["first_active_night"]
+            for s in loop["ever_active"]
+            if s["label"].startswith("rule:")
+        },
+    }
 
 
 def summarise_random(loops: list[dict[str, Any]]) -> dict[str, Any]:
@@ -233,7 +285,7 @@ def report(
     ]
     for name, ok, figure in targets(main, random):
         lines.append(f"- **{_verdict(ok)}** {name}: {figure}")
-    lines += [
+    lines += _sensitivity_lines(settings) + [
         "",
         "## Main loop, night by night",
         "",
@@ -344,3 +396,50 @@ def report(
             f"{matched} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _sensitivity_lines(settings: dict[str, Any]) -> list[str]:
+    """The design's power table and the loops at other rule effects."""
+    power = settings.get("power")
+    lines: list[str] = []
+    if power:
+        nights = len(power["rows"][0]["by_night"])
+        shown = [n for n in (4, 6, 8, 9, nights) if n <= nights]
+        shown = list(dict.fromkeys(shown))
+        lines += [
+            "",
+            "## What the test can see at this design",
+            "",
+            "The chance that one skill under test is promoted by the learn after each night, "
+            "from coach's own sequential test fed simulated nightly estimates "
+            f"(`bench/loop_power.py`: {power['runs_per_namespace']} runs of its namespace a "
+            f"night, half with the skill, success rate about {power['rate']:.0%}, 2,000 "
+            "simulated experiments per row; effect 0 is the chance of promoting a skill that "
+            "does nothing). The planted rules' own effects at this setting: "
+            + ", ".join(f"{p:+.1f}" for p in power["planted"])
+            + " points.",
+            "",
+            "| effect (points) | " + " | ".join(f"by night {n}" for n in shown) + " |",
+            "|---:|" + "---:|" * len(shown),
+        ]
+        for row in power["rows"]:
+            lines.append(
+                f"| {row['effect']:+.1f} | "
+                + " | ".join(f"{row['by_night'][n - 1]:.1%}" for n in shown)
+                + " |"
+            )
+    for s in settings.get("sensitivity", []):
+        lines += [
+            "",
+            f"Sensitivity: the same main loop with planted rules costing "
+            f"{s['rule_effect'] * 100:.0f} points when broken (each worth "
+            + ", ".join(f"{p:+.1f}" for p in s["rule_points"])
+            + " points in the prompt): "
+            f"{s['rules_active']}/{s['rules']} rules active after the last night"
+            + (f" (missing {', '.join(s['missing'])})" if s["missing"] else "")
+            + ", first active on nights "
+            + (", ".join(f"{k} {v}" for k, v in sorted(s["first_active"].items())) or "none")
+            + f"; gap to the oracle on the last night {s['gap']:+.1f} points; harmful or noise "
+            f"skills ever active: {', '.join(s['bad_ever_active']) or 'none'}.",
+        ]
+    return lines

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -70,9 +69,18 @@ def test_chat_jsonl_reads_metadata_prompt_version(tmp_path: Path) -> None:
     assert warning.startswith(f"{path}: 2 runs recorded a prompt version that is neither")
 
 
+def _records(path: Path) -> list[Any]:
+    """The records of the Chat JSONL file ``path`` built one by one (as from a JSON array: a
+    JSON Lines file is read column-wise, its records hashed by their lines)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    array = path.with_suffix(".json")
+    array.write_text(json.dumps([json.loads(line) for line in lines]), encoding="utf-8")
+    return list(chat_jsonl.read(array, ReadOptions(source_uri=str(path))))
+
+
 def test_the_content_hash_leaves_prompt_version_out(tmp_path: Path) -> None:
     path = write_json_lines(tmp_path / "chat.jsonl", CHAT[:1])
-    (record,) = chat_jsonl.read(path, ReadOptions(source_uri=str(path)))
+    (record,) = _records(path)
     assert record.trajectory["prompt_version"] == "v3"
     digest = record_sha256(record)
     record.trajectory["prompt_version"] = "v9"
@@ -330,7 +338,7 @@ NEW = _chat("new", prompt_version="v5")
 def _old_sha256(path: Path) -> dict[str, str]:
     """The ``record_sha256`` of each run of ``path`` as coach computed it before the column."""
     digests = {}
-    for record in chat_jsonl.read(path, ReadOptions(source_uri=str(path))):
+    for record in _records(path):
         row = {
             k: v for k, v in record.trajectory.items() if k not in ("source_uri", "prompt_version")
         }
@@ -340,40 +348,50 @@ def _old_sha256(path: Path) -> dict[str, str]:
 
 
 def _old_store(traces: Traces, path: Path) -> Traces:
-    """``traces`` as coach stored them before the column: no ``prompt_version``, and the content
-    hashes of then."""
+    """``traces`` as coach stored them before the column: no ``prompt_version``, the content
+    hashes of then, and settings without a store version (version 1)."""
     table = traces.trajectories.drop_columns(["prompt_version"])
     old = _old_sha256(path)
     digests = pa.array([old[t] for t in table.column("trajectory_id").to_pylist()])
     index = table.schema.get_field_index("record_sha256")
-    return replace(traces, trajectories=table.set_column(index, "record_sha256", digests))
+    settings = {k: v for k, v in traces.settings.items() if k != "store_version"}
+    return replace(
+        traces,
+        trajectories=table.set_column(index, "record_sha256", digests),
+        settings=settings,
+    )
 
 
-def test_old_snapshot_store_loads_with_nulls_and_recognises_its_runs(tmp_path: Path) -> None:
+def test_old_snapshot_store_loads_with_nulls_and_is_read_again(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     path = write_json_lines(tmp_path / "in" / "chat.jsonl", CHAT[:5])
     store = tmp_path / "data" / "tables"
     _old_store(ingest([path]), path).save(store)
-    loaded = Traces.load(store)  # the manifest check passes; no rebuild
+    loaded = Traces.load(store)  # the manifest check passes
     assert loaded.trajectories.schema.equals(TRAJECTORIES)
     assert loaded.trajectories.column("prompt_version").null_count == 5
-    # the same file again: unchanged, not read; touched: hashed, still unchanged
+    # its hashes are of store version 1: every input is read again, with the versions
     again = ingest([path], previous=loaded)
-    assert again.trajectories.num_rows == 5 and again.counts_this_run["records_read"] == 0
-    os.utime(path, ns=(1, 1))
-    assert ingest([path], previous=loaded).trajectories.num_rows == 5
-    # the same runs in another file (with one more): deduplicated, not renamed
+    assert again.counts_this_run["records_read"] == 5
+    assert again.counts_this_run["deduplicated"] == again.counts_this_run["renamed"] == 0
+    assert any("store version 1" in w and "read every input again" in w for w in again.warnings)
+    assert _versions(again) == {
+        "text": "v3",
+        "int": "7",
+        "padded": "v4",
+        "empty": None,
+        "none": None,
+    }
+    # the new store round-trips, and a run read again from another file is deduplicated
+    again.save(store)
+    reloaded = Traces.load(store)
+    assert reloaded.trajectories.equals(again.trajectories)
     copy = write_json_lines(tmp_path / "in" / "copy.jsonl", [*CHAT[:5], NEW])
-    grown = ingest([copy], previous=loaded)
+    grown = ingest([copy], previous=reloaded)
     assert grown.counts_this_run["deduplicated"] == 5
     assert grown.counts_this_run["renamed"] == grown.counts_this_run["superseded"] == 0
     assert grown.trajectories.num_rows == 6
-    assert not [w for w in grown.warnings if "different content" in w]
-    # the new store round-trips, the new run with its version, the stored ones without
-    grown.save(store)
-    reloaded = Traces.load(store)
-    assert reloaded.trajectories.equals(grown.trajectories)
-    assert _versions(reloaded) == {**dict.fromkeys(_versions(loaded)), "new": "v5"}
+    assert _versions(grown)["new"] == "v5"
 
 
 def test_store_of_the_layout_before_snapshots_without_the_column(tmp_path: Path) -> None:

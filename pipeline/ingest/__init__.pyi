@@ -17,6 +17,7 @@ from .formats import (
     by_name as by_name,
 )
 from .reader import (
+    STORE_VERSION as STORE_VERSION,
     ingest as ingest,
     outcomes_from_feedback as outcomes_from_feedback,
     record_sha256 as record_sha256,

@@ -3,14 +3,18 @@
 
 :func:`read_file` runs the file's adapter and settles every record it yields: converted to
 Arrow (in batches), deduplicated, renamed, superseding an earlier version, or quarantined, so
-that per file ``records_read == ingested + deduplicated + quarantined``. A file that fails part
+that per file ``records_read == ingested + deduplicated + quarantined``. Records that come
+already as tables (:class:`~pipeline.ingest.formats.RecordBatch`, Chat JSONL read column-wise)
+are settled the same way, only their ids one by one; steps rows go to the run's
+:class:`~pipeline.ingest._spill.StepsSpill` as they are converted. A file that fails part
 way (an :class:`~pipeline.errors.InputError` from its adapter: not of its format, cut, not
 UTF-8, ...) keeps what was read before and counts the rest as one quarantined unit; the batch
 goes on.
 
-Repeated trajectory ids (:func:`accept`):
+Repeated trajectory ids (:func:`accept`, :func:`~pipeline.ingest._run.settle`):
 
-- the same id and the same content (:func:`record_sha256`) is one record read twice: the later
+- the same id and the same content (the record's ``digest`` from its reader, such as the
+  SHA-256 of its JSON Lines line, else :func:`record_sha256`) is one record read twice: the later
   is counted as deduplicated;
 - the same id from the same file with other content is a corrected record: the later version
   (in file order, or this run's over a stored one) supersedes the earlier, whose rows are
@@ -21,29 +25,28 @@ Repeated trajectory ids (:func:`accept`):
 The ``prompt_version`` an adapter found is settled here for every format
 (:func:`~pipeline.ingest.formats.clean_prompt_version`): a value that is neither text nor an
 integer is left null, and the file gets one warning saying how many runs had such a value. The
-column is not part of :func:`record_sha256`, so that a store written before it existed still
-recognises the runs it holds.
+column is not part of :func:`record_sha256` (it is part of a line's bytes).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.errors import InputError
+from pipeline.ingest._run import Run, Seen, feedback_key, record_sha256, safe_text, settle
+from pipeline.ingest._spill import StepsSpill
 from pipeline.ingest.formats import (
     FeedbackRows,
     Quarantined,
     ReadOptions,
     Record,
+    RecordBatch,
     TableChunk,
     clean_prompt_version,
     truncate,
@@ -51,13 +54,11 @@ from pipeline.ingest.formats import (
 from pipeline.ingest.schema import TABLES, to_table
 from pipeline.ingest.store import FileReport
 
-__all__ = ["Run", "Seen", "feedback_key", "read_file", "record_sha256", "safe_text"]
+__all__ = ["read_file"]
 
 # Records are converted to Arrow in batches of this many, so a large file is never held as
 # Python objects all at once.
 _BATCH = 5000
-# How a renamed id ends: "~" and the first 8 hex digits of the record's SHA-256.
-_RENAMED = re.compile(r"^(.*)~[0-9a-f]{8}$")
 # Errors an adapter may raise on input it was not written for; caught per file as a last
 # resort so that one file never stops the batch (the reason says "unexpected").
 _UNEXPECTED = (
@@ -69,93 +70,6 @@ _UNEXPECTED = (
     OverflowError,
     RecursionError,
 )
-
-
-def safe_text(text: str) -> str:
-    """``text`` with characters UTF-8 cannot hold (lone surrogates) escaped, so that it can be
-    written to the quarantine and the accounting."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-@dataclass
-class Seen:
-    """A trajectory id already taken: where its record was read (``<path> line 3``), its content
-    hash (``None`` for canonical table rows), the path of its file (``source_uri``) and how many
-    source records it was built from."""
-
-    where: str
-    digest: str | None
-    path: str
-    records: int = 1
-
-
-@dataclass
-class Run:
-    """State shared by the files of one ingest.
-
-    ``seen``: trajectory id -> :class:`Seen`; ``stored``: the ids held by the previous store;
-    ``renamed_from``: ``(original id, path)`` -> the ``<id>~<hash>`` it was kept under;
-    ``superseded``: ids of the previous store whose rows a later version replaces;
-    ``stored_feedback``: keys of feedback rows already stored; ``loose``: feedback items to
-    attach once every file is read; the quarantine and warnings of the run.
-    """
-
-    seen: dict[str, Seen] = field(default_factory=dict)
-    stored: set[str] = field(default_factory=set)
-    renamed_from: dict[tuple[str, str], str] = field(default_factory=dict)
-    superseded: set[str] = field(default_factory=set)
-    stored_feedback: set[str] = field(default_factory=set)
-    loose: list[tuple[FileReport, FeedbackRows]] = field(default_factory=list)
-    quarantine: list[dict[str, str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def remember_stored(self, ids: list[str], uris: list[Any], digests: list[Any]) -> None:
-        """Take the trajectories of the previous store as seen (renamed ones under their
-        original id too, so that a corrected record finds the version it replaces)."""
-        for trajectory_id, uri, digest in zip(ids, uris, digests, strict=True):
-            self.seen[trajectory_id] = Seen(str(uri), digest, str(uri))
-            self.stored.add(trajectory_id)
-            renamed = _RENAMED.match(trajectory_id)
-            if renamed:
-                self.renamed_from.setdefault((renamed.group(1), str(uri)), trajectory_id)
-
-    def quarantine_row(self, path: str, where: str, reason: str, raw: str) -> None:
-        """Add a quarantine entry (its text made writable as UTF-8)."""
-        self.quarantine.append(
-            {
-                "file": safe_text(path),
-                "where": safe_text(where),
-                "reason": safe_text(reason),
-                "raw": safe_text(raw),
-            }
-        )
-
-
-def feedback_key(row: dict[str, Any]) -> str:
-    """A feedback row as text, to recognise a row already stored."""
-    return json.dumps([row.get(k) for k in TABLES["feedback"].names], default=str)
-
-
-# Trajectory columns left out of the content hash: where the record was read, the hash itself,
-# and columns added after stores were written (a stored run's hash was computed without them).
-_UNHASHED = frozenset({"source_uri", "record_sha256", "prompt_version"})
-
-
-def record_sha256(record: Record) -> str:
-    """SHA-256 (hex) of a record's content: its trajectory row without ``source_uri``,
-    ``record_sha256`` and ``prompt_version`` (a column newer than the stored hashes; the fields
-    it is read from are mostly in the hashed ``metadata`` too), its step rows and its feedback
-    rows, as sorted-key JSON.
-
-    Raises:
-        RecursionError: a value nested beyond the recursion limit (the readers refuse such
-            values first, see :mod:`pipeline.ingest.formats._jsontext`).
-    """
-    trajectory = {k: v for k, v in record.trajectory.items() if k not in _UNHASHED}
-    payload = json.dumps(
-        [trajectory, record.steps, record.feedback], sort_keys=True, default=str
-    ).encode("utf-8", "surrogatepass")
-    return hashlib.sha256(payload).hexdigest()
 
 
 def _rename(record: Record, new_id: str) -> None:
@@ -205,14 +119,17 @@ def _convert(records: list[Record]) -> tuple[dict[str, pa.Table], list[tuple[Rec
 class _File:
     """The reading of one file: its report, its parts, the records waiting to be converted."""
 
-    def __init__(self, path: Path, report: FileReport, run: Run) -> None:
-        self.path, self.report, self.run = path, report, run
+    def __init__(self, path: Path, report: FileReport, run: Run, spill: StepsSpill) -> None:
+        self.path, self.report, self.run, self.spill = path, report, run, spill
         self.out: dict[str, list[tuple[pa.Table, bool]]] = {name: [] for name in TABLES}
         self.records: list[Record] = []
         self.dropped: set[str] = set()  # ids of converted records a later version replaced
         # run id (lower case) -> why part of it could not be read
         self.tainted: dict[str, str] = {}
         self.unusable_prompt_versions = 0  # runs whose prompt_version was left null
+        # the batch being taken (take_batch): accepted id -> its row, and which rows to keep
+        self.batch_rows: dict[str, int] = {}
+        self.batch_keep = np.ones(0, dtype=bool)
 
     def reject(self, where: str, reason: str, raw: str, records: int = 1) -> None:
         self.report.quarantined += records
@@ -220,7 +137,29 @@ class _File:
 
     def flush(self) -> None:
         """Convert the waiting records (dropping superseded rows first)."""
+        self.drop_superseded()
+        if not self.records:
+            return
+        tables, bad = _convert(self.records)
+        for record, reason in bad:
+            self.run.seen.pop(record.trajectory["trajectory_id"], None)
+            self.reject(record.where, reason, truncate(record.trajectory), record.records)
+        self.add(tables)
+        self.records.clear()
+
+    def add(self, tables: dict[str, pa.Table]) -> None:
+        """Append converted rows (tied to their trajectories) and count them."""
+        for name, table in tables.items():
+            if name == "steps":
+                self.spill.add(self.report, table, True)
+            else:
+                self.out[name].append((table, True))
+            setattr(self.report, name, getattr(self.report, name) + table.num_rows)
+
+    def drop_superseded(self) -> None:
+        """Drop the converted rows of the trajectories a later version replaced."""
         if self.dropped:
+            self.spill.drop(self.dropped, self.report)
             drop = pa.array(sorted(self.dropped), type=pa.string())
             for name, parts in self.out.items():
                 for index, (table, tied) in enumerate(parts):
@@ -229,14 +168,6 @@ class _File:
                     setattr(self.report, name, getattr(self.report, name) - len(table) + len(kept))
                     parts[index] = (kept, tied)
             self.dropped.clear()
-        tables, bad = _convert(self.records)
-        for record, reason in bad:
-            self.run.seen.pop(record.trajectory["trajectory_id"], None)
-            self.reject(record.where, reason, truncate(record.trajectory), record.records)
-        for name, table in tables.items():
-            self.out[name].append((table, True))
-            setattr(self.report, name, getattr(self.report, name) + table.num_rows)
-        self.records.clear()
 
     def take(self, record: Record) -> None:
         version, usable = clean_prompt_version(record.trajectory.get("prompt_version"))
@@ -262,8 +193,48 @@ class _File:
         if len(self.records) >= _BATCH:
             self.flush()
 
+    def take_batch(self, batch: RecordBatch) -> None:
+        """Take the records of ``batch`` as :meth:`take` takes each record: prompt versions
+        settled, tainted runs quarantined, ids settled (:func:`settle`), column-wise: only the
+        id bookkeeping is per record."""
+        self.flush()  # what waits comes first in the file
+        tables = dict(batch.tables)
+        trajectories = tables["trajectories"]
+        ids = trajectories.column("trajectory_id").to_pylist()
+        digests = trajectories.column("record_sha256").to_pylist()
+        self.batch_keep = np.ones(len(ids), dtype=bool)
+        final = list(ids)
+        for row, (trajectory_id, digest, where) in enumerate(
+            zip(ids, digests, batch.where, strict=True)
+        ):
+            if self.tainted and trajectory_id.lower() in self.tainted:
+                self.batch_keep[row] = False
+                self.reject(
+                    where,
+                    f"part of this run could not be read ({self.tainted[trajectory_id.lower()]}); "
+                    "the run is quarantined whole rather than ingested with a gap",
+                    truncate(trajectories.slice(row, 1).to_pylist()[0]),
+                )
+                continue
+            kept = settle(
+                self.path, trajectory_id, digest, where, 1, self.report, self.run, self.supersede
+            )
+            if kept is None:
+                self.batch_keep[row] = False
+                continue
+            final[row] = kept
+            self.batch_rows[kept] = row
+        self.batch_rows = {}
+        self.drop_superseded()
+        self.add(_batch_tables(batch, tables, final, ids, self.batch_keep, self))
+
     def supersede(self, trajectory_id: str) -> None:
-        """Drop this file's earlier version of ``trajectory_id`` (waiting or converted)."""
+        """Drop this file's earlier version of ``trajectory_id`` (in the batch being taken,
+        waiting or converted)."""
+        row = self.batch_rows.pop(trajectory_id, None)
+        if row is not None:
+            self.batch_keep[row] = False
+            return
         waiting = [r for r in self.records if r.trajectory["trajectory_id"] == trajectory_id]
         if waiting:
             self.records = [r for r in self.records if r not in waiting]
@@ -271,15 +242,62 @@ class _File:
             self.dropped.add(trajectory_id)
 
 
+def _batch_tables(
+    batch: RecordBatch,
+    tables: dict[str, pa.Table],
+    final: list[str],
+    ids: list[str],
+    keep: np.ndarray,
+    reading: _File,
+) -> dict[str, pa.Table]:
+    """``tables`` of ``batch`` with the kept records only, their ids as settled (``final``,
+    where ``ids`` were read) and their prompt versions cleaned (:func:`clean_prompt_version`,
+    unusable ones counted on ``reading``)."""
+    trajectories = tables["trajectories"]
+    versions = trajectories.column("prompt_version")
+    if versions.null_count < len(versions):
+        cleaned = []
+        for value in versions.to_pylist():
+            version, usable = clean_prompt_version(value)
+            cleaned.append(version)
+            reading.unusable_prompt_versions += not usable
+        trajectories = _replace(trajectories, "prompt_version", pa.array(cleaned, pa.string()))
+    owners = {"steps": batch.steps_owner, "feedback": batch.feedback_owner}
+    tables = dict(tables, trajectories=trajectories)
+    if final != ids:
+        renamed = pa.array(final, pa.string())
+        for name, table in tables.items():
+            column = renamed if name == "trajectories" else pc.take(renamed, owners[name])
+            tables[name] = _replace(table, "trajectory_id", column)
+    if keep.all():
+        return tables
+    return {
+        name: table.filter(pa.array(keep if name == "trajectories" else keep[owners[name]]))
+        for name, table in tables.items()
+    }
+
+
+def _replace(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
+    """``table`` with its column ``name`` replaced by ``column``."""
+    index = table.schema.get_field_index(name)
+    return table.set_column(index, table.schema.field(index), column)
+
+
 def read_file(
-    path: Path, adapter: Any, options: ReadOptions, report: FileReport, run: Run
+    path: Path,
+    adapter: Any,
+    options: ReadOptions,
+    report: FileReport,
+    run: Run,
+    spill: StepsSpill,
 ) -> dict[str, list[tuple[pa.Table, bool]]]:
-    """The tables read from ``path`` by ``adapter``, by name, each with whether its rows are
-    tied to their trajectory by construction (built from whole records: True) or by id alone
-    (canonical table chunks: False, to be checked for orphans). Fills ``report`` and adds to
-    ``run``; an error part way through the file quarantines the rest as one unit (its reason
-    also in ``report.reason``)."""
-    reading = _File(path, report, run)
+    """The ``trajectories`` and ``feedback`` tables read from ``path`` by ``adapter``, by name,
+    each with whether its rows are tied to their trajectory by construction (built from whole
+    records: True) or by id alone (canonical table chunks: False, to be checked for orphans);
+    the ``steps`` rows go to ``spill`` as they are converted (and its list here stays empty).
+    Fills ``report`` and adds to ``run``; an error part way through the file quarantines the
+    rest as one unit (its reason also in ``report.reason``)."""
+    reading = _File(path, report, run, spill)
     try:
         for item in adapter.read(path, options):
             if isinstance(item, TableChunk):
@@ -294,6 +312,8 @@ def read_file(
                     continue
                 run.stored_feedback.update(keys)
                 run.loose.append((report, item))
+            elif isinstance(item, RecordBatch):
+                reading.take_batch(item)
             elif isinstance(item, Quarantined):
                 reading.reject(item.where, item.reason, item.raw, item.records)
                 for trajectory_id in item.trajectory_ids:
@@ -305,6 +325,9 @@ def read_file(
     except (InputError, *_UNEXPECTED) as exc:
         _stopped(reading, exc)
     reading.flush()
+    for table, tied in reading.out["steps"]:  # canonical chunks
+        spill.add(report, table, tied)
+    reading.out["steps"] = []
     report.ingested = report.records_read - report.quarantined - report.deduplicated
     if reading.unusable_prompt_versions:
         count = reading.unusable_prompt_versions
@@ -334,61 +357,22 @@ def _stopped(reading: _File, exc: BaseException) -> None:
 
 
 def accept(path: Path, record: Record, report: FileReport, run: Run, reading: _File) -> bool:
-    """Give ``record`` its content hash and settle its trajectory id (see the module): True
-    when it is to be ingested (perhaps renamed), False when it is counted as deduplicated.
+    """Give ``record`` its content hash (``record.digest`` when the reader computed one, else
+    :func:`record_sha256`) and settle its trajectory id (:func:`settle`): True when it is to be
+    ingested (perhaps renamed), False when it is counted as deduplicated.
 
     Raises:
         RecursionError: the record is nested too deeply to hash.
     """
-    digest = record_sha256(record)
+    digest = record.digest or record_sha256(record)
     record.trajectory["record_sha256"] = digest
     trajectory_id = str(record.trajectory["trajectory_id"])
-    source = str(path)
-    where = f"{path} {record.where}".strip()
-    prior = run.seen.get(trajectory_id)
-    own = (
-        trajectory_id
-        if prior is not None and prior.path == source
-        else run.renamed_from.get((trajectory_id, source))
+    kept = settle(
+        path, trajectory_id, digest, record.where, record.records, report, run, reading.supersede
     )
-    if own is not None and own in run.seen:
-        earlier = run.seen[own]
-        if earlier.digest == digest:
-            report.deduplicated += record.records
-            return False
-        del run.seen[own]
-        run.renamed_from.pop((trajectory_id, source), None)
-        if own in run.stored:
-            run.superseded.add(own)
-            what = "the stored version"
-        else:
-            reading.supersede(own)
-            report.deduplicated += earlier.records  # the earlier version, from this file
-            what = "the earlier version"
-        report.superseded += 1
-        run.warnings.append(
-            f"{where}: trajectory_id {trajectory_id!r} was read before from {earlier.where} "
-            f"with different content; this later version from the same file replaces {what}"
-        )
-        prior = run.seen.get(trajectory_id)
-    if prior is not None:
-        if prior.digest == digest:
-            report.deduplicated += record.records
-            return False
-        new_id = f"{trajectory_id}~{digest[:8]}"
-        if new_id in run.seen:
-            report.deduplicated += record.records
-            return False
-        run.warnings.append(
-            f"{where}: trajectory_id {trajectory_id!r} was already read from {prior.where} "
-            f"with different content; both kept, this one as {new_id!r}"
-        )
-        _rename(record, new_id)
-        report.renamed += 1
-        run.renamed_from[(trajectory_id, source)] = new_id
-        trajectory_id = new_id
-    run.seen[trajectory_id] = Seen(where, digest, source, record.records)
-    return True
+    if kept is not None and kept != trajectory_id:
+        _rename(record, kept)
+    return kept is not None
 
 
 def _take_chunk(

@@ -15,16 +15,19 @@ reading of one file (with repeated ids: deduplicated, superseded or renamed) in
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
-from pipeline.ingest._intake import Run, feedback_key, read_file, record_sha256, safe_text
+from pipeline.ingest._intake import read_file
+from pipeline.ingest._run import Run, feedback_key, record_sha256, safe_text
+from pipeline.ingest._spill import StepsSpill
 from pipeline.ingest.discovery import file_sha256, sniff_format, survey
 from pipeline.ingest.formats import (
     ADAPTERS,
@@ -39,7 +42,13 @@ from pipeline.ingest.formats import (
 from pipeline.ingest.schema import TABLES, to_table
 from pipeline.ingest.store import FileReport, Traces
 
-__all__ = ["ingest", "outcomes_from_feedback", "record_sha256"]
+__all__ = ["STORE_VERSION", "ingest", "outcomes_from_feedback", "record_sha256"]
+
+# How the stored tables are made, in ``Traces.settings["store_version"]``: bumped when the
+# content hashes or the stored text of the same input change, so that a store of another
+# version is read again rather than mixed with this one. 2: Chat JSONL lines are hashed by
+# their bytes (pipeline.ingest.formats._linebatch), not by their rows as JSON.
+STORE_VERSION = 2
 
 
 def _whole_file(report: FileReport, reason: str, run: Run) -> FileReport:
@@ -85,13 +94,22 @@ def _from_previous(previous: Traces, run: Run) -> list[FileReport]:
 
 
 def _stored_tables(
-    previous: Traces, run: Run, reports: list[FileReport], new_feedback: list[pa.Table]
+    previous: Traces,
+    run: Run,
+    reports: list[FileReport],
+    new_feedback: list[pa.Table],
+    spilled: list[str] | None = None,
 ) -> dict[str, pa.Table]:
     """The previous store's tables without what a later version of a trajectory superseded:
     its trajectory and step rows, and its feedback rows of the names the new version's
     feedback has (rows of other names came from other files, such as a results file, and
-    stay). The rows dropped are taken off the counts of the reports of their files."""
-    tables = {name: getattr(previous, name) for name in TABLES}
+    stay). The rows dropped are taken off the counts of the reports of their files.
+    ``spilled``: the steps went to a spill file (:mod:`pipeline.ingest._spill`), which took
+    out the stored steps rows of these trajectory ids (one per row): the steps are not
+    returned, their rows only counted off."""
+    tables = {
+        name: getattr(previous, name) for name in TABLES if spilled is None or name != "steps"
+    }
     if not run.superseded:
         return tables
     drop = pa.array(sorted(run.superseded), type=pa.string())
@@ -110,6 +128,18 @@ def _stored_tables(
         )
     )
     kept_reports = [r for r in reports if r.status != "read"]
+
+    def discount(name: str, ids: list[str]) -> None:
+        for trajectory_id in ids:
+            report = next(
+                (r for r in kept_reports if r.path == uris[trajectory_id] and getattr(r, name)),
+                None,
+            )
+            if report is not None:
+                setattr(report, name, getattr(report, name) - 1)
+                report.superseded += name == "trajectories"
+
+    discount("steps", spilled or [])
     for name, table in tables.items():
         hit = pc.is_in(table.column("trajectory_id"), value_set=drop)
         if name == "feedback":
@@ -122,14 +152,7 @@ def _stored_tables(
                 )
             ]
             hit = pc.and_(hit, pa.array(own, type=pa.bool_()))
-        for trajectory_id in table.filter(hit).column("trajectory_id").to_pylist():
-            report = next(
-                (r for r in kept_reports if r.path == uris[trajectory_id] and getattr(r, name)),
-                None,
-            )
-            if report is not None:
-                setattr(report, name, getattr(report, name) - 1)
-                report.superseded += name == "trajectories"
+        discount(name, table.filter(hit).column("trajectory_id").to_pylist())
         tables[name] = table.filter(pc.invert(hit))
     return tables
 
@@ -159,8 +182,8 @@ def ingest(
             already holds are skipped; the rest are added to it, records already in it are
             deduplicated, and a record with a stored id from the same file but other content
             supersedes the stored version. If it was read with other settings (format, reward
-            threshold, outcome feedback), it is ignored and everything is read again, with a
-            warning.
+            threshold, outcome feedback) or written with another :data:`STORE_VERSION`, it is
+            ignored and everything is read again, with a warning.
         exclude: directories never read, nor anything below them (coach's data directory);
             directories holding a ``CACHEDIR.TAG`` are never read either.
 
@@ -188,9 +211,18 @@ def ingest(
         "format": format,
         "reward_threshold": reward_threshold,
         "outcome_feedback": outcome_feedback,
+        "store_version": STORE_VERSION,
     }
     run = Run()
-    if previous is not None and previous.settings not in ({}, settings):
+    if previous is not None and previous.settings.get("store_version") != STORE_VERSION:
+        run.warnings.append(
+            f"the stored tables were written by an earlier coach (store version "
+            f"{previous.settings.get('store_version', 1)}; this one writes {STORE_VERSION}, "
+            "where a Chat JSONL record's content hash is the SHA-256 of its line): read every "
+            "input again"
+        )
+        previous = None
+    elif previous is not None and previous.settings != settings:
         run.warnings.append(
             f"the stored tables were read with {previous.settings}, this run uses {settings}: "
             "read every input again"
@@ -198,6 +230,7 @@ def ingest(
         previous = None
     found = survey(list(paths), exclude=exclude)
     reports = _from_previous(previous, run) if previous is not None else []
+    spill = StepsSpill(_stored_steps(previous) if previous is not None else ())
     # (file, table name, table, rows tied to their trajectory by construction)
     parts: list[tuple[FileReport, str, pa.Table, bool]] = []
     stored_by_hash: dict[str, FileReport] = {}
@@ -244,7 +277,7 @@ def ingest(
             outcome_feedback=outcome_feedback,
             max_record_bytes=max_record_bytes,
         )
-        for name, read in read_file(path, adapter, options, report, run).items():
+        for name, read in read_file(path, adapter, options, report, run, spill).items():
             parts.extend((report, name, t, tied) for t, tied in read)
     reports.extend(
         FileReport(safe_text(str(s.path)), "", status="skipped", reason=s.reason)
@@ -252,6 +285,7 @@ def ingest(
     )
     known = set(run.seen)
     parts.extend((report, name, t, True) for report, name, t in _attach_loose_feedback(run, known))
+    parts.extend((report, "steps", t, tied) for report, t, tied in spill.parts)
     # rows built from whole records belong to their trajectory; only canonical table chunks,
     # tied by id alone, can hold orphans (checked against one id array built once)
     known_ids = None
@@ -261,30 +295,45 @@ def ingest(
                 known_ids = pa.array(list(known), type=pa.string())
             kept = _drop_orphans(report, name, table, known, known_ids, run)
             parts[index] = (report, name, kept, True)
+    spilled = None  # the trajectory ids of the stored steps rows the spill took out
+    if spill.path is not None:  # the steps went to disk as they were read
+        spilled = spill.finish([t for _, n, t, _ in parts if n == "steps"], run.superseded)
+        parts = [p for p in parts if p[1] != "steps"]
     stored_tables: dict[str, pa.Table] = {}
     if previous is not None:
         new_feedback = [t for _, n, t, _ in parts if n == "feedback"]
-        stored_tables = _stored_tables(previous, run, reports, new_feedback)
+        stored_tables = _stored_tables(previous, run, reports, new_feedback, spilled)
     tables = {
         name: pa.concat_tables(
-            ([stored_tables[name]] if stored_tables else [])
+            ([stored_tables[name]] if name in stored_tables else [])
             + [t for _, n, t, _ in parts if n == name]
             or [schema.empty_table()]
         )
         for name, schema in TABLES.items()
+        if name != "steps" or spill.path is None
     }
     tables["trajectories"] = outcomes_from_feedback(
         tables["trajectories"], tables["feedback"], reward_threshold, outcome_feedback
     )
     return Traces(
         tables["trajectories"],
-        tables["steps"],
+        tables.get("steps"),
         tables["feedback"],
         run.quarantine,
         reports,
         run.warnings,
         settings,
+        directory=None if spill.path is None else spill.path.parent,
+        _keep=spill if spill.path is not None else None,
     )
+
+
+def _stored_steps(previous: Traces) -> Iterator[pa.RecordBatch]:
+    """The previous store's steps rows in batches (from memory, or from its stored file)."""
+    if previous.steps_in_memory or previous.directory is None:
+        yield from previous.steps.to_batches()
+        return
+    yield from pq.ParquetFile(previous.directory / "steps.parquet").iter_batches(1 << 16)
 
 
 def outcomes_from_feedback(

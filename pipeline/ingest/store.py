@@ -83,9 +83,12 @@ class Traces:
 
     ``quarantine`` rows: ``{"file": str, "where": str, "reason": str, "raw": str}``.
     ``warnings``: one line each (duplicate ids with different content, a rebuild).
-    ``settings``: ``{"format", "reward_threshold", "outcome_feedback"}``: what labels depend on.
+    ``settings``: ``{"format", "reward_threshold", "outcome_feedback"}``: what labels depend on,
+    and ``store_version`` (:data:`pipeline.ingest.reader.STORE_VERSION`): how hashes were made.
     ``directory``: the snapshot directory :meth:`save` last wrote the tables to (or
-    :meth:`load` read them from), else ``None``; its files never change.
+    :meth:`load` read them from), or the private directory an ingest streamed a large steps
+    table to (:mod:`pipeline.ingest._spill`; it stays the directory after a save, and is
+    removed with the last Traces that refers to it), else ``None``; its files never change.
 
     The steps table (the large one: about 14 rows per trajectory) may live only in
     ``directory``: after :meth:`release_steps`, or from ``load(..., steps_in_memory=False)``.
@@ -101,6 +104,9 @@ class Traces:
     warnings: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     directory: Path | None = None
+    # what keeps ``directory`` alive when it is an ingest's private spill (its owner removes
+    # the directory when no Traces refers to it any more); None for a store's snapshot
+    _keep: Any = field(default=None, repr=False, compare=False)
 
     _COUNT_KEYS = (
         "records_read",
@@ -243,7 +249,8 @@ class Traces:
                 "warnings": self.warnings,
             }
             atomic_write(target / "ingest.json", json.dumps(report, indent=2) + "\n")
-        self.directory = target
+        if self._keep is None:  # a spilled steps table is read from its own file still
+            self.directory = target
         written = {name: directory / f"{name}.parquet" for name in TABLES}
         return written | {
             "quarantine": directory / "quarantine.jsonl",

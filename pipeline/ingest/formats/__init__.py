@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         json_container,
         read_head,
     )
+    from pipeline.ingest.formats._linebatch import RecordBatch
     from pipeline.ingest.formats._paths import COMPRESSED_SUFFIXES, data_suffix
     from pipeline.ingest.formats._prompt_version import clean_prompt_version
     from pipeline.ingest.formats.canonical import TableChunk, read_table, table_memory_pool
@@ -57,6 +58,7 @@ _EXPORTS = {
     "FeedbackRows": "pipeline.ingest.formats._common",
     "Quarantined": "pipeline.ingest.formats._common",
     "Record": "pipeline.ingest.formats._common",
+    "RecordBatch": "pipeline.ingest.formats._linebatch",
     "ReadOptions": "pipeline.ingest.formats._io",
     "TableChunk": "pipeline.ingest.formats.canonical",
     "clean_prompt_version": "pipeline.ingest.formats._prompt_version",
@@ -89,6 +91,7 @@ __all__ = [
     "Quarantined",
     "ReadOptions",
     "Record",
+    "RecordBatch",
     "TableChunk",
     "by_name",
     "clean_prompt_version",

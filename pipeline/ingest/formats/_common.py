@@ -58,7 +58,9 @@ class Record:
     ``trajectory`` is a row of the ``trajectories`` table, ``steps`` and ``feedback`` rows of theirs
     (see :mod:`pipeline.ingest.schema`); ``where`` locates the source record (``line 3``, ``index 7``).
     ``records`` is how many source records it was built from: 1 for a line holding a whole run,
-    the number of spans for a trace assembled from span records.
+    the number of spans for a trace assembled from span records. ``digest``: its content hash
+    when the reader computed it (JSON Lines read in blocks: the SHA-256 of the line, see
+    :mod:`~pipeline.ingest.formats._linebatch`); ``None``: ingest hashes the rows.
     """
 
     trajectory: dict[str, Any]
@@ -66,6 +68,7 @@ class Record:
     feedback: list[dict[str, Any]] = field(default_factory=list)
     where: str = ""
     records: int = 1
+    digest: str | None = None
 
 
 @dataclass

@@ -60,6 +60,7 @@ __all__ = [
     "open_binary",
     "peek_first_json_line",
     "read_head",
+    "raw_lines",
     "read_text",
 ]
 
@@ -204,7 +205,7 @@ def load_json(path: Path, max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> Any:
         raise InputError(f"{path}: {exc}") from exc
 
 
-def _raw_lines(path: Path, limit: int) -> Iterator[tuple[int, bytes | None, bytes]]:
+def raw_lines(path: Path, limit: int) -> Iterator[tuple[int, bytes | None, bytes]]:
     """``(number, line, head)`` per line; ``line`` is ``None`` when it exceeds ``limit`` bytes
     (its first bytes are in ``head`` and the rest is skipped without being kept)."""
     with open_binary(path) as stream:
@@ -239,7 +240,7 @@ def iter_lines(
     Raises:
         InputError: unreadable or corrupt compressed data.
     """
-    for number, line, head in _raw_lines(path, max_bytes):
+    for number, line, head in raw_lines(path, max_bytes):
         where = f"line {number}"
         if line is None:
             yield (

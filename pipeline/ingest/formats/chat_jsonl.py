@@ -13,9 +13,11 @@ its messages' ``timestamp`` values do, if any.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pipeline.ingest.formats._chat_vector import chat_tables
 from pipeline.ingest.formats._common import (
     Parsed,
     Record,
@@ -26,7 +28,14 @@ from pipeline.ingest.formats._common import (
     metadata_columns,
     parse_time,
 )
-from pipeline.ingest.formats._io import ReadOptions, first_record, iter_json_records, map_records
+from pipeline.ingest.formats._io import (
+    ReadOptions,
+    first_record,
+    iter_json_records,
+    json_container,
+    map_records,
+)
+from pipeline.ingest.formats._linebatch import RecordBatch, read_line_batches
 from pipeline.ingest.schema import OUTCOME_LABELS
 
 NAME = "chat-jsonl"
@@ -114,12 +123,24 @@ def _record(obj: Any, options: ReadOptions, where: str) -> Record:
     return Record(finish_trajectory(trajectory, steps), steps, feedback, where)
 
 
-def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
-    """Yield one :class:`Record` or :class:`Quarantined` per non-empty line of ``path`` (or per
-    item, when the file holds a JSON array of such records).
+def read(path: Path, options: ReadOptions) -> Iterator[Parsed | RecordBatch]:
+    """Yield the records of ``path``: for JSON Lines, :class:`RecordBatch` items for the lines
+    read column-wise (:mod:`~pipeline.ingest.formats._chat_vector`) and a :class:`Record` or
+    :class:`Quarantined` for each other non-empty line, in file order
+    (:func:`~pipeline.ingest.formats._linebatch.read_line_batches`); for a JSON array, one
+    :class:`Record` or :class:`Quarantined` per item.
 
     Raises:
         InputError: the file cannot be opened, or is one JSON document that is not valid.
     """
-    records = iter_json_records(path, options)
-    yield from map_records(records, lambda where, obj: _record(obj, options, where))
+
+    def build(where: str, obj: Any) -> Record:
+        return _record(obj, options, where)
+
+    if json_container(path) == "lines":
+        vector = partial(
+            chat_tables, source_uri=options.source_uri, reward_threshold=options.reward_threshold
+        )
+        yield from read_line_batches(path, options, vector, build)
+        return
+    yield from map_records(iter_json_records(path, options), build)

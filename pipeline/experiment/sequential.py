@@ -103,6 +103,14 @@ def risk_difference(strata: Iterable[StratumCounts]) -> tuple[float, float, int]
     return numerator / total_w, variance / total_w**2, exposures
 
 
+def _no_evidence(variance: float, tau: float) -> bool:
+    """Whether a variance of 0 leaves nothing to test; raises ValueError for a ``tau`` that is
+    not positive or a negative ``variance``."""
+    if tau <= 0 or variance < 0:
+        raise ValueError(f"tau must be positive and variance non-negative (tau={tau})")
+    return variance == 0.0
+
+
 def mixture_likelihood_ratio(d: float, variance: float, tau: float = DEFAULT_TAU) -> float:
     """``Lambda`` of the normal-mixture SPRT (see the module docstring) for an estimate ``d``
     with ``variance``; 1.0 (no evidence) when the variance is 0.
@@ -110,9 +118,7 @@ def mixture_likelihood_ratio(d: float, variance: float, tau: float = DEFAULT_TAU
     Raises:
         ValueError: ``tau`` is not positive or ``variance`` is negative.
     """
-    if tau <= 0 or variance < 0:
-        raise ValueError(f"tau must be positive and variance non-negative (tau={tau})")
-    if variance == 0.0:
+    if _no_evidence(variance, tau):
         return 1.0
     t2 = tau * tau
     exponent = t2 * d * d / (2.0 * variance * (variance + t2))
@@ -142,9 +148,7 @@ def one_sided_likelihood_ratio(d: float, variance: float, tau: float = DEFAULT_T
     Raises:
         ValueError: ``tau`` is not positive or ``variance`` is negative.
     """
-    if tau <= 0 or variance < 0:
-        raise ValueError(f"tau must be positive and variance non-negative (tau={tau})")
-    if variance == 0.0:
+    if _no_evidence(variance, tau):
         return 1.0
     return math.exp(min(_log_one_sided(d, variance, tau), 700.0))
 

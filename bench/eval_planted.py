@@ -40,6 +40,8 @@ from pipeline.extract import SkillExtractor  # noqa: E402
 from pipeline.ingest import ingest  # noqa: E402
 
 TARGET_PRECISION, TARGET_RECALL, TARGET_SIZE, TARGET_EFFECT = 0.95, 0.90, 2000, 0.2
+# Consolidation: one planted behaviour should not surface as several active skills.
+TARGET_PER_RULE = 1.2
 
 
 def run_cell(
@@ -67,6 +69,7 @@ def run_cell(
         "random_labels": random_labels,
         "trials_per_task": config.trials,
         "active": len(recovery.active),
+        "rules": len(recovery.rules),
         "precision": recovery.precision,
         "recall": recovery.recall,
         "false_positives": [f for _, f in recovery.false_positives],
@@ -102,6 +105,10 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "precision": _mean([r["precision"] for r in group]),
                 "recall": _mean([r["recall"] for r in group]),
                 "active": sum(r["active"] for r in group),
+                "per_rule": round(
+                    sum(r["active"] for r in group) / max(1, sum(r.get("rules", 0) for r in group)),
+                    2,
+                ),
                 "false_positives": sum(len(r["false_positives"]) for r in group),
                 "missed": missed,
             }
@@ -133,17 +140,20 @@ def report(
         f"{runs[0]['trials_per_task']} runs per task.",
         "A rule is recovered when a skill that would be active maps onto it",
         "(`tests/synth.py: rule_features`). Precision is averaged over the seeds with at least",
-        "one active skill; recall over all seeds.",
+        "one active skill; recall over all seeds. Skills shown by nearly the same runs are",
+        "consolidated into one (`pipeline/consolidate.py`); active skills per planted rule",
+        "counts how many lines one planted behaviour gives the prompt.",
         "",
         "| trajectories | effect (points) | seeds | precision | recall | active skills | "
-        "false positives | rules missed (times) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|",
+        "active per planted rule | false positives | rules missed (times) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in planted:
         missed = ", ".join(f"{k} ({v})" for k, v in sorted(r["missed"].items())) or "none"
         lines.append(
             f"| {r['size']:,} | {r['effect'] * 100:.0f} | {r['seeds']} | {_fmt(r['precision'])} | "
-            f"{_fmt(r['recall'])} | {r['active']} | {r['false_positives']} | {missed} |"
+            f"{_fmt(r['recall'])} | {r['active']} | {_fmt(r['per_rule'])} | "
+            f"{r['false_positives']} | {missed} |"
         )
     lines += [
         "",
@@ -165,7 +175,9 @@ def report(
         lines.append(
             f"- {r['size']:,} trajectories, {r['effect'] * 100:.0f} points: precision "
             f"{_fmt(r['precision'])} ({'met' if ok_p else 'MISSED'}: >= {TARGET_PRECISION}), "
-            f"recall {_fmt(r['recall'])} ({'met' if ok_r else 'MISSED'}: >= {TARGET_RECALL})"
+            f"recall {_fmt(r['recall'])} ({'met' if ok_r else 'MISSED'}: >= {TARGET_RECALL}), "
+            f"active skills per planted rule {_fmt(r['per_rule'])} "
+            f"({'met' if r['per_rule'] <= TARGET_PER_RULE else 'MISSED'}: <= {TARGET_PER_RULE})"
         )
     total_null = sum(r["active"] for r in null)
     lines.append(

@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.analyze import DIAGNOSTIC_KINDS, Analysis
+from pipeline.consolidate import DEFAULT_THRESHOLD, consolidate
 from pipeline.skillbook import Candidate, skill_id
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "judged_counts",
     "skill_id",
     "tested_evidence",
+    "with_alternatives",
 ]
 
 # (kind, direction) -> (section, instruction template). direction: "harmful" when the feature
@@ -88,10 +90,14 @@ TEMPLATES: dict[tuple[str, str], tuple[str, str]] = {
 @dataclass(frozen=True)
 class ExtractorConfig:
     """``max_examples``: example (trajectory_id, step_idx) pointers kept per skill.
-    ``propose_suggestive``: also emit suggestive (p < 0.05, q >= fdr) contrasts, as proposals."""
+    ``propose_suggestive``: also emit suggestive (p < 0.05, q >= fdr) contrasts, as proposals.
+    ``consolidate``: the overlap (Jaccard index, or overlap coefficient for views of one
+    action) of supporting trajectories at or above which candidates become one skill
+    (:func:`pipeline.consolidate.consolidate`); None keeps one candidate per feature."""
 
     max_examples: int = 5
     propose_suggestive: bool = True
+    consolidate: float | None = DEFAULT_THRESHOLD
 
 
 def _number(value: Any) -> float | None:
@@ -206,7 +212,9 @@ class SkillExtractor:
         judged: frozenset[str] = frozenset(),
     ) -> list[Candidate]:
         """Candidates for every significant (and, if configured, suggestive) result whose kind
-        and direction have a template.
+        and direction have a template, consolidated (``config.consolidate``): features shown
+        by nearly the same trajectories become one candidate, the clearest as its headline and
+        the others in ``evidence["patterns"]`` (see :func:`pipeline.consolidate.consolidate`).
 
         Sections (the learning stores) follow the template: ``procedures`` (what successful
         runs do), ``pitfalls`` (what failed runs do), ``tool-usage`` (tool errors and argument
@@ -226,7 +234,9 @@ class SkillExtractor:
         wanted = ["significant"] + (["suggestive"] if self.config.propose_suggestive else [])
         rows = analysis.results.filter(pl.col("status").is_in(wanted))
         out = []
+        features: dict[tuple[str, str], tuple[str, str | None]] = {}
         for row in rows.iter_rows(named=True):
+            features[(row["namespace"], row["feature_id"])] = (row["kind"], row["subject"])
             if row["kind"] in DIAGNOSTIC_KINDS or not math.isfinite(row["odds_ratio"] or math.nan):
                 continue
             direction = "harmful" if row["odds_ratio"] < 1 else "helpful"
@@ -264,4 +274,52 @@ class SkillExtractor:
                     evidence=evidence,
                 )
             )
+        if self.config.consolidate is not None:
+            return consolidate(out, analysis.overlaps, features, self.config.consolidate)
         return sorted(out, key=lambda c: c.id)
+
+
+def with_alternatives(
+    candidates: list[Candidate], found: dict[str, dict[str, Any]]
+) -> list[Candidate]:
+    """``candidates`` with what :func:`pipeline.analyze.instead.alternatives` found for them
+    (keyed by candidate id): its ``instead``, ``condition`` and ``exemplars`` added to the
+    evidence, and the instruction extended with the condition ("It went wrong most when ...")
+    and the alternative ("Successful runs ... at that point instead."). Wording that an LLM or a
+    person wrote (``source["method"]`` other than ``rule``) is kept as it is. Candidates
+    without findings are returned unchanged; the order is kept."""
+    out = []
+    for cand in candidates:
+        extra = {k: v for k, v in (found.get(cand.id) or {}).items() if v}
+        if not extra:
+            out.append(cand)
+            continue
+        instruction = cand.instruction
+        if cand.source.get("method", "rule") == "rule":
+            instruction = instruction + _clauses(cand.evidence.get("direction"), extra)
+        out.append(
+            Candidate(
+                id=cand.id,
+                pattern_id=cand.pattern_id,
+                namespace=cand.namespace,
+                section=cand.section,
+                instruction=instruction,
+                significant=cand.significant,
+                evidence={**cand.evidence, **extra},
+                source=cand.source,
+            )
+        )
+    return out
+
+
+def _clauses(direction: Any, extra: dict[str, Any]) -> str:
+    """The condition and the alternative as sentences to append to a rule's instruction."""
+    text = ""
+    condition = extra.get("condition") or {}
+    instead = extra.get("instead") or {}
+    if direction == "harmful" and condition.get("text"):
+        text += f" It went wrong most when {condition['text']}."
+    if instead.get("summary"):
+        who = "Successful runs" if direction == "harmful" else "Failed runs"
+        text += f" {who} of the same kind of request {instead['summary']} at that point instead."
+    return text

@@ -9,7 +9,7 @@ links, exfiltration, a reversed direction, a dropped tool, a changed argument. `
 ``legitimate.jsonl`` holds faithful rewordings, which must still be accepted (so that the checks
 can fail). Both are checked directly (:func:`check_reply`, every entry against every pattern it
 applies to) and through the real request and reply path: ``learn`` under ``--llm-auto`` against
-the loopback server of ``tests/llm_server.py``, on the planted-rule set (9 patterns of 8 kinds and
+the loopback server of ``tests/llm_server.py``, on the planted-rule set (6 consolidated patterns and
 5 failure clusters).
 """
 
@@ -218,10 +218,10 @@ def test_the_corpus_gives_no_accepted_rewording_under_llm_auto(tmp_path: Path, r
             runs += 1
             work = tmp_path / f"run{runs}"
             result = _learn(work, rules, server.base_url)
-            assert result.llm["patterns"] == 9 and result.llm["clusters"] == 5
+            assert result.llm["patterns"] == 6 and result.llm["clusters"] == 5
             accepted = [i for i in result.llm["items"] if i["accepted"]]
             assert accepted == [] and result.llm["refined"] == 0
-            assert result.llm["kept_deterministic"] == {"rejected": 14}
+            assert result.llm["kept_deterministic"] == {"rejected": 11}
             book = json.loads((work / "skillbook" / "skillbook.json").read_text())
             assert {s["source"]["method"] for s in book["skills"]} == {"rule"}
             written = _outputs(work)
@@ -240,7 +240,7 @@ def test_legitimate_rewordings_are_accepted_under_llm_auto(tmp_path: Path, rules
         result = _learn(tmp_path, rules, server.base_url)
     rejected = [i for i in result.llm["items"] if not i["accepted"]]
     assert rejected == [], rejected
-    assert result.llm["refined"] == 14
+    assert result.llm["refined"] == 11
     book = json.loads((tmp_path / "skillbook" / "skillbook.json").read_text())
     active = [s for s in book["skills"] if s["status"] == "active"]
     assert active and all(s["source"]["method"] == "llm" for s in active)

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.analyze.features import create_feature_table
+from pipeline.analyze.overlap import OVERLAP_SCHEMA, feature_overlaps
 from pipeline.analyze.queries import (
     example_pointers,
     failure_clusters,
@@ -85,6 +86,13 @@ RESULT_COLUMNS = (
 
 # The tables of a saved analysis (Analysis.save), each ``<name>.parquet``.
 ANALYSIS_FILES = ("results", "features", "units", "clusters")
+# Written by save and read when present (an analysis saved before them loads without them).
+OPTIONAL_FILES = ("overlaps",)
+
+
+def _no_overlaps() -> pl.DataFrame:
+    return pl.DataFrame(schema=OVERLAP_SCHEMA)
+
 
 _ID = {"trajectory_id": pl.String}
 
@@ -132,6 +140,10 @@ class Analysis:
       fresh DuckDB connection; ``None`` for an analysis loaded from disk. The Analyzer writes
       it to a temporary directory (``scratch``) that is removed when the last Analysis holding
       it is collected, or at exit.
+    - ``overlaps``: for the features with p < 0.05 (the candidates of skills), how many
+      labelled trajectories each pair of one namespace shares
+      (:func:`pipeline.analyze.overlap.feature_overlaps`: namespace, feature_a, feature_b,
+      n_both); empty for an analysis saved before it was kept.
     """
 
     results: pl.DataFrame
@@ -143,6 +155,7 @@ class Analysis:
     strata: dict[str, Stratification] = field(default_factory=dict)
     feature_file: Path | None = None
     scratch: _Scratch | None = field(default=None, repr=False, compare=False)
+    overlaps: pl.DataFrame = field(default_factory=_no_overlaps)
 
     @property
     def namespaces(self) -> dict[str, str]:
@@ -215,7 +228,7 @@ class Analysis:
         fdr) and ``meta.json`` (``untested``; ``namespaces``: the sentences of
         :attr:`namespaces`; ``strata``: :meth:`Stratification.to_dict` per namespace). The
         feature file is not saved."""
-        for name in ANALYSIS_FILES:
+        for name in ANALYSIS_FILES + OPTIONAL_FILES:
             buffer = io.BytesIO()
             getattr(self, name).write_parquet(buffer)
             atomic_write(directory / f"{name}.parquet", buffer.getvalue())
@@ -251,6 +264,8 @@ class Analysis:
                 )
                 for name in ANALYSIS_FILES
             }
+            overlaps_path = directory / "overlaps.parquet"
+            overlaps = pl.read_parquet(overlaps_path) if overlaps_path.exists() else _no_overlaps()
             if config is None:
                 config = AnalyzerConfig(**json.loads((directory / "config.json").read_text()))
             meta_path = directory / "meta.json"
@@ -273,6 +288,7 @@ class Analysis:
             int(meta.get("untested", 0)),
             config,
             strata,
+            overlaps=overlaps,
         )
 
 
@@ -417,6 +433,12 @@ class Analyzer:
                     }
                 )
         results = self._finish(rows)
+        overlaps = feature_overlaps(
+            con,
+            results.filter(pl.col("p_value").cast(pl.Float64) < 0.05).select(
+                "namespace", "feature_id"
+            ),
+        )
         clusters = failure_clusters(con, units)
         pointers = example_pointers(con, cfg.examples_per_feature)
         scratch = _Scratch()
@@ -427,7 +449,16 @@ class Analyzer:
             f"to '{path}' (format parquet)"
         )
         return Analysis(
-            results, pointers, units, clusters, untested, cfg, strata, feature_file, scratch
+            results,
+            pointers,
+            units,
+            clusters,
+            untested,
+            cfg,
+            strata,
+            feature_file,
+            scratch,
+            overlaps=overlaps,
         )
 
     def _finish(self, rows: list[dict[str, object]]) -> pl.DataFrame:

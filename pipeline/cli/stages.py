@@ -13,6 +13,7 @@ import click
 from pipeline.cli.options import (
     BASE_PROMPT_OPTION,
     FDR_OPTION,
+    MAX_LESSONS_OPTION,
     MIN_SUPPORT_OPTION,
     MODE_OPTION,
     OUT_OPTION,
@@ -21,10 +22,11 @@ from pipeline.cli.options import (
     common,
     domain_errors,
     emit,
+    say,
 )
 from pipeline.config import AnalyzerConfig, Config
-from pipeline.fileio import atomic_write, atomic_write_parquet
-from pipeline.learn import merge_and_render, render_prompts, stored_base_prompts
+from pipeline.fileio import atomic_write
+from pipeline.learn import merge_and_render, prompt_budget, render_prompts, stored_base_prompts
 from pipeline.skillbook import Candidate, Skillbook
 
 if TYPE_CHECKING:
@@ -51,7 +53,7 @@ def analyze_command(
 ) -> None:
     """Contrast successful and failed trajectories from the ingested tables.
 
-    Writes DATA_DIR/analysis/{results,features,units,clusters}.parquet.
+    Writes DATA_DIR/analysis/{results,features,units,clusters,overlaps}.parquet.
 
     Example: coach analyze --min-support 10 --fdr 0.05
     """
@@ -59,10 +61,7 @@ def analyze_command(
 
     traces = _load_analysis_inputs(data_dir)
     analysis = Analyzer(AnalyzerConfig(min_support=min_support, fdr=fdr)).run(traces)
-    out = data_dir / "analysis"
-    for name in ("results", "features", "units", "clusters"):
-        atomic_write_parquet(out / f"{name}.parquet", getattr(analysis, name).to_arrow())
-    atomic_write(out / "config.json", json.dumps({"min_support": min_support, "fdr": fdr}))
+    analysis.save(data_dir / "analysis")
     results = analysis.results
     payload = {
         "features_tested": results.height,
@@ -82,28 +81,14 @@ def analyze_command(
 
 
 def _load_analysis(data_dir: Path) -> Analysis:
-    import polars as pl
-
     from pipeline.analyze import Analysis
+    from pipeline.errors import InputError
 
     out = data_dir / "analysis"
     try:
-        frames = {
-            n: pl.read_parquet(out / f"{n}.parquet")
-            for n in ("results", "features", "units", "clusters")
-        }
-        cfg = json.loads((out / "config.json").read_text())
-    except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
-        raise click.ClickException(
-            f"{out}: no analysis found ({exc}); run 'coach analyze' first"
-        ) from exc
-    return Analysis(
-        frames["results"],
-        frames["features"],
-        frames["units"],
-        frames["clusters"],
-        config=AnalyzerConfig(**cfg),
-    )
+        return Analysis.load(out)
+    except InputError as exc:
+        raise click.ClickException(f"{exc}; run 'coach analyze' first") from exc
 
 
 @click.command("extract")
@@ -175,6 +160,7 @@ def merge_command(
 @OUT_OPTION
 @TEMPLATES_OPTION
 @BASE_PROMPT_OPTION
+@MAX_LESSONS_OPTION
 @common
 @domain_errors
 def render_command(
@@ -182,25 +168,45 @@ def render_command(
     out_dir: Path,
     template_dir: Path | None,
     base_prompt_file: Path | None,
+    max_lessons: int | None,
     data_dir: Path,
     as_json: bool,
     quiet: bool,
 ) -> None:
     """Render the active skills into one system prompt per namespace.
 
-    Example: coach render --skillbook skillbook --out prompts_out
+    Each prompt holds at most --max-lessons lessons, ranked by expected impact; the active
+    skills that do not fit are named on stderr (and under over_budget with --json).
+
+    Example: coach render --skillbook skillbook --out prompts_out --max-lessons 12
     """
+    from pipeline.render import impact, over_budget
+
     config = Config(
         data_dir=data_dir,
         skillbook_dir=skillbook_dir,
         out_dir=out_dir,
         template_dir=template_dir,
         base_prompt_file=base_prompt_file,
+        max_lessons=max_lessons,
     )
     book = Skillbook.load(skillbook_dir / "skillbook.json")
     prompts = render_prompts(config, book, stored_base_prompts(config) or {})
+    left_out = over_budget(book, prompt_budget(config))
+    for namespace, skills in left_out.items():
+        say(quiet)(
+            f"{namespace}: {len(skills)} active skill{'s' if len(skills) != 1 else ''} over "
+            f"the prompt budget: {', '.join(s.id for s in skills)}"
+        )
     emit(
         as_json,
-        {"prompts": [str(p) for p in prompts], "skillbook_version": book.version},
+        {
+            "prompts": [str(p) for p in prompts],
+            "skillbook_version": book.version,
+            "over_budget": {
+                namespace: [{"id": s.id, "impact": round(impact(s), 2)} for s in skills]
+                for namespace, skills in left_out.items()
+            },
+        },
         "\n".join(str(p) for p in prompts),
     )

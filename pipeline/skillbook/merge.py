@@ -86,7 +86,7 @@ def merge(
     """
     result = MergeResult()
     seen: set[str] = set()
-    for cand in sorted(map(redacted, candidates), key=lambda c: c.id):
+    for cand in _absorbing(skills, [redacted(c) for c in candidates], now, result):
         section_mode = policy.mode_of(cand.section)
         if section_mode == "off":
             continue
@@ -104,6 +104,95 @@ def merge(
     _merge_duplicates(skills, policy, now, result)
     _graduate(skills, policy, now, result)
     return result
+
+
+def _members(cand: Candidate) -> list[str]:
+    """Skill ids of a consolidated candidate's patterns: its own, then its corroborating ones
+    (``evidence["patterns"]``, :func:`pipeline.consolidate.consolidate`)."""
+    others = [p.get("pattern_id") for p in cand.evidence.get("patterns") or []]
+    return [cand.id, *(skill_id(cand.namespace, p) for p in others if isinstance(p, str))]
+
+
+def _keeper_key(skill: Skill) -> tuple[bool, bool, str, str]:
+    return (skill.experiment is None, skill.status != "active", skill.created_at or "", skill.id)
+
+
+def _absorbing(
+    skills: dict[str, Skill], candidates: list[Candidate], now: str, result: MergeResult
+) -> list[Candidate]:
+    """The candidates sorted by id, each consolidated one keyed to the Skillbook's skill of
+    one of its patterns when there is one, so ids stay stable as views are consolidated: the
+    live (active or proposed) member skill under a prompt experiment, else active, else the
+    oldest. Its other live member skills are retired as merged into it (``merged_into``)."""
+    out: list[Candidate] = []
+    claimed = {c.id for c in candidates}
+    for cand in sorted(candidates, key=lambda c: c.id):
+        members = _members(cand)
+        live = sorted(
+            (
+                skills[m]
+                for m in members
+                if m in skills and skills[m].status in ("active", "proposed")
+            ),
+            key=_keeper_key,
+        )
+        if not live:
+            out.append(cand)
+            continue
+        keeper = live[0].id
+        if keeper != cand.id and keeper in claimed:
+            out.append(cand)
+            continue
+        claimed.add(keeper)
+        out.append(replace(cand, id=keeper))
+        for other in live[1:]:
+            if other.id in claimed:
+                continue
+            _absorb(skills, skills[keeper], other, now, result)
+    return sorted(out, key=lambda c: c.id)
+
+
+def _absorb(
+    skills: dict[str, Skill], keep: Skill, other: Skill, now: str, result: MergeResult
+) -> None:
+    """Retire ``other`` as merged into ``keep``: the same behaviour, seen through another
+    feature in nearly the same trajectories."""
+    note = f"same runs as {keep.id} (consolidated)"
+    merged_from = [
+        *keep.source.get("merged_from", []),
+        {
+            "id": other.id,
+            "pattern_id": other.source.get("pattern_id"),
+            "instruction": other.instruction,
+        },
+    ]
+    _put(
+        skills,
+        keep,
+        replace(keep, source={**keep.source, "merged_from": merged_from}).with_event(
+            now, "coach", "merged", note=f"absorbed {other.id}: the same runs (consolidated)"
+        ),
+        now,
+    )
+    _put(
+        skills,
+        other,
+        replace(
+            other,
+            status="retired",
+            flags=(f"merged into {keep.id}",),
+            source={**other.source, "merged_into": keep.id},
+        ).with_event(
+            now,
+            "coach",
+            "merged",
+            note=note,
+            figures=other.figures(),
+            **{"from": other.status, "to": "retired"},
+        ),
+        now,
+    )
+    result.merged += [keep.id, other.id]
 
 
 def _put(skills: dict[str, Skill], old: Skill, new: Skill, now: str) -> None:

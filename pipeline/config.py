@@ -194,8 +194,10 @@ class Config:
     ``skillbook_dir``: holds skillbook.json and SKILLBOOK.md.
     ``out_dir``: rendered prompts. ``mode``: ``auto`` or ``propose``. ``template_dir`` and
     ``base_prompt_file``: optional overrides for rendering. ``max_prompt_chars``: size budget of
-    the skills part of each prompt (characters). ``llm``: optional LLM distillation
-    (:class:`LLMConfig`; off unless ``llm.enabled``). ``section_modes``: per
+    the skills part of each prompt (characters). ``max_lessons``: line budget of each prompt,
+    the most lessons it carries, ranked by expected impact (None or 0: no limit; what does
+    not fit is listed in ``SKILLBOOK.md``, see :mod:`pipeline.render.lessons`). ``llm``:
+    optional LLM distillation (:class:`LLMConfig`; off unless ``llm.enabled``). ``section_modes``: per
     section learning mode overriding ``mode``, as ((section, ``auto`` | ``propose`` | ``off``),
     ...). ``half_life_days``: recency weighting of evidence across runs (days).
     ``experiments``: whether proposed skills are tested on live traffic by prompt experiments
@@ -221,6 +223,7 @@ class Config:
     template_dir: Path | None = None
     base_prompt_file: Path | None = None
     max_prompt_chars: int = 4000
+    max_lessons: int | None = 12
     llm: LLMConfig = field(default_factory=LLMConfig)
     section_modes: tuple[tuple[str, str], ...] = ()
     half_life_days: float = DEFAULT_HALF_LIFE_DAYS
@@ -279,6 +282,12 @@ class Config:
                 "min_support",
                 "{min_support} must be at least 1, not {value}",
                 value=self.analyzer.min_support,
+            )
+        if self.max_lessons is not None and self.max_lessons < 0:
+            raise SettingError(
+                "max_lessons",
+                "{max_lessons} must be a number of lessons (0: no limit), not {value}",
+                value=self.max_lessons,
             )
         if self.max_record_bytes < 1:
             raise SettingError(

@@ -16,8 +16,16 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.analyze import DIAGNOSTIC_KINDS, Analysis
+from pipeline.analyze import (
+    DIAGNOSTIC_KINDS,
+    Analysis,
+    FeatureConfig,
+    Target,
+    alternatives,
+    create_feature_table,
+)
 from pipeline.consolidate import DEFAULT_THRESHOLD, consolidate
+from pipeline.ingest import Traces
 from pipeline.skillbook import Candidate, skill_id
 
 __all__ = [
@@ -29,6 +37,7 @@ __all__ = [
     "feedback_namespaces",
     "judged_counts",
     "skill_id",
+    "explain",
     "tested_evidence",
     "with_alternatives",
 ]
@@ -285,7 +294,8 @@ def with_alternatives(
     """``candidates`` with what :func:`pipeline.analyze.instead.alternatives` found for them
     (keyed by candidate id): its ``instead``, ``condition`` and ``exemplars`` added to the
     evidence, and the instruction extended with the condition ("It went wrong most when ...")
-    and the alternative ("Successful runs ... at that point instead."). Wording that an LLM or a
+    and the alternative ("Successful runs ... at that point instead.") for harmful skills.
+    Wording that an LLM or a
     person wrote (``source["method"]`` other than ``rule``) is kept as it is. Candidates
     without findings are returned unchanged; the order is kept."""
     out = []
@@ -312,14 +322,61 @@ def with_alternatives(
     return out
 
 
+# An alternative goes into the prompt line only when most aligned runs agree on it.
+MIN_INSTEAD_SHARE, MIN_INSTEAD_PAIRS = 0.5, 5
+
+
 def _clauses(direction: Any, extra: dict[str, Any]) -> str:
-    """The condition and the alternative as sentences to append to a rule's instruction."""
+    """The condition and the alternative as sentences to append to a harmful skill's
+    instruction (a helpful one keeps them in its evidence): the condition when there is one,
+    the alternative when at least
+    :data:`MIN_INSTEAD_PAIRS` aligned runs were compared and :data:`MIN_INSTEAD_SHARE` of them
+    did something else than the action, other than ending the run (the evidence keeps it in any
+    case)."""
     text = ""
     condition = extra.get("condition") or {}
     instead = extra.get("instead") or {}
     if direction == "harmful" and condition.get("text"):
         text += f" It went wrong most when {condition['text']}."
-    if instead.get("summary"):
-        who = "Successful runs" if direction == "harmful" else "Failed runs"
-        text += f" {who} of the same kind of request {instead['summary']} at that point instead."
+    if (
+        direction == "harmful"
+        and instead.get("summary")
+        and instead.get("action") not in ("same_action", "end")
+        and float(instead.get("share") or 0) >= MIN_INSTEAD_SHARE
+        and int(instead.get("pairs") or 0) >= MIN_INSTEAD_PAIRS
+    ):
+        text += (
+            f" Successful runs of the same kind of request {instead['summary']} at that point"
+            " instead."
+        )
     return text
+
+
+def explain(
+    candidates: list[Candidate], analysis: Analysis, traces: Traces, config: FeatureConfig
+) -> list[Candidate]:
+    """``candidates`` worded with when their action goes wrong and what runs that went the
+    other way did instead (:func:`pipeline.analyze.alternatives` on their headline patterns,
+    then :func:`with_alternatives`). Reads the steps of ``traces`` and the analysis's feature
+    file (the features are derived again from the steps when the analysis was loaded from
+    disk). Candidates from failure clusters or without a direction are left as they are."""
+    targets = [
+        Target(c.id, c.namespace, c.pattern_id, str(c.evidence["direction"]))
+        for c in candidates
+        if c.evidence.get("direction") in ("harmful", "helpful") and ":" in c.pattern_id
+    ]
+    if not targets:
+        return candidates
+    con = traces.connect(memory_limit=analysis.config.memory_limit, threads=analysis.config.threads)
+    try:
+        if analysis.feature_file is not None:
+            path = str(analysis.feature_file).replace("'", "''")
+            con.execute(
+                f"create or replace temp view features as select * from read_parquet('{path}')"
+            )
+        else:
+            create_feature_table(con, config)
+        found = alternatives(con, analysis.units, targets, config)
+    finally:
+        con.close()
+    return with_alternatives(candidates, found)

@@ -47,6 +47,7 @@ __all__ = [
     "learn",
     "merge_and_render",
     "merge_policy",
+    "prompt_budget",
     "render_prompts",
     "stored_base_prompts",
 ]
@@ -152,7 +153,9 @@ def render_prompts(config: Config, book: Skillbook, bases: Mapping[str, str]) ->
     """
     from pipeline.loop import record_versions
 
-    generator = render.PromptGenerator(config.template_dir, max_chars=config.max_prompt_chars)
+    generator = render.PromptGenerator(
+        config.template_dir, max_chars=config.max_prompt_chars, max_lessons=config.max_lessons
+    )
     prompts = generator.run(book, dict(bases))
     generator.write(prompts, config.out_dir, book.version, book.experiments)
     record_versions(config, prompts, book.version, book.updated_at or timestamp())
@@ -195,11 +198,17 @@ def merge_and_render(
         experiments = experiment_round(
             config, book, trajectories, policy, now, file_times(list(files))
         )
-        render.save_skillbook(book, config.skillbook_dir)
+        render.save_skillbook(book, config.skillbook_dir, budget=prompt_budget(config))
         prompts = render_prompts(config, book, bases)
         if merged_entry is not None:
             append_run(config.skillbook_dir, merged_entry)
     return book, result, prompts, experiments
+
+
+def prompt_budget(config: Config) -> render.PromptBudget:
+    """The :class:`~pipeline.render.PromptBudget` of ``config`` (``max_lessons``,
+    ``max_prompt_chars``): what each prompt holds, and what ``SKILLBOOK.md`` lists as over it."""
+    return render.PromptBudget(config.max_lessons, config.max_prompt_chars)
 
 
 def merge_policy(config: Config) -> MergePolicy:
@@ -354,11 +363,12 @@ def _analyze(run: Run) -> Run:
 
 
 def _extract(run: Run) -> Run:
-    from pipeline.extract import SkillExtractor, feedback_namespaces, tested_evidence
+    from pipeline.extract import SkillExtractor, explain, feedback_namespaces, tested_evidence
 
     candidates = SkillExtractor().run(
         run.analysis, feedback_namespaces(run.trajectories), judged=run.judged
     )
+    candidates = explain(candidates, run.analysis, run.traces, run.config.analyzer.features)
     return replace(
         run,
         candidates=candidates,

@@ -103,9 +103,13 @@ def test_skill_text_is_data_not_template_code() -> None:
     assert "\\# Title" in prompt.text
 
 
-def test_budget_keeps_most_valuable_skills_first() -> None:
+def test_budget_keeps_highest_impact_skills_first() -> None:
+    # expected impact: support times effect, n_with x |rate_with - rate_without|
+    weak, strong = _cand("weak", odds=0.9), _cand("strong", odds=0.05)
+    weak.evidence.update(rate_with=0.5, rate_without=0.55)
+    strong.evidence.update(rate_with=0.2, rate_without=0.7)
     book = Skillbook()
-    book.merge([_cand("weak", odds=0.9), _cand("strong", odds=0.05)], now="t")
+    book.merge([weak, strong], now="t")
     (prompt,) = PromptGenerator(max_chars=len("Avoid strong.") + 3).run(book, {})
     assert prompt.skill_ids == (skill_id("domain:x", "strong"),)
     assert "Avoid strong." in prompt.text and "Avoid weak." not in prompt.text

@@ -32,6 +32,9 @@ alignment), :mod:`~pipeline.analyze.strata` (units, strata, the stratified tests
 :mod:`~pipeline.analyze.queries` (DuckDB counting over the feature table),
 :mod:`~pipeline.analyze.stats` (the tests), :mod:`~pipeline.analyze.analyzer` (Analyzer,
 Analysis). Other modules import them from here only.
+
+:mod:`~pipeline.analyze.instead` tells, for a skill, what runs that went the other way did
+instead, when the action goes wrong, and exemplars (:func:`alternatives`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from pipeline.analyze.features import (
     error_signature,
     feature_sql,
 )
+from pipeline.analyze.instead import Action, Target, alternatives
 from pipeline.analyze.stats import (
     Effect,
     benjamini_hochberg,
@@ -68,6 +72,7 @@ __all__ = [
     "ANALYSIS_FILES",
     "DIAGNOSTIC_KINDS",
     "RESULT_COLUMNS",
+    "Action",
     "Analysis",
     "Analyzer",
     "AnalyzerConfig",
@@ -75,6 +80,8 @@ __all__ = [
     "FeatureConfig",
     "StrataKind",
     "Stratification",
+    "Target",
+    "alternatives",
     "benjamini_hochberg",
     "cmh",
     "conditional_logit",

@@ -119,36 +119,55 @@ def failure_clusters(con: duckdb.DuckDBPyConnection, units: pl.DataFrame) -> pl.
         polars DataFrame sorted by namespace, size (descending) and signature: namespace (str),
         signature (str: ``error=<tool>: <signature> | last_tool=<tool> |
         termination=<reason>``, ``none``/``unknown`` where absent), size (int64), share (float64,
-        of the namespace's failures), example_ids (list[str], the first 5 by id).
+        of the namespace's failures), example_ids (list[str], the first 5 by id) and
+        example_steps (list[int64], parallel to example_ids: the ``step_idx`` of the first
+        tool error in that trajectory with the cluster's error signature; for a cluster
+        without a tool error, the step of the last tool call; null when the run has neither).
+        An analysis saved before example_steps was kept has no such column: readers take its
+        steps as unknown.
     """
     sig = signature_sql("coalesce(error_message, tool_result_text, '')")
     con.register("units", units.select("trajectory_id", "namespace", "success").to_arrow())
     frame = con.sql(f"""
         with last_call as (
-            select trajectory_id, arg_max(tool_name, step_idx) as last_tool
+            select trajectory_id, arg_max(tool_name, step_idx) as last_tool,
+                   max(step_idx)::bigint as last_call_step
             from steps where step_type = 'tool_call' group by all
         ),
+        errors as (
+            select trajectory_id, step_idx, coalesce(tool_name, '?') || ': ' || {sig} as error
+            from steps where step_type = 'tool_result' and is_error
+        ),
         last_error as (
-            select trajectory_id, arg_max(coalesce(tool_name, '?') || ': ' || {sig}, step_idx)
-                   as last_error
-            from steps where step_type = 'tool_result' and is_error group by all
+            select trajectory_id, arg_max(error, step_idx) as last_error
+            from errors group by all
+        ),
+        error_step as (
+            select e.trajectory_id, min(e.step_idx)::bigint as error_step
+            from errors e join last_error l
+              on e.trajectory_id = l.trajectory_id and e.error = l.last_error
+            group by all
         ),
         failed as (
             select u.namespace, u.trajectory_id,
                    concat_ws(' | ',
                        'error=' || coalesce(e.last_error, 'none'),
                        'last_tool=' || coalesce(c.last_tool, 'none'),
-                       'termination=' || coalesce(t.termination_reason, 'unknown')) as signature
+                       'termination=' || coalesce(t.termination_reason, 'unknown')) as signature,
+                   case when e.last_error is null then c.last_call_step else s.error_step end
+                       as example_step
             from units u join trajectories t using (trajectory_id)
             left join last_call c using (trajectory_id)
             left join last_error e using (trajectory_id)
+            left join error_step s using (trajectory_id)
             where not u.success
         )
         select namespace, signature, count(*) as size,
                count(*) / sum(count(*)) over (partition by namespace) as share,
-               list(trajectory_id order by trajectory_id)[1:5] as example_ids
+               list(trajectory_id order by trajectory_id)[1:5] as example_ids,
+               list(example_step order by trajectory_id)[1:5] as example_steps
         from failed group by namespace, signature
         order by namespace, size desc, signature
     """).pl()
     con.unregister("units")
-    return frame
+    return frame.with_columns(pl.col("example_steps").cast(pl.List(pl.Int64)))

@@ -21,6 +21,7 @@ from pipeline.cli.options import (
     CONTEXT,
     FDR_OPTION,
     FORMAT_OPTION,
+    MAX_LESSONS_OPTION,
     MIN_SUPPORT_OPTION,
     MODE_OPTION,
     OUT_OPTION,
@@ -201,6 +202,7 @@ _learning_options = [
     FDR_OPTION,
     TEMPLATES_OPTION,
     BASE_PROMPT_OPTION,
+    MAX_LESSONS_OPTION,
     *LLM_OPTIONS,
 ]
 
@@ -233,6 +235,7 @@ def _config(paths: tuple[str, ...], **kw: Any) -> Config:
         analyzer=AnalyzerConfig(min_support=kw["min_support"], fdr=kw["fdr"]),
         template_dir=kw["template_dir"],
         base_prompt_file=kw["base_prompt_file"],
+        max_lessons=kw.get("max_lessons", Config.max_lessons),
         llm=llm_config(kw),
         section_modes=kw.get("section_modes", ()),
         half_life_days=kw.get("half_life_days", DEFAULT_HALF_LIFE_DAYS),

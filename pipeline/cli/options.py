@@ -23,6 +23,7 @@ __all__ = [
     "FDR_OPTION",
     "FORMATS",
     "FORMAT_OPTION",
+    "MAX_LESSONS_OPTION",
     "MIN_SUPPORT_OPTION",
     "MODE_OPTION",
     "OUT_OPTION",
@@ -33,6 +34,7 @@ __all__ = [
     "emit",
     "existing_paths",
     "option_of",
+    "parse_max_lessons",
     "paths_argument",
     "say",
 ]
@@ -276,3 +278,32 @@ def parse_share(_ctx: click.Context, _param: click.Parameter, value: Any) -> flo
     if not 0 < share < 1:
         raise click.BadParameter(f"{value!r}: use balanced or a number between 0 and 1")
     return share
+
+
+def parse_max_lessons(_ctx: click.Context, _param: click.Parameter, value: Any) -> int | None:
+    """A line budget: a whole number of lessons, ``0``, ``none`` or ``unlimited`` (no limit:
+    None).
+
+    Raises:
+        click.BadParameter: anything else.
+    """
+    if value is None or str(value).strip().lower() in ("none", "unlimited"):
+        return None
+    try:
+        lessons = int(str(value).strip())
+    except ValueError:
+        lessons = -1
+    if lessons < 0:
+        raise click.BadParameter(f"{value!r}: use a number of lessons, or 0 or none for no limit")
+    return lessons or None
+
+
+MAX_LESSONS_OPTION = click.option(
+    "--max-lessons",
+    default=str(Config.max_lessons),
+    show_default=True,
+    callback=parse_max_lessons,
+    metavar="N|none",
+    help="Most lessons in one prompt, ranked by expected impact (support times effect); "
+    "the rest are listed in SKILLBOOK.md under 'Over the prompt budget'. 0 or none: no limit.",
+)

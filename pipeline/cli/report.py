@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.options import OUT_OPTION, SKILLBOOK_OPTION, common, domain_errors, emit, say
+from pipeline.cli.options import (
+    MAX_LESSONS_OPTION,
+    OUT_OPTION,
+    SKILLBOOK_OPTION,
+    common,
+    domain_errors,
+    emit,
+    say,
+)
 from pipeline.fileio import atomic_write
 
 if TYPE_CHECKING:
@@ -172,6 +180,7 @@ def diff_command(
 @click.option("--title", default="coach report", show_default=True, help="Page title.")
 @SKILLBOOK_OPTION
 @OUT_OPTION
+@MAX_LESSONS_OPTION
 @common
 @domain_errors
 def report_command(
@@ -181,6 +190,7 @@ def report_command(
     title: str,
     skillbook_dir: Path,
     out_dir: Path,
+    max_lessons: int | None,
     data_dir: Path,
     as_json: bool,
     quiet: bool,
@@ -188,8 +198,9 @@ def report_command(
     """Write a self-contained HTML report of the last run (no network needed to view it).
 
     Sections: run summary, success rate by domain and over runs, the largest failure clusters
-    with example trajectories, every skill with its evidence and an odds-ratio chart, the
-    strongest contrasts tested, and what changed (the latest Skillbook version, or against
+    with example trajectories, every skill with its evidence and an odds-ratio chart (and how
+    many active skills are over the prompt budget of --max-lessons), the strongest contrasts
+    tested, and what changed (the latest Skillbook version, or against
     --since / --since-rev). Reads DATA_DIR (tables, analysis, last_run.json, written by
     'coach learn') and the Skillbook.
 
@@ -197,6 +208,7 @@ def report_command(
     """
     from pipeline.render import (
         REPORT_SECTIONS,
+        PromptBudget,
         diff_snapshots,
         load_report_data,
         render_report,
@@ -217,7 +229,8 @@ def report_command(
         comparison = diff_snapshots(
             old, _working_tree(skillbook_dir, out_dir), prompts_dir=out_dir.as_posix()
         )
-    html = render_report(data, since=comparison, title=title)
+    budget = PromptBudget(max_lessons=max_lessons)
+    html = render_report(data, since=comparison, title=title, budget=budget)
     path = output or data_dir / "report.html"
     atomic_write(path, html)
     say(quiet)(f"report: {path} ({len(html.encode()) // 1024} KiB)")

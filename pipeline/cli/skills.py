@@ -147,7 +147,9 @@ def show_command(
     if skill.flags:
         lines.append(f"flags: {', '.join(skill.flags)}")
     for example in ev.get("examples") or []:
-        lines.append(f"example: trajectory {example['trajectory_id']} step {example['step_idx']}")
+        step = example.get("step_idx")
+        at = f" step {step}" if step is not None else ""
+        lines.append(f"example: trajectory {example['trajectory_id']}{at}")
     # the held-out replication and the live-traffic evidence, each labelled by its kind
     for kind in evidence_kinds(skill):
         lines.append(f"{kind['label'].lower()}: {kind['line']}")

@@ -99,9 +99,15 @@ def extract_command(data_dir: Path, as_json: bool, quiet: bool) -> None:
 
     Example: coach extract --json
     """
-    from pipeline.extract import SkillExtractor
+    from pipeline.extract import SkillExtractor, explain
 
-    candidates = SkillExtractor().run(_load_analysis(data_dir))
+    analysis = _load_analysis(data_dir)
+    candidates = explain(
+        SkillExtractor().run(analysis),
+        analysis,
+        _load_analysis_inputs(data_dir),
+        analysis.config.features,
+    )
     data = [asdict(c) for c in candidates]
     atomic_write(data_dir / "candidates.json", json.dumps(data, indent=2) + "\n")
     emit(

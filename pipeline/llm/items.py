@@ -207,6 +207,32 @@ _KIND_TEXT = {
 }
 
 
+def _consolidated(evidence: dict[str, Any]) -> dict[str, Any]:
+    """What a pattern item adds from a consolidated skill's evidence
+    (:func:`pipeline.consolidate.consolidate`, :func:`pipeline.analyze.alternatives`): ``group``
+    (the corroborating pattern ids, as data), ``condition`` and ``instead`` (texts or None) and
+    ``exemplars`` (their redacted texts, as data)."""
+    condition = evidence.get("condition") or {}
+    instead = evidence.get("instead") or {}
+    return {
+        "group": [as_data(str(p.get("pattern_id")), 200) for p in evidence.get("patterns") or []],
+        "condition": as_data(str(condition["text"]), 200) if condition.get("text") else None,
+        "instead": (
+            as_data(
+                f"{instead['summary']} ({instead.get('pairs', 0)} aligned runs, share "
+                f"{instead.get('share', 0)})",
+                200,
+            )
+            if instead.get("summary")
+            else None
+        ),
+        "exemplars": [
+            as_data(f"{e.get('role')}: {e.get('text')}", 240)
+            for e in evidence.get("exemplars") or []
+        ],
+    }
+
+
 def pattern_items(
     candidates: list[Candidate], analysis: Analysis, traces: Traces, config: LLMConfig
 ) -> list[Item]:
@@ -259,7 +285,7 @@ def pattern_items(
             },
             "excerpts": _excerpts(traces, picks, config.excerpt_tokens * 4),
             "sections": list(SECTIONS),
-        }
+        } | _consolidated(cand.evidence)
         items.append(
             Item(
                 cand.id,
@@ -273,6 +299,20 @@ def pattern_items(
             )
         )
     return items
+
+
+def _cluster_examples(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The example pointers of a failure cluster (a row of
+    :attr:`pipeline.analyze.Analysis.clusters`): ``{"trajectory_id", "step_idx"}`` per example
+    id, the step from the parallel ``example_steps`` list; ``step_idx`` None where it is
+    unknown (a null step, or an analysis saved before the clusters kept their steps)."""
+    ids = list(row["example_ids"] or [])
+    steps = list(row.get("example_steps") or [])
+    steps += [None] * (len(ids) - len(steps))
+    return [
+        {"trajectory_id": t, "step_idx": None if step is None else int(step)}
+        for t, step in zip(ids, steps, strict=False)
+    ]
 
 
 def cluster_items(
@@ -315,7 +355,7 @@ def cluster_items(
             "share": round(float(row["share"]), 6),
             "failures_in_namespace": int(total),
             "stratification": "none: a failure cluster is not a contrast",
-            "examples": [{"trajectory_id": t, "step_idx": None} for t in list(row["example_ids"])],
+            "examples": _cluster_examples(row),
         }
         context = {
             "item": "cluster",

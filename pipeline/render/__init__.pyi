@@ -17,6 +17,12 @@ from .diff_md import (
     example_sources as example_sources,
     markdown_summary as markdown_summary,
 )
+from .lessons import (
+    PromptBudget as PromptBudget,
+    impact as impact,
+    over_budget as over_budget,
+    rank as rank,
+)
 from .prompts import (
     DEFAULT_TEMPLATE as DEFAULT_TEMPLATE,
     NOT_RENDERED as NOT_RENDERED,

@@ -9,7 +9,9 @@ that looks like template code is printed, never evaluated. The package's templat
 ``pipeline/render/templates/system_prompt.md.j2``. Output: ``<out>/<namespace>.md`` (``:`` in the
 namespace becomes ``-``) and
 ``<out>/manifest.json`` (per prompt: skill ids used and where its base prompt came from;
-Skillbook version, template SHA-256).
+Skillbook version, template SHA-256). Which skills a prompt carries, in which order, is
+:mod:`pipeline.render.lessons`: ranked by expected impact, within a budget of lessons and
+characters.
 
 A base prompt (:class:`BasePrompt`) is either the team's file (``--base-prompt``), printed as
 written, or the most common system prompt of a namespace's runs (:func:`base_prompts`), which is
@@ -44,11 +46,22 @@ from pipeline.render.environment import (
     environment,
     prompt_text,
 )
+from pipeline.render.lessons import (
+    DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_LESSONS,
+    PRECEDENCE,
+    PromptBudget,
+    compose,
+    namespace_rank,
+    rank,
+    rendered_skills,
+)
 from pipeline.skillbook import NOT_RENDERED, SECTION_TITLES, Skill, Skillbook, section_key
 
 __all__ = [
     "ACTIVE_HTML",
     "BasePrompt",
+    "NOT_RENDERED",
     "PRECEDENCE",
     "PromptGenerator",
     "RenderedPrompt",
@@ -60,9 +73,6 @@ __all__ = [
     "prompt_filename",
 ]
 
-# Namespace kinds from the most to the least specific: a skill of a more specific namespace
-# takes precedence over one of a less specific namespace for the same pattern.
-PRECEDENCE = ("user", "domain", "agent", "global")
 DEFAULT_TEMPLATE = "system_prompt.md.j2"
 # HTML elements that run code, load something, take input or replace the document (WHATWG HTML
 # and its obsolete elements browsers still parse); other tags (``<format_example>``, common in
@@ -169,14 +179,25 @@ class RenderedPrompt:
 class PromptGenerator:
     """``PromptGenerator(template_dir, ...).run(skillbook, base_prompts) -> list[RenderedPrompt]``.
 
+    Lessons are ranked by expected impact (:func:`pipeline.render.lessons.rank`): a prompt
+    keeps them in that order (within each section) while they fit its budget
+    (:class:`~pipeline.render.lessons.PromptBudget`); what does not fit is listed by
+    :func:`pipeline.render.lessons.over_budget`.
+
     Args:
         template_dir: a directory holding ``system_prompt.md.j2`` to use instead of the
             package's template.
-        max_chars: size budget for the skills part of each prompt, in characters; the most
-            valuable skills (:attr:`pipeline.skillbook.Skill.value`) are kept first.
+        max_chars: size budget for the skills part of each prompt, in characters.
+        max_lessons: line budget, the most lessons one prompt carries (None or 0: no limit).
     """
 
-    def __init__(self, template_dir: Path | None = None, *, max_chars: int = 4000) -> None:
+    def __init__(
+        self,
+        template_dir: Path | None = None,
+        *,
+        max_chars: int = DEFAULT_MAX_CHARS,
+        max_lessons: int | None = DEFAULT_MAX_LESSONS,
+    ) -> None:
         if template_dir is not None and not (template_dir / DEFAULT_TEMPLATE).is_file():
             raise TemplateError(f"{template_dir / DEFAULT_TEMPLATE}: template not found")
         env = environment(template_dir)
@@ -187,21 +208,7 @@ class PromptGenerator:
         source, _, _ = env.loader.get_source(env, DEFAULT_TEMPLATE)  # type: ignore[union-attr]
         self.template_source = source
         self.template_hash = hashlib.sha256(source.encode()).hexdigest()
-        self.max_chars = max_chars
-
-    def _select(self, skills: list[Skill]) -> list[Skill]:
-        return self._select_within(skills, self.max_chars)
-
-    @staticmethod
-    def _select_within(skills: list[Skill], budget: int) -> list[Skill]:
-        chosen, used = [], 0
-        for skill in sorted(skills, key=lambda s: (-s.value, s.id)):
-            cost = len(skill.instruction) + 3
-            if used + cost > budget:
-                continue
-            chosen.append(skill)
-            used += cost
-        return chosen
+        self.budget = PromptBudget(max_lessons=max_lessons, max_chars=max_chars)
 
     def run(self, skillbook: Skillbook, base_prompts: dict[str, str]) -> list[RenderedPrompt]:
         """Render one prompt per namespace that has active skills or a base prompt.
@@ -213,11 +220,7 @@ class PromptGenerator:
         Raises:
             TemplateError: the template fails to render.
         """
-        active = [
-            s
-            for s in skillbook.skills.values()
-            if s.status == "active" and s.section not in NOT_RENDERED
-        ]
+        active = rendered_skills(skillbook)
         # an experiment whose skills a person has since decided is rendered as ended (the next
         # learn ends it): its arms would no longer differ by those skills
         running = {
@@ -276,11 +279,7 @@ class PromptGenerator:
             for kind, name in (("user", user), ("domain", domain), ("agent", agent))
             if name
         ]
-        active = [
-            s
-            for s in skillbook.skills.values()
-            if s.status == "active" and s.section not in NOT_RENDERED
-        ]
+        active = rendered_skills(skillbook)
         return self._render((chain or ["global"])[0], base_prompt, compose(active, chain))
 
     def _render(
@@ -292,11 +291,11 @@ class PromptGenerator:
         *,
         exact: bool = False,
     ) -> RenderedPrompt:
-        """Render one prompt of ``namespace`` from ``base_prompt`` and the skills ``own`` (the
-        most valuable within the size budget; with ``exact``, all of them), plus the skills
-        under ``tested`` (always kept: an experiment's arm must hold them)."""
-        ranked = [*tested, *sorted(own, key=lambda s: (-s.value, s.id))]
-        chosen = ranked if exact else self._select(own)
+        """Render one prompt of ``namespace`` from ``base_prompt`` and the skills ``own`` (those
+        that fit the budget, by expected impact; with ``exact``, all of them), plus the skills
+        under ``tested`` (always kept: an experiment's arm must hold them), in the order of
+        :func:`~pipeline.render.lessons.rank`."""
+        chosen = rank([*tested, *own]) if exact else list(self.budget.select(own).kept)
         source = getattr(base_prompt, "source", None)
         base = base_prompt.rstrip()
         provenance = {"source": "none"}
@@ -417,34 +416,6 @@ class PromptGenerator:
 # The prompt files of experiment arms other than control (see arm_filename): candidate arms
 # (skills under test added) and holdback arms (active skills left out).
 _ARM_FILE = re.compile(r"\.(candidate|holdback)(-[0-9]+)?\.md$")
-
-
-def namespace_rank(namespace: str) -> int:
-    """Position of a namespace's kind in :data:`PRECEDENCE` (0 = most specific: ``user``);
-    an unknown kind ranks with ``agent``."""
-    kind = namespace.split(":", 1)[0]
-    if kind in PRECEDENCE:
-        return PRECEDENCE.index(kind)
-    return PRECEDENCE.index("global") - 1 if namespace != "global" else PRECEDENCE.index("global")
-
-
-def compose(skills: list[Skill], namespaces: list[str]) -> list[Skill]:
-    """The skills that apply to a context made of ``namespaces`` (plus ``global``, always).
-
-    Only skills of exactly those namespaces are kept, so a ``user:`` skill reaches only that
-    user's prompts. Where several namespaces carry a skill for the same pattern (or the same
-    wording), the most specific one wins: user over domain over agent over global
-    (:data:`PRECEDENCE`). Returns the kept skills ordered by precedence, then id.
-    """
-    wanted = {*namespaces, "global"}
-    kept: dict[str, Skill] = {}
-    for skill in sorted(
-        (s for s in skills if s.namespace in wanted),
-        key=lambda s: (namespace_rank(s.namespace), s.id),
-    ):
-        key = skill.source.get("pattern_id") or " ".join(skill.instruction.casefold().split())
-        kept.setdefault(key, skill)
-    return list(kept.values())
 
 
 def base_prompts(trajectories: Any, rendered: Mapping[str, str] | None = None) -> dict[str, str]:

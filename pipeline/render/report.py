@@ -14,8 +14,9 @@ id given):
 - ``experiments``: the prompt experiments on live traffic, running and ended, with their arms
   and the skills under test;
 - ``skills``: every skill with its evidence, labelled by kind (offline contrast, held-out
-  replication, experiment or holdback on live traffic), and an odds-ratio chart with 95%
-  intervals;
+  replication, experiment or holdback on live traffic) and its notes (corroborating patterns,
+  what successful runs did instead, the condition, exemplars), an odds-ratio chart with 95%
+  intervals, and how many active skills do not fit the prompts' budget;
 - ``contrasts``: the strongest within-task contrasts tested, skills or not;
 - ``changes``: what changed in the latest Skillbook version, or against ``since`` (a
   :class:`pipeline.render.diff.PromptDiff`) with the prompt lines and the kind of evidence that
@@ -41,6 +42,8 @@ from pipeline.render.charts import forest_chart, rate_chart, runs_chart
 from pipeline.render.diff import PromptDiff
 from pipeline.render.diff_md import example_sources, moved_by
 from pipeline.render.environment import environment
+from pipeline.render.evidence_notes import evidence_notes
+from pipeline.render.lessons import PromptBudget, over_budget_view
 from pipeline.render.skillbook_md import (
     evidence_kinds,
     evidence_line,
@@ -291,9 +294,13 @@ def _clusters(data: ReportData, limit: int) -> list[dict[str, Any]]:
     out = []
     for r in rows.head(limit).iter_rows(named=True):
         parts = dict(part.split("=", 1) for part in r["signature"].split(" | ") if "=" in part)
+        ids = list(r["example_ids"] or [])
+        # an analysis saved before the clusters kept their steps has no example_steps
+        steps = list(r.get("example_steps") or []) + [None] * len(ids)
         examples = [
             info.get(tid, {"trajectory_id": tid, "source_uri": None, "task_id": None})
-            for tid in (r["example_ids"] or [])
+            | {"step_idx": step}
+            for tid, step in zip(ids, steps, strict=False)
         ]
         first = examples[0]["trajectory_id"] if examples else None
         out.append(
@@ -327,6 +334,7 @@ def _skill_rows(skills: list[Skill], sources: dict[str, str]) -> list[dict[str, 
                 "ev": ev,
                 "offline_label": offline_label(ev),
                 "kinds": evidence_kinds(s),
+                "notes": evidence_notes(ev),
                 "examples": [
                     {
                         "trajectory_id": e.get("trajectory_id"),
@@ -375,9 +383,14 @@ def render_report(
     title: str = "coach report",
     max_clusters: int = 10,
     max_contrasts: int = 20,
+    budget: PromptBudget | None = None,
 ) -> str:
     """The report as one HTML document (UTF-8 text). Deterministic for the same inputs and
     ``SOURCE_DATE_EPOCH`` (the time shown is the last run's).
+
+    ``budget``: the prompts' budget (default :class:`~pipeline.render.lessons.PromptBudget`);
+    the skills section says how many active skills do not fit it, per namespace
+    (:func:`~pipeline.render.lessons.over_budget`).
 
     ``since``: a comparison with an earlier version (:func:`pipeline.render.diff_snapshots`) for
     the "What changed" section; without it, that section lists the latest Skillbook version's
@@ -431,6 +444,8 @@ def render_report(
     ]
     labelled = data.units.height
     successes = int(data.units["success"].sum()) if labelled else 0
+    budget = budget or PromptBudget()
+    left_out = over_budget_view(book, budget)
     context = {
         "title": title,
         "version": __version__,
@@ -455,6 +470,9 @@ def render_report(
         "n_clusters": data.clusters.height,
         "n_failures": int(data.clusters["size"].sum()) if data.clusters.height else 0,
         "skills": skill_rows,
+        "over_budget": left_out,
+        "n_over_budget": sum(len(skills) for skills in left_out.values()),
+        "budget": budget.describe(),
         "skills_chart": forest_chart(forest, "skills-odds-ratios")
         if any(f["odds_ratio"] for f in forest)
         else None,

@@ -26,6 +26,8 @@ from pipeline.render.environment import (
     one_line,
     pct,
 )
+from pipeline.render.evidence_notes import evidence_notes
+from pipeline.render.lessons import PromptBudget, over_budget_view
 from pipeline.skillbook import STATUSES, Skill, Skillbook, section_key
 
 __all__ = [
@@ -364,6 +366,7 @@ def _skill_view(skill: Skill) -> dict[str, Any]:
         "merged_from": [m["id"] for m in skill.source.get("merged_from") or []],
         "decision": decisions[-1] if decisions else None,
         "examples": list(ev.get("examples") or []),
+        "notes": evidence_notes(ev, markdown=True),
     }
 
 
@@ -392,11 +395,16 @@ def _markdown_history_line(entry: dict[str, Any]) -> str:
     return history_line(entry | escaped)
 
 
-def skillbook_markdown(book: Skillbook) -> str:
+def skillbook_markdown(book: Skillbook, budget: PromptBudget | None = None) -> str:
     """``SKILLBOOK.md``: a header with the version, the prompt experiments (when any ran, see
     :func:`experiments_overview`), then skills grouped by namespace, status and section, each
-    with its evidence labelled by kind (:func:`evidence_kinds`), then the run history.
-    Deterministic for a given Skillbook."""
+    with its evidence labelled by kind (:func:`evidence_kinds`) and its notes
+    (:func:`~pipeline.render.evidence_notes.evidence_notes`), then per namespace the active
+    skills over its prompt's ``budget`` (:func:`~pipeline.render.lessons.over_budget`; default
+    :class:`~pipeline.render.lessons.PromptBudget`), then the run history. Deterministic for a
+    given Skillbook and budget."""
+    budget = budget or PromptBudget()
+    left_out = over_budget_view(book, budget)
     counts = book.by_status()
     namespaces = []
     for namespace in sorted({s.namespace for s in book.skills.values()}):
@@ -421,7 +429,13 @@ def skillbook_markdown(book: Skillbook) -> str:
                 for section in sorted({s.section for s in group}, key=section_key)
             ]
             groups.append({"status": status, "sections": sections})
-        namespaces.append({"name": namespace, "groups": groups})
+        namespaces.append(
+            {
+                "name": namespace,
+                "groups": groups,
+                "over_budget": left_out.get(namespace, []),
+            }
+        )
     return (
         environment()
         .get_template(TEMPLATE)
@@ -430,19 +444,22 @@ def skillbook_markdown(book: Skillbook) -> str:
             updated=book.updated_at or "never",
             counts=", ".join(f"{counts[s]} {s}" for s in STATUSES),
             namespaces=namespaces,
+            budget=budget.describe(),
             experiments=experiments_overview(book, markdown=True),
             history=[_markdown_history_line(entry) for entry in book.history[-20:]],
         )
     )
 
 
-def save_skillbook(book: Skillbook, directory: Path) -> dict[str, Path | None]:
+def save_skillbook(
+    book: Skillbook, directory: Path, *, budget: PromptBudget | None = None
+) -> dict[str, Path | None]:
     """Save ``book`` into ``directory``: its version snapshot, ``skillbook.json`` and
-    ``SKILLBOOK.md`` (:func:`skillbook_markdown`), each atomically, by
-    :meth:`pipeline.skillbook.Skillbook.save`. Returns the paths by kind (``json``,
-    ``markdown``, ``snapshot``).
+    ``SKILLBOOK.md`` (:func:`skillbook_markdown`, listing the skills over the prompts'
+    ``budget``), each atomically, by :meth:`pipeline.skillbook.Skillbook.save`. Returns the
+    paths by kind (``json``, ``markdown``, ``snapshot``).
 
     Raises:
         OSError: a file cannot be written.
     """
-    return book.save(directory, markdown=skillbook_markdown(book))
+    return book.save(directory, markdown=skillbook_markdown(book, budget))

@@ -534,7 +534,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tasks", type=int, default=SynthConfig.n_tasks)
     parser.add_argument("--trials", type=int, default=SynthConfig.trials)
     parser.add_argument("--agents", default=",".join(SynthConfig.agents))
+    parser.add_argument(
+        "--rules",
+        type=int,
+        metavar="RUNS",
+        help="write RUNS runs of the five planted rules of airline_domain instead "
+        "(generate_planted; --seed and --effect apply)",
+    )
+    parser.add_argument(
+        "--effect", type=float, default=0.2, help="with --rules: each rule's effect"
+    )
     args = parser.parse_args(argv)
+    if args.rules:
+        planted = PlantedConfig(
+            domains=(airline_domain(effect=args.effect),), n_trajectories=args.rules, seed=args.seed
+        )
+        write_jsonl(args.path, generate_planted(planted))
+        return
     config = SynthConfig(
         seed=args.seed,
         n_tasks=args.tasks,

@@ -35,34 +35,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.ingest.formats._common import ERROR_TEXT, json_text, label_from_reward
+from pipeline.ingest.formats._sqljson import (
+    PARSABLE,
+    is_int64 as _int,
+    is_integer as _any_int,
+    json_type as _t,
+)
 from pipeline.ingest.schema import TABLES
 
 __all__ = ["canonical_json_texts", "chat_tables", "numbers"]
 
 _ABSENT = "('MISSING', 'NULL')"
-
-
-def _t(expr: str) -> str:
-    """The JSON type of ``expr`` (a JSON value as DuckDB writes it: minified, so its first
-    character says) as ``VARCHAR``, ``OBJECT``, ``ARRAY``, ``BOOLEAN``, ``NULL`` or ``NUMBER``;
-    ``MISSING`` for SQL NULL (an absent key)."""
-    return (
-        f"(case left(({expr})::varchar, 1) when '\"' then 'VARCHAR' when '{{' then 'OBJECT' "
-        "when '[' then 'ARRAY' when 't' then 'BOOLEAN' when 'f' then 'BOOLEAN' "
-        f"when 'n' then 'NULL' else case when ({expr}) is null then 'MISSING' else 'NUMBER' "
-        "end end)"
-    )
-
-
-def _int(expr: str) -> str:
-    """Whether the JSON number ``expr`` is an integer that fits int64 (at most 18 digits) and
-    reads back as the same text (not ``-0``)."""
-    return f"(regexp_full_match(({expr})::varchar, '-?(0|[1-9][0-9]{{0,17}})') and ({expr})::varchar <> '-0')"
-
-
-def _any_int(expr: str) -> str:
-    """Whether the JSON number ``expr`` is written as an integer (any length)."""
-    return f"regexp_full_match(({expr})::varchar, '-?[0-9]+')"
 
 
 # One row per line that parses as a JSON object (DuckDB's parser: one pass per line): the
@@ -86,8 +69,7 @@ create or replace temp table rec as
 with parsed as (
     select rec, line, json_transform(line, '{_LINE}') as r
     -- DuckDB's parser also takes trailing commas and inf/nan, which Python's does not
-    from lines where json_valid(line)
-        and not regexp_matches(line, '(?i),\\s*[\\]}}]|[:,\\[]\\s*[-+]?(inf|nan)')
+    from lines where {PARSABLE}
 ), meta as (
     select *, json_extract(case when {_t("r.metadata")} = 'OBJECT' then r.metadata end,
         {_META}) as m

@@ -44,6 +44,8 @@ __all__ = ["BLOCK_LINES", "RecordBatch", "Vector", "line_digest", "read_line_bat
 BLOCK_LINES = 20_000
 # A block also ends when its lines hold this many bytes.
 _BLOCK_BYTES = 64 << 20
+# Lines per Arrow batch handed to DuckDB.
+_SCAN_ROWS = 2048
 
 # ``vector(con, lines)``: ``lines`` has ``rec`` (int64, position in the block) and ``line``
 # (string: the line without its surrounding ASCII blanks); returns the tables of the lines it
@@ -83,10 +85,13 @@ def line_digest(line: bytes) -> str:
     return hashlib.sha256(line.strip()).hexdigest()
 
 
-def _slow(number: int, line: bytes, build: Callable[[str, Any], Record]) -> Parsed | None:
+def _slow(
+    number: int, line: bytes, build: Callable[[str, Any], Record], line_hash: bool = True
+) -> Parsed | None:
     """One line read record by record, as :func:`~pipeline.ingest.formats._io.iter_lines`,
     :func:`~pipeline.ingest.formats._io.iter_json_lines` and
-    :func:`~pipeline.ingest.formats._io.map_records` do; ``None`` for a blank line."""
+    :func:`~pipeline.ingest.formats._io.map_records` do; ``None`` for a blank line. With
+    ``line_hash`` the record's ``digest`` is the line's (:func:`line_digest`), else left unset."""
     where = f"line {number}"
     try:
         text = line.decode("utf-8-sig" if number == 1 else "utf-8")
@@ -107,7 +112,8 @@ def _slow(number: int, line: bytes, build: Callable[[str, Any], Record]) -> Pars
         record = build(where, obj)
     except (ValueError, TypeError, OverflowError) as exc:
         return Quarantined(where, str(exc), truncate(obj))
-    record.digest = line_digest(line)
+    if line_hash:
+        record.digest = line_digest(line)
     return record
 
 
@@ -149,7 +155,9 @@ def _vectorised(
         texts = pa.array([block.lines[i][1].strip() for i in recs], pa.binary()).cast(pa.string())
     except pa.ArrowInvalid:  # a line that is not UTF-8: each line is decoded on its own
         return None
+    # in batches: DuckDB scans the batches of an Arrow table in parallel
     lines = pa.table({"rec": pa.array(recs, pa.int64()), "line": texts})
+    lines = pa.Table.from_batches(lines.to_batches(max_chunksize=_SCAN_ROWS))
     try:
         tables, fast, steps_rec, feedback_rec = vector(con, lines)
     except duckdb.Error:
@@ -165,6 +173,7 @@ def _emit(
     block: _Block,
     vector: Vector,
     build: Callable[[str, Any], Record],
+    line_hash: bool,
 ) -> Iterator[Parsed | RecordBatch]:
     """The items of ``block`` in line order: runs of mapped lines as one :class:`RecordBatch`
     each, every other line as the per-record reader makes it."""
@@ -186,7 +195,7 @@ def _emit(
             yield block.ready[position]
         else:
             number, line = block.lines[position]
-            item = _slow(number, line, build)
+            item = _slow(number, line, build, line_hash)
             if item is not None:
                 yield item
         position += 1
@@ -215,14 +224,20 @@ def _slice(
 
 
 def read_line_batches(
-    path: Path, options: ReadOptions, vector: Vector, build: Callable[[str, Any], Record]
+    path: Path,
+    options: ReadOptions,
+    vector: Vector,
+    build: Callable[[str, Any], Record],
+    line_hash: bool = True,
 ) -> Iterator[Parsed | RecordBatch]:
     """The records of the JSON Lines file ``path``, in file order: :class:`RecordBatch` items
     for the lines ``vector`` maps, and for every other non-blank line what ``build(where,
     obj)`` makes of it (a :class:`~pipeline.ingest.formats._common.Record`, whose ``digest`` is
     set) or a :class:`~pipeline.ingest.formats._common.Quarantined` (too long, not UTF-8, not
     JSON, nested too deeply, or rejected by ``build`` with ``ValueError``, ``TypeError`` or
-    ``OverflowError``).
+    ``OverflowError``). With ``line_hash`` false, a record read one by one gets no ``digest``
+    (ingest hashes its rows, :func:`~pipeline.ingest._run.record_sha256`), and ``vector`` is to
+    give its records that same hash.
 
     Raises:
         InputError: the file is unreadable or its compressed data is corrupt (the records of
@@ -245,11 +260,11 @@ def read_line_batches(
                 block.lines.append((number, line))
                 block.size += len(line)
                 if block.full():
-                    yield from _emit(con, block, vector, build)
+                    yield from _emit(con, block, vector, build, line_hash)
                     block = _Block()
         except InputError:
-            yield from _emit(con, block, vector, build)
+            yield from _emit(con, block, vector, build, line_hash)
             raise
-        yield from _emit(con, block, vector, build)
+        yield from _emit(con, block, vector, build, line_hash)
     finally:
         con.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
-from pipeline.ingest.formats._common import (
-    Parsed,
-    Quarantined,
-    Record,
-    finish_trajectory,
-    parse_time,
-    truncate,
-)
-from pipeline.ingest.formats._io import (
-    ReadOptions,
-    first_json_line,
-    iter_json_lines,
-    read_head,
-)
+from pipeline.ingest.formats._canonical_vector import canonical_tables
+from pipeline.ingest.formats._common import Parsed, Record, finish_trajectory, parse_time
+from pipeline.ingest.formats._io import ReadOptions, first_json_line, read_head
+from pipeline.ingest.formats._linebatch import RecordBatch, read_line_batches
 from pipeline.ingest.formats._prompt_version import clean_prompt_versions
 from pipeline.ingest.schema import OUTCOME_LABELS, TABLES
 
@@ -67,6 +58,21 @@ def table_kind(columns: set[str]) -> str | None:
     return None
 
 
+def _leading_lines(head: bytes, count: int = 16) -> bytes:
+    """The first ``count`` lines of ``head`` when they hold the lines
+    :func:`~pipeline.ingest.formats._jsontext.first_json_line` looks at (at most five
+    non-blank), else all of it: the same answer without splitting a pretty-printed document's
+    whole head."""
+    end = -1
+    for _ in range(count):
+        end = head.find(b"\n", end + 1)
+        if end < 0:
+            return head
+    lines = head[: end + 1]
+    blank = sum(1 for line in lines.splitlines() if not line.strip())
+    return lines if len(lines.splitlines()) - blank >= 5 else head
+
+
 def sniff(path: Path, head: bytes) -> bool:
     """True for a Parquet file with canonical columns, or JSONL whose first line has
     ``trajectory_id`` and a ``steps`` list."""
@@ -75,7 +81,7 @@ def sniff(path: Path, head: bytes) -> bool:
             return table_kind(set(pq.read_schema(path).names)) is not None
         except (OSError, pa.ArrowException):
             return False
-    first = first_json_line(head)
+    first = first_json_line(_leading_lines(head))
     return (
         isinstance(first, dict)
         and "trajectory_id" in first
@@ -156,9 +162,44 @@ def _rows(items: Any, what: str, trajectory_id: str) -> list[dict[str, Any]]:
     return rows
 
 
-def read(path: Path, options: ReadOptions) -> Iterator[Parsed | TableChunk]:
-    """Yield a :class:`TableChunk` for Parquet, else a :class:`Record` or :class:`Quarantined`
-    per JSONL line.
+def _record(obj: Any, options: ReadOptions, where: str) -> Record:
+    """The :class:`Record` of one JSONL line's value.
+
+    Raises:
+        ValueError, TypeError: not a canonical trajectory row (the line is quarantined).
+    """
+    if not isinstance(obj, Mapping):
+        raise ValueError("record is not a JSON object")
+    trajectory_id = obj.get("trajectory_id")
+    if not isinstance(trajectory_id, str) or not trajectory_id:
+        raise ValueError("missing 'trajectory_id'")
+    label = obj.get("outcome_label") or "unknown"
+    if label not in OUTCOME_LABELS:
+        raise ValueError(f"'outcome_label' must be one of {', '.join(OUTCOME_LABELS)}")
+    trajectory = {k: obj.get(k) for k in TABLES["trajectories"].names}
+    trajectory |= {
+        "outcome_label": label,
+        "source_format": obj.get("source_format") or NAME,
+        "source_uri": obj.get("source_uri") or options.source_uri,
+    }
+    for key in _TIME_COLUMNS:
+        trajectory[key] = parse_time(trajectory[key])
+    if trajectory["metadata"] is not None and not isinstance(trajectory["metadata"], str):
+        trajectory["metadata"] = json.dumps(trajectory["metadata"], sort_keys=True)
+    steps = _rows(obj.get("steps"), "steps", trajectory_id)
+    for idx, step in enumerate(steps):
+        step["step_idx"] = idx if step.get("step_idx") is None else step["step_idx"]
+        step["is_error"] = bool(step.get("is_error"))
+    feedback = _rows(obj.get("feedback"), "feedback", trajectory_id)
+    return Record(finish_trajectory(trajectory, steps), steps, feedback, where)
+
+
+def read(path: Path, options: ReadOptions) -> Iterator[Parsed | TableChunk | RecordBatch]:
+    """Yield a :class:`TableChunk` for Parquet; for JSONL, :class:`RecordBatch` items for the
+    lines read column-wise (:mod:`~pipeline.ingest.formats._canonical_vector`) and a
+    :class:`Record` or :class:`Quarantined` for each other non-blank line, in file order
+    (:func:`~pipeline.ingest.formats._linebatch.read_line_batches`; every record hashed by its
+    rows, as before).
 
     Raises:
         InputError: the file cannot be read.
@@ -166,36 +207,9 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed | TableChunk]:
     if read_head(path, 4) == b"PAR1":
         yield read_parquet(path)
         return
-    for item in iter_json_lines(path, options.max_record_bytes):
-        if isinstance(item, Quarantined):
-            yield item
-            continue
-        where, obj = item
-        try:
-            if not isinstance(obj, Mapping):
-                raise ValueError("record is not a JSON object")
-            trajectory_id = obj.get("trajectory_id")
-            if not isinstance(trajectory_id, str) or not trajectory_id:
-                raise ValueError("missing 'trajectory_id'")
-            label = obj.get("outcome_label") or "unknown"
-            if label not in OUTCOME_LABELS:
-                raise ValueError(f"'outcome_label' must be one of {', '.join(OUTCOME_LABELS)}")
-            trajectory = {k: obj.get(k) for k in TABLES["trajectories"].names}
-            trajectory |= {
-                "outcome_label": label,
-                "source_format": obj.get("source_format") or NAME,
-                "source_uri": obj.get("source_uri") or options.source_uri,
-            }
-            for key in _TIME_COLUMNS:
-                trajectory[key] = parse_time(trajectory[key])
-            if trajectory["metadata"] is not None and not isinstance(trajectory["metadata"], str):
-                trajectory["metadata"] = json.dumps(trajectory["metadata"], sort_keys=True)
-            steps = _rows(obj.get("steps"), "steps", trajectory_id)
-            for idx, step in enumerate(steps):
-                step["step_idx"] = idx if step.get("step_idx") is None else step["step_idx"]
-                step["is_error"] = bool(step.get("is_error"))
-            feedback = _rows(obj.get("feedback"), "feedback", trajectory_id)
-        except (ValueError, TypeError) as exc:
-            yield Quarantined(where, str(exc), truncate(obj))
-            continue
-        yield Record(finish_trajectory(trajectory, steps), steps, feedback, where)
+
+    def build(where: str, obj: Any) -> Record:
+        return _record(obj, options, where)
+
+    vector = partial(canonical_tables, source_uri=options.source_uri)
+    yield from read_line_batches(path, options, vector, build, line_hash=False)

@@ -28,7 +28,8 @@ from pipeline.ingest.formats._common import (
     parse_time,
     truncate,
 )
-from pipeline.ingest.formats._io import ReadOptions, load_json
+from pipeline.ingest.formats._document import load_document
+from pipeline.ingest.formats._io import ReadOptions
 
 NAME = "tau2"
 
@@ -182,12 +183,13 @@ def _object(path: Path, value: Any, what: str) -> Mapping[str, Any]:
 
 
 def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
-    """Yield one :class:`Record` or :class:`Quarantined` per simulation of ``path``.
+    """Yield one :class:`Record` or :class:`Quarantined` per simulation of ``path`` (the
+    document parsed by :func:`~pipeline.ingest.formats._document.load_document`).
 
     Raises:
         InputError: unreadable, not UTF-8, not JSON, or without a ``simulations`` list.
     """
-    data = load_json(path, options.max_document_bytes)
+    data = load_document(path, options.max_document_bytes)
     if not isinstance(data, Mapping) or not isinstance(data.get("simulations"), list):
         raise InputError(f"{path}: a tau2 results file is an object with a 'simulations' list")
     info = _object(path, data.get("info"), "info")

@@ -361,13 +361,14 @@ CASES = [
     ),
     _case("learn quarantining records", "learn {small} {where}", 3, "prompts:", "quarantined 3"),
     _case("learn quarantining records, quiet", "learn {small} -q {where}", 3, "prompts:"),
-    _case(
+    _case(  # a file that gave nothing is an error, not "done, but see the quarantine"
         "file of no known format: quarantined whole",
         "ingest {tmp}/garbage.jsonl --data-dir {tmp}/d",
-        3,
+        1,
         "garbage.jsonl",
         "1 quarantined",
-        "this run quarantined 1 record:",
+        "nothing ingested, all 1 record quarantined",
+        "none recognises it",
     ),
     _case(
         "ingest with a settings file, quarantining records",

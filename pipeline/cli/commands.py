@@ -34,6 +34,7 @@ from pipeline.cli.options import (
     paths_argument,
     say,
 )
+from pipeline.cli.unread import exit_if_unread
 from pipeline.config import AnalyzerConfig, Config
 from pipeline.learn import ingest_store, learn
 from pipeline.render import evidence_line
@@ -398,7 +399,8 @@ def ingest_command(
     reads only what is new; --rebuild reads everything again. The tables are committed as one
     snapshot: an interrupted run leaves the previous ones whole. Exit status 3: done, but this
     run quarantined input (see DATA_DIR/tables/quarantine.jsonl); with --strict, exit 1 before
-    anything is written instead.
+    anything is written instead. Exit 1 too when a file gave nothing (all its records
+    quarantined), naming it, the reason and the formats tried.
 
     Example: coach ingest exports/ 'runs/*.jsonl.gz' --json
     """
@@ -440,6 +442,7 @@ def ingest_command(
         f"{traces.feedback.num_rows} feedback rows in {data_dir / 'tables'}"
     )
     emit(as_json, payload, "\n".join(lines))
+    exit_if_unread(traces, kw["fmt"], data_dir)
     _exit_if_quarantined(traces.quarantined_this_run, data_dir, quiet)
 
 

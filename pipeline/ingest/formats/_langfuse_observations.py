@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.ingest.formats._common import parse_time
+from pipeline.ingest.formats._framework_messages import call_id, response_instructions
 from pipeline.ingest.formats._messages import (
     Conversation,
     chat_messages,
@@ -28,7 +29,7 @@ from pipeline.ingest.formats._messages import (
     text_of,
 )
 
-__all__ = ["add_generation", "add_tool_observation", "observation_cost"]
+__all__ = ["add_generation", "add_tool_observation", "observation_cost", "tool_identity"]
 
 
 def _tokens(observation: Mapping[str, Any]) -> tuple[int | None, int | None]:
@@ -70,8 +71,10 @@ def _tool_args(value: Any) -> Any:
 
 def add_generation(conversation: Conversation, observation: Mapping[str, Any]) -> str | None:
     """Add a ``GENERATION``'s steps to ``conversation`` and return its model (``None`` if not
-    given): the input messages (OpenAI or LangChain messages, ``{"messages": [...]}``, else the
-    input as one user message) not yet in the conversation, then the output, carrying the tokens;
+    given): the input messages (OpenAI or LangChain messages, ``{"messages": [...]}``, GenAI parts
+    messages or Responses items, else the input as one user message; a Responses output's
+    ``instructions`` as the system message when the input has none) not yet in the
+    conversation, then the output, carrying the tokens;
     ``level: ERROR`` marks the output step with ``statusMessage``.
 
     Raises:
@@ -84,6 +87,9 @@ def add_generation(conversation: Conversation, observation: Mapping[str, Any]) -
     messages = chat_messages(given)
     if messages is None and given not in (None, ""):
         messages = [{"role": "user", "content": text_of(given)}]
+    instructions = response_instructions(maybe_json(observation.get("output")))
+    if instructions and not any(m.get("role") == "system" for m in messages or []):
+        messages = [{"role": "system", "content": instructions}, *(messages or [])]
     conversation.add_input(messages or [], started)
     input_tokens, output_tokens = _tokens(observation)
     error = None
@@ -101,20 +107,73 @@ def add_generation(conversation: Conversation, observation: Mapping[str, Any]) -
     return model
 
 
+def _attributes(metadata: Any) -> Mapping[str, Any]:
+    """The span attributes an observation ingested over OpenTelemetry keeps in
+    ``metadata.attributes``; empty when there are none."""
+    attributes = metadata.get("attributes") if isinstance(metadata, Mapping) else None
+    attributes = maybe_json(attributes)
+    return attributes if isinstance(attributes, Mapping) else {}
+
+
+def tool_identity(observation: Mapping[str, Any]) -> tuple[str, str | None]:
+    """``(tool name, tool call id)`` of a tool observation. The name is the span attribute
+    ``gen_ai.tool.name`` (GenAI semantic conventions) or ``tool.name`` (OpenInference) kept in
+    ``metadata.attributes``, else the ``name`` of a LangChain ``ToolMessage`` output, else the
+    observation's ``name`` (a span title such as ``running tool: get_weather`` only when nothing
+    else names the tool). The call id is ``metadata.tool_call_id``, else the attribute
+    ``gen_ai.tool.call.id`` / ``tool_call.id``, else the ToolMessage's ``tool_call_id``."""
+    metadata = maybe_json(observation.get("metadata"))
+    attributes = _attributes(metadata)
+    message = _tool_message(observation.get("output"))
+    name = next(
+        (
+            value
+            for value in (
+                attributes.get("gen_ai.tool.name"),
+                attributes.get("tool.name"),
+                message.get("name") if message else None,
+                observation.get("name"),
+            )
+            if isinstance(value, str) and value.strip()
+        ),
+        "tool",
+    )
+    ids = (
+        metadata.get("tool_call_id") if isinstance(metadata, Mapping) else None,
+        attributes.get("gen_ai.tool.call.id"),
+        attributes.get("tool_call.id"),
+        message.get("tool_call_id") if message else None,
+    )
+    return name, next((c for c in map(call_id, ids) if c is not None), None)
+
+
+def _tool_message(output: Any) -> Mapping[str, Any] | None:
+    """A LangChain ``ToolMessage`` dict (``{"type": "tool", "content", "tool_call_id", "name",
+    "status"}``) given as a tool's output, else ``None``."""
+    output = maybe_json(output)
+    if isinstance(output, Mapping) and output.get("type") == "tool" and "content" in output:
+        return output
+    return None
+
+
 def add_tool_observation(conversation: Conversation, observation: Mapping[str, Any]) -> None:
     """Add a tool observation (``TOOL``, ``RETRIEVER``, or a ``SPAN`` named after a pending tool
-    call) as a ``tool_result`` step: ``input`` the arguments, ``output`` the result,
-    ``metadata.tool_call_id`` the call it answers; ``level: ERROR`` makes it an error."""
-    result = text_of(maybe_json(observation.get("output")))
-    is_error = str(observation.get("level") or "").upper() == "ERROR"
-    metadata = maybe_json(observation.get("metadata"))
-    call_id = metadata.get("tool_call_id") if isinstance(metadata, Mapping) else None
+    call) as a ``tool_result`` step: ``input`` the arguments, ``output`` the result (the
+    ``content`` of a LangChain ``ToolMessage``), :func:`tool_identity` the tool and the call it
+    answers; ``level: ERROR`` (or a ToolMessage's ``status: error``) makes it an error."""
+    message = _tool_message(observation.get("output"))
+    output = message.get("content") if message else maybe_json(observation.get("output"))
+    result = text_of(output)
+    is_error = str(observation.get("level") or "").upper() == "ERROR" or bool(
+        message and message.get("status") == "error"
+    )
+    name, call = tool_identity(observation)
     started = parse_time(observation.get("startTime"))
     conversation.add_tool(
-        str(observation.get("name") or "tool"),
+        name,
         _tool_args(observation.get("input")),
         result,
-        call_id=None if call_id is None else str(call_id),
+        call_id=call,
         is_error=is_error,
         error_message=first_line(observation.get("statusMessage") or result) or "error",
         started=started,

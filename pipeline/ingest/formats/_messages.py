@@ -13,7 +13,9 @@ legacy ``function_call``), LangChain message dicts (``langchain_core.messages``,
 "id"}], "additional_kwargs", "usage_metadata", "status"}``) and their ``dumpd`` form
 (``langchain_core/load/dump.py``: ``{"lc": 1, "type": "constructor", "id": [..., "AIMessage"],
 "kwargs": {...}}``); :func:`output_messages` also reads an OpenAI chat completion
-(``choices[0].message``). Messages become rows through
+(``choices[0].message``). GenAI parts messages, OpenAI Responses items and ``Response`` objects
+are read too (:mod:`~pipeline.ingest.formats._framework_messages`), and LangChain tool
+definitions sent as ``tool`` messages are dropped. Messages become rows through
 :func:`~pipeline.ingest.formats._common.chat_steps`.
 
 The span-based adapters (OTel GenAI, OpenInference) read their messages into a different shape
@@ -31,6 +33,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.ingest.formats._common import chat_steps, content_text, finish_steps, json_text
+from pipeline.ingest.formats._framework_messages import framework_messages, is_tool_definition
 from pipeline.ingest.formats._jsontext import loads
 
 __all__ = [
@@ -160,9 +163,14 @@ def chat_message(value: Any) -> dict[str, Any] | None:
 
 def chat_messages(value: Any) -> list[dict[str, Any]] | None:
     """A list of chat messages (see :func:`chat_message`) from a message list, a LangChain batch
-    (``[[...]]``, first batch), an object with ``messages``, or one message; ``None`` when
+    (``[[...]]``, first batch), an object with ``messages``, or one message (GenAI parts messages,
+    Responses items and a ``Response`` object included, see
+    :func:`~pipeline.ingest.formats._framework_messages.framework_messages`); ``None`` when
     ``value`` is none of these (a prompt string, arbitrary JSON)."""
     value = maybe_json(value)
+    found = framework_messages(value)
+    if found is not None:
+        return found
     if isinstance(value, Mapping):
         if "messages" not in value:
             message = chat_message(value)
@@ -172,18 +180,25 @@ def chat_messages(value: Any) -> list[dict[str, Any]] | None:
         value = value[0]
     if not isinstance(value, list) or not value:
         return None
-    messages = [chat_message(v) for v in value]
+    found = framework_messages(value)
+    if found is not None:
+        return found
+    messages = [chat_message(v) for v in value if not is_tool_definition(v)]
     return [m for m in messages if m is not None] if all(messages) else None
 
 
 def output_messages(value: Any) -> list[dict[str, Any]]:
     """The messages an LLM call answered with: chat messages (:func:`chat_messages`), an OpenAI
-    chat completion (``choices[0].message``), a string, or other JSON as assistant text."""
+    chat completion (``choices[0].message``), GenAI parts messages, a Responses ``Response``, a
+    string, or other JSON as assistant text."""
     value = maybe_json(value)
     if value is None or value == "":
         return []
     if isinstance(value, str):
         return [{"role": "assistant", "content": value}]
+    found = framework_messages(value)
+    if found is not None:
+        return found
     if isinstance(value, Mapping) and isinstance(value.get("choices"), list) and value["choices"]:
         choice = value["choices"][0]
         if isinstance(choice, Mapping):

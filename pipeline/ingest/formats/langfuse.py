@@ -16,6 +16,10 @@ Records, one per JSON Lines line or JSON array item; an API list page ``{"data":
   list endpoint (``GET /api/public/traces``) and the blob-storage ``traces/`` file
   ``observations`` is a list of ids or absent: such a trace is joined with the observations of the
   same file, if any;
+- per-trace export ``{"trace": {trace}, "observations": [observation]}``, as the Langfuse UI's
+  trace download and its observations are kept together (the framework traces of
+  ``langfuse/langfuse``'s ``packages/shared/scripts/seeder/utils/framework-traces/``): read as
+  the trace with those observations, one record; a file may hold one or a JSON array of them;
 - observation (``GET /api/public/observations``, ``/api/public/v2/observations``, blob-storage
   ``observations/`` and ``observations_v2/``): ``{"id", "traceId", "type": "GENERATION" | "SPAN" |
   "EVENT" | "AGENT" | "TOOL" | "CHAIN" | "RETRIEVER" | "EVALUATOR" | "EMBEDDING" | "GUARDRAIL",
@@ -41,7 +45,11 @@ and tool calls, with the tokens of ``usageDetails`` (else ``usage``) and the mod
 ERROR`` marks the step ``is_error`` with ``statusMessage``. ``TOOL`` and ``RETRIEVER``
 observations, and ``SPAN``s named after a tool call still waiting for its result, give a
 ``tool_result`` (matched with the generation's ``tool_call``; a ``tool_call`` step is added
-first when no generation announced it) whose ``is_error`` is ``level == "ERROR"``. Other
+first when no generation announced it) whose ``is_error`` is ``level == "ERROR"``. A tool's name
+is the ``gen_ai.tool.name`` / ``tool.name`` span attribute that observations ingested over
+OpenTelemetry keep in ``metadata.attributes`` (pydantic-ai titles its tool spans ``running
+tool: <name>``, Microsoft Agent Framework ``execute_tool <name>``), else the observation's
+``name``. Other
 observation types (``SPAN``, ``AGENT``, ``CHAIN``, ``EVENT``, ...) are structure, not steps; an
 ``ERROR`` among them sets ``termination_reason`` to ``error``. A trace without generations gets a
 user and an assistant step from the trace's (or root observation's) input and output.
@@ -83,10 +91,12 @@ from pipeline.ingest.formats._common import (
     truncate,
 )
 from pipeline.ingest.formats._io import TRACE_IDS, ReadOptions, first_page_record, iter_page_records
+from pipeline.ingest.formats._jsontext import first_item
 from pipeline.ingest.formats._langfuse_observations import (
     add_generation,
     add_tool_observation,
     observation_cost,
+    tool_identity,
 )
 from pipeline.ingest.formats._messages import (
     Conversation,
@@ -172,15 +182,41 @@ def _kind(record: Mapping[str, Any], raw: Mapping[str, Any] | None = None) -> st
     return None
 
 
+def _export(raw: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A per-trace export ``{"trace": {...}, "observations": [...]}`` (the Langfuse UI's trace
+    download with the trace's observations beside it) as one full-detail trace; ``None`` for any
+    other record."""
+    trace, observations = raw.get("trace"), raw.get("observations")
+    if "id" in raw or not isinstance(trace, Mapping) or not isinstance(observations, list):
+        return None
+    return {**trace, "observations": observations}
+
+
+def _sniff_export(record: Mapping[str, Any], head: bytes) -> bool:
+    """True for a per-trace export whose trace is a Langfuse trace, or (the head holds only the
+    top-level keys of a large document) whose first observation is a Langfuse observation."""
+    if "id" in record or not {"trace", "observations"} <= set(record):
+        return False
+    trace = record["trace"]
+    if isinstance(trace, Mapping):
+        merged = {**trace, "observations": []}
+        return _kind(_camel(merged), merged) == "trace"
+    first = first_item(head, "observations")
+    return isinstance(first, Mapping) and _kind(_camel(first)) == "observation"
+
+
 def sniff(path: Path, head: bytes) -> bool:
     """True when the first record (JSON Lines line, array item, first item of a ``data`` page, or
     a single JSON object) is a Langfuse trace (``id``, ``timestamp`` and one of ``htmlPath``,
     ``observations``, ``scores``, ``bookmarked``, ``projectId``, or ``sessionId``/``userId`` with
-    ``release``/``version``/``environment``/``tags``/``public``; no ``messages``), an
-    observation (``traceId``, ``startTime`` and a Langfuse observation ``type``) or a score
-    (``name``, ``value`` and a ``dataType`` or Langfuse ``source``); snake_case keys count too."""
+    ``release``/``version``/``environment``/``tags``/``public``; no ``messages``), a per-trace
+    export ``{"trace", "observations"}`` of such a trace, an observation (``traceId``,
+    ``startTime`` and a Langfuse observation ``type``) or a score (``name``, ``value`` and a
+    ``dataType`` or Langfuse ``source``); snake_case keys count too."""
     record = first_page_record(head, "data")
-    return isinstance(record, Mapping) and _kind(_camel(record), record) is not None
+    if not isinstance(record, Mapping):
+        return False
+    return _sniff_export(record, head) or _kind(_camel(record), record) is not None
 
 
 def _score_row(
@@ -266,7 +302,7 @@ def _trajectory(
                 if model:
                     models.append(model)
             elif kind in _TOOL_TYPES or (
-                kind == "SPAN" and conversation.pending(observation.get("name"))
+                kind == "SPAN" and conversation.pending(tool_identity(observation)[0])
             ):
                 add_tool_observation(conversation, observation)
             elif str(observation.get("level") or "").upper() == "ERROR":
@@ -407,6 +443,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[Record | Quarantined | Fe
         if not isinstance(raw, Mapping):
             yield Quarantined(where, "record is not a JSON object", truncate(raw))
             continue
+        raw = _export(raw) or raw
         record = _camel(raw)
         kind = _kind(record)
         if kind == "observation":

@@ -6,7 +6,9 @@ Follows the ``Run`` and ``Feedback`` schemas of the langsmith Python SDK
 and the LangChain tracer that fills them (``langchain_core/tracers/langchain.py``,
 langchain-core 0.3), documented at https://docs.smith.langchain.com.
 
-Records (a ``/runs/query`` page ``{"runs": [...], "cursors": {...}}`` is unwrapped):
+Records (a ``/runs/query`` page ``{"runs": [...], "cursors": {...}}`` is unwrapped, and so is
+an SDK batch-ingest payload ``{"post": [run], "patch": [run]}``, each posted run completed by its
+patch: see :mod:`~pipeline.ingest.formats._langsmith_batch`):
 
 - run: ``{"id", "name", "run_type": "llm" | "chain" | "tool" | "retriever" | "prompt" | "parser" |
   "embedding", "start_time", "end_time", "inputs", "outputs", "error", "parent_run_id",
@@ -75,6 +77,7 @@ from pipeline.ingest.formats._common import (
     truncate,
 )
 from pipeline.ingest.formats._io import TRACE_IDS, ReadOptions, first_page_record, iter_page_records
+from pipeline.ingest.formats._langsmith_batch import expand_batches, sniff_batch
 from pipeline.ingest.formats._langsmith_runs import (
     add_llm_run,
     add_tool_run,
@@ -115,9 +118,13 @@ def _is_feedback(record: Mapping[str, Any]) -> bool:
 def sniff(path: Path, head: bytes) -> bool:
     """True when the first record (JSON Lines line, array item, or first item of a ``runs``
     page) is a LangSmith run (``id`` and a ``run_type`` of llm/chain/tool/retriever/prompt/
-    parser/embedding) or feedback (``key``, ``run_id`` or ``trace_id``, and ``score``, ``value``,
-    ``feedback_source`` or ``correction``)."""
+    parser/embedding), a batch payload ``{"post", "patch"}`` whose first run is one (or whose
+    first patch has ``dotted_order`` and ``trace_id``) or feedback (``key``, ``run_id`` or
+    ``trace_id``, and ``score``, ``value``, ``feedback_source`` or ``correction``)."""
     record = first_page_record(head, "runs")
+    run = sniff_batch(record, head)
+    if isinstance(run, Mapping):
+        return _is_run(run) or bool(run.get("dotted_order") and run.get("trace_id"))
     return isinstance(record, Mapping) and (_is_run(record) or _is_feedback(record))
 
 
@@ -381,7 +388,8 @@ def read(path: Path, options: ReadOptions) -> Iterator[Record | Quarantined | Fe
     pending: list[tuple[str, list[dict[str, Any]]]] = []
     feedback_records: list[tuple[str, Mapping[str, Any]]] = []
     order = 0
-    for item in iter_page_records(path, replace(options, trace_ids=TRACE_IDS), "runs"):
+    records = iter_page_records(path, replace(options, trace_ids=TRACE_IDS), "runs")
+    for item in expand_batches(records):
         if isinstance(item, Quarantined):
             yield item
             continue

@@ -148,29 +148,46 @@ def _absorbing(
         for other in live[1:]:
             if other.id in claimed:
                 continue
-            _absorb(skills, skills[keeper], other, now, result)
+            _absorb(
+                skills,
+                skills[keeper],
+                other,
+                now,
+                result,
+                kept_note=f"absorbed {other.id}: the same runs (consolidated)",
+                retired_note=f"same runs as {keeper} (consolidated)",
+            )
     return sorted(out, key=lambda c: c.id)
 
 
 def _absorb(
-    skills: dict[str, Skill], keep: Skill, other: Skill, now: str, result: MergeResult
+    skills: dict[str, Skill],
+    keep: Skill,
+    other: Skill,
+    now: str,
+    result: MergeResult,
+    *,
+    kept_note: str,
+    retired_note: str,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Retire ``other`` as merged into ``keep``: the same behaviour, seen through another
-    feature in nearly the same trajectories."""
-    note = f"same runs as {keep.id} (consolidated)"
+    """Retire ``other`` as merged into ``keep`` (``merged_into``, flag "merged into <id>"), and
+    record it in ``keep``'s ``merged_from`` (id, pattern_id, instruction and ``extra``): an
+    event ``merged`` on each, with ``kept_note`` and ``retired_note``."""
     merged_from = [
         *keep.source.get("merged_from", []),
         {
             "id": other.id,
             "pattern_id": other.source.get("pattern_id"),
             "instruction": other.instruction,
+            **(extra or {}),
         },
     ]
     _put(
         skills,
         keep,
         replace(keep, source={**keep.source, "merged_from": merged_from}).with_event(
-            now, "coach", "merged", note=f"absorbed {other.id}: the same runs (consolidated)"
+            now, "coach", "merged", note=kept_note
         ),
         now,
     )
@@ -186,7 +203,7 @@ def _absorb(
             now,
             "coach",
             "merged",
-            note=note,
+            note=retired_note,
             figures=other.figures(),
             **{"from": other.status, "to": "retired"},
         ),
@@ -393,46 +410,16 @@ def _merge_duplicates(
             if score is None:
                 continue
             absorbed.add(other.id)
-            current = skills[keep.id]
-            merged_from = [
-                *current.source.get("merged_from", []),
-                {
-                    "id": other.id,
-                    "pattern_id": other.source.get("pattern_id"),
-                    "instruction": other.instruction,
-                    "similarity": score,
-                },
-            ]
-            _put(
+            _absorb(
                 skills,
-                current,
-                replace(current, source={**current.source, "merged_from": merged_from}).with_event(
-                    now,
-                    "coach",
-                    "merged",
-                    note=f"absorbed near-duplicate {other.id} (similarity {score:.0f})",
-                ),
-                now,
-            )
-            _put(
-                skills,
+                skills[keep.id],
                 other,
-                replace(
-                    other,
-                    status="retired",
-                    flags=(f"merged into {keep.id}",),
-                    source={**other.source, "merged_into": keep.id},
-                ).with_event(
-                    now,
-                    "coach",
-                    "merged",
-                    note=f"near-duplicate of {keep.id} (similarity {score:.0f})",
-                    figures=other.figures(),
-                    **{"from": other.status, "to": "retired"},
-                ),
                 now,
+                result,
+                kept_note=f"absorbed near-duplicate {other.id} (similarity {score:.0f})",
+                retired_note=f"near-duplicate of {keep.id} (similarity {score:.0f})",
+                extra={"similarity": score},
             )
-            result.merged += [keep.id, other.id]
 
 
 def _graduate(skills: dict[str, Skill], policy: MergePolicy, now: str, result: MergeResult) -> None:

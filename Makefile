@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 
-.PHONY: install lock learn test lint docs fmt bench eval loop report clean
+.PHONY: install phoenix lock learn test lint docs fmt bench eval loop report clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,19 @@ $(STAMP): pyproject.toml $(LOCK)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The Phoenix server of tests/test_phoenix.py, in a virtual environment of its own (its
+# dependencies do not fit the lock), from the phoenix-test extra of pyproject.toml; about two
+# minutes the first time. When it cannot be installed the test skips, saying so.
+PHOENIX_VENV := $(VENV)/phoenix
+PHOENIX_STAMP := $(PHOENIX_VENV)/.installed
+$(PHOENIX_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(BIN)/python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['phoenix-test']))" > $(PHOENIX_VENV)/requirements.txt
+	$(PHOENIX_VENV)/bin/python -m pip install --quiet -r $(PHOENIX_VENV)/requirements.txt
+	touch $(PHOENIX_STAMP)
+
+phoenix: $(PHOENIX_STAMP)
 
 # Resolve the newest versions that pyproject.toml allows (core and dev) for every platform,
 # pin them in requirements.lock, and reinstall; run `make test` before committing the lock.
@@ -40,6 +53,8 @@ CHROMIUM_INSTALL = command -v chromium >/dev/null 2>&1 || { \
 
 test: $(STAMP)
 	@$(CHROMIUM_INSTALL)
+	@$(MAKE) --no-print-directory $(PHOENIX_STAMP) || \
+		echo "make: could not install Phoenix; tests/test_phoenix.py will skip its server test" >&2
 	COACH_REQUIRE_CHROMIUM=1 $(BIN)/python -m pytest
 
 # The Markdown files with cog blocks (docs/cli.md: every command's --help, generated).

@@ -10,7 +10,9 @@ The tree is small on purpose; every error a user can meet says what went wrong a
     │   └── SettingsFileError       the settings file is missing, not TOML, or has a bad key
     ├── SkillbookError              the Skillbook file is unreadable or of an unknown format version
     │   └── LockError               another run holds the Skillbook lock
-    └── TemplateError               a prompt template cannot be loaded or rendered
+    ├── TemplateError               a prompt template cannot be loaded or rendered
+    └── RemoteError                 a tool's server (Phoenix) is down, refuses the key, or answers
+                                    with something unreadable or cut off
 
 The command line reports :class:`SettingError` and :class:`SettingsFileError` as bad usage
 (exit 2, naming the option or the file and key) and every other error as a domain error (exit 1).
@@ -29,6 +31,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "LockError",
+    "RemoteError",
     "SettingError",
     "SettingsFileError",
     "SkillbookError",
@@ -91,3 +94,9 @@ class LockError(SkillbookError):
 
 class TemplateError(CoachError):
     """A prompt template cannot be found, loaded or rendered."""
+
+
+class RemoteError(CoachError):
+    """A server coach reads from or writes to (Phoenix's REST API) cannot be reached, refuses
+    the credentials, answers with an error, or sends a page that is cut off or not what its API
+    documents; the message names the endpoint and what to check."""

@@ -93,6 +93,7 @@ _DATA_DIR_NAMES = frozenset(
     {"tables", "tables.d", ".tables.lock", ".learn.lock", "analysis", "last_run.json"}
     | {"candidates.json", "report.html", "llm_cache.duckdb", "llm_cache.duckdb.wal"}
     | {".nightly.lock", "learn.json", "pr-body.md"}  # deploy/nightly.sh
+    | {"pull"}  # coach pull: the cursors of incremental pulls
 )
 
 

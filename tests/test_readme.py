@@ -50,6 +50,7 @@ PAGES = [
     "docs/ci-and-nightly.md",
     "docs/llm.md",
     "docs/evaluation.md",
+    "docs/phoenix.md",
     "docs/cli.md",
     "docs/python-api.md",
 ]

@@ -1,0 +1,200 @@
+"""``coach pull phoenix`` (a Phoenix project's spans into the traces folder, incrementally) and
+``coach push-prompts phoenix`` (the rendered prompts into Phoenix's prompt management)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.cli.options import CONTEXT, OUT_OPTION, common, domain_errors, emit, say
+from pipeline.remote import phoenix_client, phoenix_endpoint, pull_phoenix, push_prompts_phoenix
+
+__all__ = ["pull_group", "push_prompts_group"]
+
+ENDPOINT_OPTION = click.option(
+    "--endpoint",
+    default=None,
+    metavar="URL",
+    help="Phoenix server (default: PHOENIX_COLLECTOR_ENDPOINT, else PHOENIX_HOST and "
+    "PHOENIX_PORT, else http://localhost:6006). The key is read from PHOENIX_API_KEY only.",
+)
+
+
+def _parse_since(_ctx: click.Context, _param: click.Parameter, value: Any) -> datetime | None:
+    """An ISO 8601 time (a date, or a date and time; without a zone: UTC).
+
+    Raises:
+        click.BadParameter: anything else.
+    """
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r}: use an ISO 8601 time such as 2025-06-01T12:00Z"
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.group("pull", context_settings=CONTEXT)
+def pull_group() -> None:
+    """Pull traces from the tools that already hold them into the traces folder.
+
+    Example: coach pull phoenix --project support-agent
+    """
+
+
+@pull_group.command("phoenix")
+@click.option(
+    "--project",
+    required=True,
+    envvar="PHOENIX_PROJECT_NAME",
+    help="The Phoenix project to pull (its name).",
+)
+@click.option(
+    "--since",
+    default=None,
+    callback=_parse_since,
+    metavar="ISO",
+    help="Leave out spans that started before this time (UTC unless a zone is given).",
+)
+@ENDPOINT_OPTION
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="traces",
+    envvar="COACH_TRACES",
+    show_default=True,
+    help="Folder the pulled file is written to (the traces folder learn reads).",
+)
+@click.option(
+    "--settle",
+    "settle_s",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="Seconds after its last span that a trace whose root span never came is pulled anyway.",
+)
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 1000),
+    default=500,
+    show_default=True,
+    help="Spans per request.",
+)
+@click.option("--no-annotations", is_flag=True, help="Do not pull span and trace annotations.")
+@common
+@domain_errors
+def pull_phoenix_command(
+    project: str,
+    since: datetime | None,
+    endpoint: str | None,
+    out_dir: Path,
+    settle_s: float,
+    page_size: int,
+    no_annotations: bool,
+    data_dir: Path,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Pull the spans and annotations of a Phoenix project stored since the last pull into
+    OUT/phoenix-<project>-<time>.jsonl (OpenInference spans that learn and ingest read). The
+    cursor is kept in DATA_DIR/pull/; a trace is pulled once its root span has arrived. Nothing
+    new: no file. A failure leaves no file and the cursor as it was.
+
+    Example: coach pull phoenix --project support-agent --since 2025-06-01 && coach learn traces/
+    """
+    url = phoenix_endpoint(endpoint)
+    result = pull_phoenix(
+        phoenix_client(url),
+        project,
+        out_dir,
+        data_dir,
+        since=since,
+        settle_s=settle_s,
+        page_size=page_size,
+        annotations=not no_annotations,
+        progress=say(quiet),
+    )
+    waiting = (
+        f"; {result.waiting} trace{'s' if result.waiting != 1 else ''} waiting for its root span"
+        if result.waiting
+        else ""
+    )
+    if result.file is None:
+        text = f"phoenix {project} at {url}: nothing new since the last pull{waiting}"
+    else:
+        text = (
+            f"phoenix {project} at {url}: {result.traces} traces, {result.spans} spans, "
+            f"{result.annotations} annotations -> {result.file}{waiting}"
+        )
+    emit(as_json, result.as_dict(), text)
+
+
+@click.group("push-prompts", context_settings=CONTEXT)
+def push_prompts_group() -> None:
+    """Register the rendered prompts in the prompt management of the tools teams already run.
+
+    Example: coach push-prompts phoenix --out prompts_out
+    """
+
+
+@push_prompts_group.command("phoenix")
+@OUT_OPTION
+@ENDPOINT_OPTION
+@click.option(
+    "--prefix",
+    default="coach",
+    show_default=True,
+    help="First part of each prompt's name: <prefix>-<namespace>-<arm>.",
+)
+@click.option(
+    "--model-provider",
+    default="OPENAI",
+    show_default=True,
+    help="The model provider Phoenix records with each version (OPENAI, ANTHROPIC, ...).",
+)
+@click.option(
+    "--model-name",
+    default="gpt-4o-mini",
+    show_default=True,
+    help="The model name Phoenix records with each version.",
+)
+@common
+@domain_errors
+def push_prompts_phoenix_command(
+    out_dir: Path,
+    endpoint: str | None,
+    prefix: str,
+    model_provider: str,
+    model_name: str,
+    data_dir: Path,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Register every arm of OUT/manifest.json as a version of the Phoenix prompt
+    <prefix>-<namespace>-<arm>, tagged with coach's prompt_version (pv-...). An arm whose
+    version is already there is skipped, so pushing twice adds nothing.
+
+    Example: coach push-prompts phoenix --out prompts_out --json
+    """
+    url = phoenix_endpoint(endpoint)
+    result = push_prompts_phoenix(
+        phoenix_client(url),
+        out_dir,
+        prefix=prefix,
+        model_provider=model_provider.upper(),
+        model_name=model_name,
+        progress=say(quiet),
+    )
+    lines = [f"{r['status']:<9} {r['name']} {r['prompt_version']}" for r in result.rows]
+    lines.append(
+        f"phoenix at {url}: {result.created} versions added, "
+        f"{len(result.rows) - result.created} already there"
+    )
+    emit(as_json, result.as_dict(), "\n".join(lines))

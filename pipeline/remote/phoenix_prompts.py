@@ -1,0 +1,155 @@
+"""Register coach's rendered prompts in Phoenix's prompt management, once per prompt version.
+
+Each arm of each namespace of ``prompts_out/manifest.json`` (:mod:`pipeline.experiment.manifest`)
+becomes a version of the Phoenix prompt named :func:`prompt_name` (``coach-domain-airline-control``):
+a chat template with the prompt file's text as its system message (``template_format`` NONE:
+Phoenix substitutes nothing), coach's ``prompt_version`` in the version's ``description`` and
+``metadata`` (with the namespace, arm, experiment and skill ids) and as a tag named after it
+(``pv-...``). A runtime that fetches the prompt by that tag, or reads the metadata, records the
+same ``prompt_version`` in its spans (``llm.prompt_template.version``), and coach reads it back
+as the version the run used (docs/experiments.md).
+
+Pushing is idempotent: an arm whose prompt already has a version tagged with its
+``prompt_version`` is left as it is.
+
+Phoenix REST API (``phoenix/server/api/routers/v1/prompts.py``, arize-phoenix 20):
+``GET /v1/prompts/{name}/tags/{tag}`` (404: no such version), ``POST /v1/prompts`` with
+``{"prompt": {"name", "description", "metadata"}, "version": {...}}`` (creates the prompt or
+adds a version to it), ``POST /v1/prompt_versions/{id}/tags`` with ``{"name", "description"}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import InputError, RemoteError
+from pipeline.experiment import load_manifest
+from pipeline.remote.http import NOT_FOUND, JsonClient
+
+__all__ = ["PushResult", "prompt_name", "push_prompts_phoenix"]
+
+
+def prompt_name(prefix: str, namespace: str, arm: str) -> str:
+    """The Phoenix prompt name of an arm: ``prefix``, namespace and arm in lower case joined by
+    ``-``, every run of other characters than letters, digits and ``_`` as one ``-``
+    (Phoenix names match ``^[a-z0-9]([_a-z0-9-]*[a-z0-9])?$``)."""
+    text = "-".join((prefix, namespace, arm)).lower()
+    return re.sub(r"[^a-z0-9_]+", "-", text).strip("-_")
+
+
+@dataclass
+class PushResult:
+    """What a push did: one row per arm (``name``, ``namespace``, ``arm``, ``prompt_version``,
+    ``status``: ``created`` or ``unchanged``, ``phoenix_version_id``)."""
+
+    endpoint: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def created(self) -> int:
+        """How many versions this push added."""
+        return sum(r["status"] == "created" for r in self.rows)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "target": "phoenix",
+            "endpoint": self.endpoint,
+            "created": self.created,
+            "unchanged": len(self.rows) - self.created,
+            "prompts": self.rows,
+        }
+
+
+def push_prompts_phoenix(
+    client: JsonClient,
+    out_dir: Path,
+    *,
+    prefix: str = "coach",
+    model_provider: str = "OPENAI",
+    model_name: str = "gpt-4o-mini",
+    progress: Callable[[str], None] = lambda _m: None,
+) -> PushResult:
+    """Register every arm of ``out_dir/manifest.json`` in Phoenix (see the module docstring).
+    ``model_provider`` (a Phoenix provider: OPENAI, ANTHROPIC, ...) and ``model_name`` fill the
+    fields Phoenix requires of a prompt version.
+
+    Raises:
+        InputError: the manifest is missing or fails its checks, or a prompt file is missing.
+        RemoteError: the server is down, refuses the key, or rejects a prompt.
+    """
+    manifest = load_manifest(out_dir / "manifest.json")
+    result = PushResult(client.base_url)
+    for namespace, entry in sorted(manifest.get("namespaces", {}).items()):
+        experiment = entry.get("experiment") or {}
+        for arm in entry.get("arms", []):
+            name = prompt_name(prefix, namespace, arm["arm"])
+            version = arm["prompt_version"]
+            row = {
+                "name": name,
+                "namespace": namespace,
+                "arm": arm["arm"],
+                "prompt_version": version,
+                "file": arm["file"],
+            }
+            existing = client.get(f"/v1/prompts/{name}/tags/{version}", allow_404=True)
+            if existing is not NOT_FOUND:
+                row |= {"status": "unchanged", "phoenix_version_id": _id(existing, client)}
+                result.rows.append(row)
+                continue
+            try:
+                text = (out_dir / arm["file"]).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise InputError(
+                    f"{out_dir / arm['file']}: cannot read the prompt of {namespace} "
+                    f"{arm['arm']} ({exc}); render again with 'coach render'"
+                ) from exc
+            metadata = {
+                "coach_prompt_version": version,
+                "namespace": namespace,
+                "arm": arm["arm"],
+                "experiment_id": experiment.get("id"),
+                "skill_ids": list(arm.get("skill_ids", [])),
+                "file": arm["file"],
+            }
+            body = {
+                "prompt": {
+                    "name": name,
+                    "description": f"coach: the {arm['arm']} prompt of {namespace}",
+                    "metadata": {"source": "coach", "namespace": namespace, "arm": arm["arm"]},
+                },
+                "version": {
+                    "description": f"coach prompt_version {version}",
+                    "metadata": metadata,
+                    "model_provider": model_provider,
+                    "model_name": model_name,
+                    "template": {"type": "chat", "messages": [{"role": "system", "content": text}]},
+                    "template_type": "CHAT",
+                    "template_format": "NONE",
+                    "invocation_parameters": {
+                        "type": model_provider.lower(),
+                        model_provider.lower(): {},
+                    },
+                },
+            }
+            created = _id(client.post("/v1/prompts", body), client)
+            client.post(
+                f"/v1/prompt_versions/{created}/tags",
+                {"name": version, "description": f"coach prompt_version of {namespace}"},
+            )
+            progress(f"phoenix: {name} {version} registered")
+            result.rows.append(row | {"status": "created", "phoenix_version_id": created})
+    return result
+
+
+def _id(body: Any, client: JsonClient) -> str:
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise RemoteError(
+            f"Phoenix at {client.base_url} sent a prompt version without an id: {str(body)[:200]}"
+        )
+    return data["id"]

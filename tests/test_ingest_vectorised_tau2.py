@@ -1,16 +1,22 @@
 """tau2 results parsed by orjson (:mod:`pipeline.ingest.formats._document`) against the same
-files parsed as before, by ``load_json`` (Python's json and a walk for the depth limit).
+files parsed as before, by ``load_json`` (Python's json and a walk for the depth limit), and
+against the record-by-record path (every simulation built into rows and hashed by them,
+:func:`~pipeline.ingest.record_sha256`, before its duplicates are recognised).
 
-Both must give the same tables byte for byte (``record_sha256`` included), the same counts and
-the same quarantine, for the shared tau2 files, the fixture, hand-made edge cases and random
-simulations (hypothesis); the document reader must give ``load_json``'s value or its error for
-edge-case documents, and the orjson depth limit it relies on is checked.
+Parsed by orjson or by ``load_json``, the tables must be the same byte for byte
+(``record_sha256`` included), with the same counts, quarantine and warnings, for the shared
+tau2 files, the fixture, hand-made edge cases and random simulations (hypothesis). Against the
+record-by-record path, every column but ``record_sha256`` (now the hash of the simulation's
+source, see :mod:`pipeline.ingest.formats.tau2`) must be the same. The document reader must
+give ``load_json``'s value or its error for edge-case documents, and the orjson depth limit it
+relies on is checked.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +34,56 @@ from pipeline.ingest.formats._jsontext import MAX_DEPTH
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tau2_small.json"
 SHARED = sorted((SHARED_TRACES / "tau2").glob("*.json"))
+_HASH = re.compile(r'"record_sha256": "[0-9a-f]{64}"')
 
 
-def _old(paths: list[Path], monkeypatch: pytest.MonkeyPatch) -> Traces:
-    """``paths`` ingested as before: documents parsed by ``load_json``."""
+def _old(paths: list[Path], monkeypatch: pytest.MonkeyPatch, *, by_rows: bool = False) -> Traces:
+    """``paths`` ingested with documents parsed by ``load_json``; ``by_rows``: and every
+    simulation built and hashed by its rows (as before source hashes)."""
     with monkeypatch.context() as patch:
-        patch.setattr(tau2, "load_document", load_json)
+        patch.setattr(tau2, "read_document", lambda path, limit: (load_json(path, limit), False))
+        if by_rows:
+            patch.setattr(tau2, "_source_digest", lambda *args: None)
         return ingest(paths, format="tau2")
 
 
-def _assert_same(new: Traces, old: Traces) -> None:
+def _rows(traces: Traces, name: str, *, hashes: bool = True) -> list[dict[str, Any]]:
+    table = getattr(traces, name)
+    if not hashes and "record_sha256" in table.column_names:
+        table = table.drop_columns(["record_sha256"])
+    return list(table.to_pylist())
+
+
+def _quarantine(traces: Traces, hashes: bool) -> list[str]:
+    """The quarantine, sorted (``hashes`` False: the hashes in its raw rows blanked)."""
+    entries = sorted(map(repr, traces.quarantine))
+    return entries if hashes else [_HASH.sub("", entry) for entry in entries]
+
+
+def _assert_same(new: Traces, old: Traces, *, hashes: bool = True) -> None:
+    """The same tables (``hashes``: ``record_sha256`` included), counts, quarantine and
+    warnings."""
     for name in ("trajectories", "steps", "feedback"):
-        table, expected = getattr(new, name), getattr(old, name)
-        assert table.schema == expected.schema, name
+        assert getattr(new, name).schema == getattr(old, name).schema, name
         # repr: NaN equals itself there
-        assert repr(table.to_pylist()) == repr(expected.to_pylist()), name
+        assert repr(_rows(new, name, hashes=hashes)) == repr(_rows(old, name, hashes=hashes))
     assert new.counts == old.counts
-    assert sorted(new.quarantine, key=repr) == sorted(old.quarantine, key=repr)
+    assert _quarantine(new, hashes) == _quarantine(old, hashes)
     assert new.warnings == old.warnings
     for report in new.files:
         assert report.records_read == report.ingested + report.deduplicated + report.quarantined
+
+
+def _assert_same_rows(new: Traces, old: Traces) -> None:
+    """The same rows but for ``record_sha256``, in any order, and as many ingested: for
+    simulations that repeat an id with other source but the same rows (deduplicated by rows,
+    a correction by source)."""
+    for name in ("trajectories", "steps", "feedback"):
+        assert sorted(map(repr, _rows(new, name, hashes=False))) == sorted(
+            map(repr, _rows(old, name, hashes=False))
+        ), name
+    assert new.counts["ingested"] == old.counts["ingested"]
+    assert new.counts["quarantined"] == old.counts["quarantined"]
 
 
 @pytest.mark.skipif(not SHARED, reason="the shared tau2 files are not here")
@@ -59,11 +95,14 @@ def test_the_shared_files_read_the_same(tmp_path: Path, monkeypatch: pytest.Monk
         copies.append(copy_path)
     new = ingest(copies, format="tau2")
     _assert_same(new, _old(copies, monkeypatch))
+    _assert_same(new, _old(copies, monkeypatch, by_rows=True), hashes=False)
     assert new.counts["deduplicated"] == new.counts["ingested"] == 150
 
 
 def test_the_fixture_reads_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _assert_same(ingest([FIXTURE], format="tau2"), _old([FIXTURE], monkeypatch))
+    new = ingest([FIXTURE], format="tau2")
+    _assert_same(new, _old([FIXTURE], monkeypatch))
+    _assert_same(new, _old([FIXTURE], monkeypatch, by_rows=True), hashes=False)
 
 
 def _document() -> dict[str, Any]:
@@ -129,6 +168,7 @@ def test_edge_cases_read_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     path = _write(tmp_path, data)
     new = ingest([path], format="tau2")
     _assert_same(new, _old([path], monkeypatch))
+    _assert_same(new, _old([path], monkeypatch, by_rows=True), hashes=False)
     assert new.counts["ingested"] > 10
 
 
@@ -140,7 +180,9 @@ def test_a_document_without_policy_or_model_reads_the_same(
     data["info"]["agent_info"].pop("llm", None)
     data["simulations"][0]["messages"] = []
     path = _write(tmp_path, data)
-    _assert_same(ingest([path], format="tau2"), _old([path], monkeypatch))
+    new = ingest([path], format="tau2")
+    _assert_same(new, _old([path], monkeypatch))
+    _assert_same(new, _old([path], monkeypatch, by_rows=True), hashes=False)
 
 
 def test_orjson_reads_as_deep_as_the_document_reader_assumes() -> None:
@@ -238,4 +280,6 @@ def test_random_simulations_read_the_same(
     data["info"]["environment_info"]["policy"] = policy
     data["simulations"] = sims
     path = _write(tmp_path, data)
-    _assert_same(ingest([path], format="tau2"), _old([path], monkeypatch))
+    new = ingest([path], format="tau2")
+    _assert_same(new, _old([path], monkeypatch))
+    _assert_same_rows(new, _old([path], monkeypatch, by_rows=True))

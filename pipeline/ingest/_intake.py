@@ -14,8 +14,10 @@ goes on.
 Repeated trajectory ids (:func:`accept`, :func:`~pipeline.ingest._run.settle`):
 
 - the same id and the same content (the record's ``digest`` from its reader, such as the
-  SHA-256 of its JSON Lines line, else :func:`record_sha256`) is one record read twice: the later
-  is counted as deduplicated;
+  SHA-256 of its JSON Lines line or of a tau2 simulation's JSON, else :func:`record_sha256`) is
+  one record read twice: the later is counted as deduplicated. A record that comes as a
+  :class:`~pipeline.ingest.formats.Pending` (its id and source hash, its rows not built) is
+  counted so without being built (:func:`~pipeline.ingest._run.is_duplicate`);
 - the same id from the same file with other content is a corrected record: the later version
   (in file order, or this run's over a stored one) supersedes the earlier, whose rows are
   dropped, with a warning;
@@ -39,10 +41,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.errors import InputError
-from pipeline.ingest._run import Run, Seen, feedback_key, record_sha256, safe_text, settle
+from pipeline.ingest._run import (
+    Run,
+    Seen,
+    feedback_key,
+    is_duplicate,
+    record_sha256,
+    safe_text,
+    settle,
+)
 from pipeline.ingest._spill import StepsSpill
 from pipeline.ingest.formats import (
     FeedbackRows,
+    Pending,
     Quarantined,
     ReadOptions,
     Record,
@@ -193,6 +204,29 @@ class _File:
         if len(self.records) >= _BATCH:
             self.flush()
 
+    def take_pending(self, item: Pending) -> None:
+        """Take a record known by its id and source hash as :meth:`take` takes a record, but
+        count it as deduplicated without building its rows when that is all
+        :func:`~pipeline.ingest._run.settle` would do with it (:func:`is_duplicate`)."""
+        trajectory_id = item.trajectory_id
+        if trajectory_id.lower() not in self.tainted and is_duplicate(
+            self.path, trajectory_id, item.digest, self.run
+        ):
+            self.report.deduplicated += item.records
+            return
+        built = item.build()
+        if isinstance(built, Quarantined):
+            self.quarantined(built)
+            return
+        built.digest = item.digest
+        self.take(built)
+
+    def quarantined(self, item: Quarantined) -> None:
+        """Quarantine ``item``, and later records of the runs it was part of."""
+        self.reject(item.where, item.reason, item.raw, item.records)
+        for trajectory_id in item.trajectory_ids:
+            self.tainted.setdefault(trajectory_id.lower(), f"{item.where}: {item.reason}")
+
     def take_batch(self, batch: RecordBatch) -> None:
         """Take the records of ``batch`` as :meth:`take` takes each record: prompt versions
         settled, tainted runs quarantined, ids settled (:func:`settle`), column-wise: only the
@@ -315,11 +349,9 @@ def read_file(
             elif isinstance(item, RecordBatch):
                 reading.take_batch(item)
             elif isinstance(item, Quarantined):
-                reading.reject(item.where, item.reason, item.raw, item.records)
-                for trajectory_id in item.trajectory_ids:
-                    reading.tainted.setdefault(
-                        trajectory_id.lower(), f"{item.where}: {item.reason}"
-                    )
+                reading.quarantined(item)
+            elif isinstance(item, Pending):
+                reading.take_pending(item)
             else:
                 reading.take(item)
     except (InputError, *_UNEXPECTED) as exc:

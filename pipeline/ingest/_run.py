@@ -18,7 +18,7 @@ from pipeline.ingest.formats import FeedbackRows, Record
 from pipeline.ingest.schema import TABLES
 from pipeline.ingest.store import FileReport
 
-__all__ = ["Run", "Seen", "feedback_key", "record_sha256", "safe_text", "settle"]
+__all__ = ["Run", "Seen", "feedback_key", "is_duplicate", "record_sha256", "safe_text", "settle"]
 
 # How a renamed id ends: "~" and the first 8 hex digits of the record's SHA-256.
 _RENAMED = re.compile(r"^(.*)~[0-9a-f]{8}$")
@@ -109,6 +109,25 @@ def record_sha256(record: Record) -> str:
         [trajectory, record.steps, record.feedback], sort_keys=True, default=str
     ).encode("utf-8", "surrogatepass")
     return hashlib.sha256(payload).hexdigest()
+
+
+def is_duplicate(path: Path, trajectory_id: str, digest: str, run: Run) -> bool:
+    """True when :func:`settle` would count a record (read from ``path``, content hash
+    ``digest``) as deduplicated and change nothing else: its id, or the id it was renamed to
+    in this file, was taken with the same content, or its renamed id is taken. False also when
+    it would supersede a version first (so that a record is built before it replaces one)."""
+    source = str(path)
+    prior = run.seen.get(trajectory_id)
+    own = (
+        trajectory_id
+        if prior is not None and prior.path == source
+        else run.renamed_from.get((trajectory_id, source))
+    )
+    if own is not None and own in run.seen:
+        return run.seen[own].digest == digest
+    return prior is not None and (
+        prior.digest == digest or f"{trajectory_id}~{digest[:8]}" in run.seen
+    )
 
 
 def settle(

@@ -46,9 +46,17 @@ __all__ = ["STORE_VERSION", "ingest", "outcomes_from_feedback", "record_sha256"]
 
 # How the stored tables are made, in ``Traces.settings["store_version"]``: bumped when the
 # content hashes or the stored text of the same input change, so that a store of another
-# version is read again rather than mixed with this one. 2: Chat JSONL lines are hashed by
-# their bytes (pipeline.ingest.formats._linebatch), not by their rows as JSON.
-STORE_VERSION = 2
+# version is read again rather than mixed with this one, with a warning that names the
+# changes since (_STORE_CHANGES).
+STORE_VERSION = 3
+_STORE_CHANGES = {
+    # Chat JSONL lines are hashed by their bytes (pipeline.ingest.formats._linebatch), not by
+    # their rows as JSON
+    2: "a Chat JSONL record's content hash is the SHA-256 of its line",
+    # tau2 simulations are hashed by their source (pipeline.ingest.formats.tau2), so that
+    # duplicates are known before their rows are built
+    3: "a tau2 simulation's content hash is the SHA-256 of its JSON and the file's context",
+}
 
 
 def _whole_file(report: FileReport, reason: str, run: Run) -> FileReport:
@@ -215,11 +223,16 @@ def ingest(
     }
     run = Run()
     if previous is not None and previous.settings.get("store_version") != STORE_VERSION:
+        stored = previous.settings.get("store_version", 1)
+        changes = [
+            text
+            for version, text in _STORE_CHANGES.items()
+            if not isinstance(stored, int) or version > stored
+        ]
+        where = f", where {'; '.join(changes)}" if changes else ""
         run.warnings.append(
-            f"the stored tables were written by an earlier coach (store version "
-            f"{previous.settings.get('store_version', 1)}; this one writes {STORE_VERSION}, "
-            "where a Chat JSONL record's content hash is the SHA-256 of its line): read every "
-            "input again"
+            f"the stored tables were written by another coach (store version {stored}; this "
+            f"one writes {STORE_VERSION}{where}): read every input again"
         )
         previous = None
     elif previous is not None and previous.settings != settings:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     )
     from pipeline.ingest.formats._linebatch import RecordBatch
     from pipeline.ingest.formats._paths import COMPRESSED_SUFFIXES, data_suffix
+    from pipeline.ingest.formats._pending import Pending
     from pipeline.ingest.formats._prompt_version import clean_prompt_version
     from pipeline.ingest.formats.canonical import TableChunk, read_table, table_memory_pool
 
@@ -56,6 +57,7 @@ _EXPORTS = {
     "COMPRESSED_SUFFIXES": "pipeline.ingest.formats._paths",
     "DEFAULT_MAX_RECORD_BYTES": "pipeline.ingest.formats._io",
     "FeedbackRows": "pipeline.ingest.formats._common",
+    "Pending": "pipeline.ingest.formats._pending",
     "Quarantined": "pipeline.ingest.formats._common",
     "Record": "pipeline.ingest.formats._common",
     "RecordBatch": "pipeline.ingest.formats._linebatch",
@@ -88,6 +90,7 @@ __all__ = [
     "COMPRESSED_SUFFIXES",
     "DEFAULT_MAX_RECORD_BYTES",
     "FeedbackRows",
+    "Pending",
     "Quarantined",
     "ReadOptions",
     "Record",

@@ -24,7 +24,7 @@ from pipeline.errors import InputError
 from pipeline.ingest.formats._io import load_json, open_binary
 from pipeline.ingest.formats._jsontext import MAX_DEPTH
 
-__all__ = ["ORJSON_DEPTH", "load_document"]
+__all__ = ["ORJSON_DEPTH", "load_document", "read_document"]
 
 # How many levels orjson reads (tests/test_ingest_vectorised_tau2.py checks it).
 ORJSON_DEPTH = 1024
@@ -45,6 +45,17 @@ def load_document(path: Path, max_bytes: int) -> Any:
         InputError: as ``load_json`` (unreadable, too large, empty, not UTF-8, not JSON, nested
             too deeply).
     """
+    return read_document(path, max_bytes)[0]
+
+
+def read_document(path: Path, max_bytes: int) -> tuple[Any, bool]:
+    """``(value, by_orjson)``: the file parsed as :func:`load_document` parses it, and whether
+    orjson parsed it (then the value holds no NaN or infinity, no integer beyond 64 bits and no
+    lone surrogate).
+
+    Raises:
+        InputError: as :func:`load_document`.
+    """
     try:
         with open_binary(path) as stream:
             data = stream.read(max_bytes + 1)
@@ -60,5 +71,5 @@ def load_document(path: Path, max_bytes: int) -> Any:
         else:
             for _ in range(_PAD):
                 value = value[0]
-            return value
-    return load_json(path, max_bytes)
+            return value, True
+    return load_json(path, max_bytes), False

@@ -7,12 +7,20 @@
 "nl_assertions", ...}, "messages": [{"role", "content", "tool_calls": [{"id", "name",
 "arguments"}], "turn_idx", "timestamp", "usage", "cost", "error"}]}]}``.
 One trajectory per simulation; the policy is the system prompt.
+
+A simulation's content hash (``record_sha256``) is the SHA-256 of its JSON with sorted keys
+(:func:`~pipeline.ingest.formats._pending.canonical_json`) after the context its rows are read
+with: the model, agent, domain and policy of the file, its task's instructions and purpose, and
+the reward threshold. Simulations are yielded as :class:`Pending` records, so that ingest
+builds the rows of only those that are not duplicates.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +36,9 @@ from pipeline.ingest.formats._common import (
     parse_time,
     truncate,
 )
-from pipeline.ingest.formats._document import load_document
+from pipeline.ingest.formats._document import read_document
 from pipeline.ingest.formats._io import ReadOptions
+from pipeline.ingest.formats._pending import Pending, canonical_json
 
 NAME = "tau2"
 
@@ -182,14 +191,58 @@ def _object(path: Path, value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
-def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
-    """Yield one :class:`Record` or :class:`Quarantined` per simulation of ``path`` (the
-    document parsed by :func:`~pipeline.ingest.formats._document.load_document`).
+def _built(sim: Any, index: int, context: dict[str, Any], options: ReadOptions) -> Parsed:
+    """The :class:`Record` of simulation ``index``, or why it cannot be read."""
+    try:
+        return _record(sim, index, context, options)
+    except (ValueError, TypeError, AttributeError) as exc:
+        return Quarantined(f"simulations[{index}]", str(exc), truncate(sim))
+
+
+# What the context part of a simulation's hash starts with (a new one if its parts change).
+_HASH_VERSION = b"tau2 simulation 1\n"
+
+
+def _source_digest(sim: Any, context: dict[str, Any], hashes: dict[str, Any]) -> str | None:
+    """The SHA-256 (hex) of simulation ``sim`` and the context its rows are read with (see the
+    module); ``hashes`` caches the hash state of each task's context for the file (its
+    ``""`` entry: the file's, ``context["finite"]``: orjson parsed the document). ``None``
+    when ``sim`` has no id, or it or its context cannot be written as JSON: then it is built
+    and hashed by its rows."""
+    if not isinstance(sim, Mapping) or not sim.get("id"):
+        return None
+    task_id = str(sim.get("task_id"))
+    state = hashes.get(task_id)
+    if state is None:
+        task = context["tasks"].get(task_id, {})
+        try:
+            instruction, _ = _scenario(task)
+            purpose = (task.get("description") or {}).get("purpose")
+        except (ValueError, TypeError, AttributeError):
+            return None  # _record says why
+        part = canonical_json([instruction, purpose], finite=context["finite"])
+        if part is None:
+            return None
+        state = hashes[""].copy()
+        state.update(part + b"\n")
+        hashes[task_id] = state
+    source = canonical_json(sim, finite=context["finite"])
+    if source is None:
+        return None
+    state = state.copy()
+    state.update(source)
+    return str(state.hexdigest())
+
+
+def read(path: Path, options: ReadOptions) -> Iterator[Parsed | Pending]:
+    """Yield one :class:`Pending` (or, for a simulation without an id or not writable as JSON,
+    one :class:`Record` or :class:`Quarantined`) per simulation of ``path`` (the document parsed
+    by :func:`~pipeline.ingest.formats._document.read_document`).
 
     Raises:
         InputError: unreadable, not UTF-8, not JSON, or without a ``simulations`` list.
     """
-    data = load_document(path, options.max_document_bytes)
+    data, finite = read_document(path, options.max_document_bytes)
     if not isinstance(data, Mapping) or not isinstance(data.get("simulations"), list):
         raise InputError(f"{path}: a tau2 results file is an object with a 'simulations' list")
     info = _object(path, data.get("info"), "info")
@@ -206,9 +259,18 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
         "domain": environment.get("domain_name"),
         "policy": environment.get("policy"),
         "tasks": {str(t.get("id")): t for t in tasks if isinstance(t, Mapping)},
+        "finite": finite,
     }
+    head = canonical_json(
+        [context[k] for k in ("model", "agent", "domain", "policy")]
+        + [repr(float(options.reward_threshold))],
+        finite=finite,
+    )
+    hashes = {"": hashlib.sha256(_HASH_VERSION + head + b"\n")} if head is not None else None
     for index, sim in enumerate(data["simulations"]):
-        try:
-            yield _record(sim, index, context, options)
-        except (ValueError, TypeError, AttributeError) as exc:
-            yield Quarantined(f"simulations[{index}]", str(exc), truncate(sim))
+        digest = None if hashes is None else _source_digest(sim, context, hashes)
+        if digest is None:
+            yield _built(sim, index, context, options)
+        else:
+            build = partial(_built, sim, index, context, options)
+            yield Pending(str(sim["id"]), digest, build, f"simulations[{index}]")

@@ -30,6 +30,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from pipeline.experiment import VersionHistory
 from pipeline.remote import cursor_path, phoenix_endpoint, prompt_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,9 +89,9 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def _send(url: str, first: int, count: int) -> list[list[str]]:
+def _send(url: str, first: int, count: int, version: str = VERSION) -> list[list[str]]:
     done = subprocess.run(
-        [str(VENV / "bin" / "python"), str(SENDER), url, PROJECT, str(first), str(count), VERSION],
+        [str(VENV / "bin" / "python"), str(SENDER), url, PROJECT, str(first), str(count), version],
         capture_output=True,
         text=True,
         check=True,
@@ -218,6 +219,24 @@ def test_pull_learn_and_push_against_a_real_phoenix(
     text = (prompts / arm["file"]).read_text(encoding="utf-8")
     assert version["template"]["messages"][0]["content"] == text
     assert version["metadata"]["coach_prompt_version"] == arm["prompt_version"]
+
+    # the loop closes: a run of the agent on the pushed prompt records its version on its span,
+    # and the next pull and learn read it back as that arm of the manifest
+    _send(phoenix, 7, 1, arm["prompt_version"])
+    _wait_for_spans(phoenix, 28)
+    fourth = _pull(phoenix, out, data)
+    assert (fourth["traces"], fourth["spans"]) == (1, 4)
+    relearned = CliRunner().invoke(
+        main,
+        ["learn", str(out), "--data-dir", str(data), "--skillbook", str(tmp_path / "book")]
+        + ["--out", str(tmp_path / "prompts"), "--json", "-q"],
+    )
+    assert relearned.exit_code == 0, relearned.output
+    runs = pq.read_table(data / "tables" / "trajectories.parquet").to_pylist()
+    (newest,) = [r for r in runs if r["trajectory_id"] not in {t for t, _, _ in first + later}]
+    assert newest["prompt_version"] == arm["prompt_version"]
+    known = VersionHistory.load(tmp_path / "pb").by_version()[newest["prompt_version"]]
+    assert {(e["namespace"], e["arm"]) for e in known} == {(namespace, arm["arm"])}
 
 
 # --- failures, against a loopback server that answers like Phoenix -----------------------------

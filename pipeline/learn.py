@@ -32,6 +32,7 @@ from pipeline.config import Config, timestamp
 from pipeline.errors import InputError
 from pipeline.fileio import atomic_write, lock, sweep_temporary, tag_cache_directory
 from pipeline.learn_result import LearnResult, UnchangedResult
+from pipeline.progress import Meter
 from pipeline.rerun import last_run, run_fingerprint, run_record
 from pipeline.skillbook import Candidate, MergePolicy, MergeResult, Skillbook, append_run
 
@@ -53,12 +54,13 @@ __all__ = [
 ]
 
 
-def ingest_store(config: Config) -> Traces:
+def ingest_store(config: Config, meter: Meter | None = None) -> Traces:
     """Stage 1. Ingest ``config.paths`` into the store at ``config.data_dir / "tables"`` under
     the lock ``config.data_dir / ".learn.lock"``: only files not already there are read, unless
     ``config.rebuild``; the updated store is committed as one snapshot
     (:meth:`~pipeline.ingest.Traces.save`) and returned. The data dir is tagged as a cache
-    directory (``CACHEDIR.TAG``) when it holds nothing but coach's files.
+    directory (``CACHEDIR.TAG``) when it holds nothing but coach's files. ``meter``: see
+    :func:`pipeline.ingest.ingest`.
 
     Raises:
         InputError: the stored tables are not whole (the message says to rebuild); or, with
@@ -79,6 +81,7 @@ def ingest_store(config: Config) -> Traces:
             max_record_bytes=config.max_record_bytes,
             previous=previous,
             exclude=[config.data_dir],
+            meter=meter,
         )
         quarantined = traces.quarantined_this_run
         if config.strict and quarantined:
@@ -222,7 +225,9 @@ def merge_policy(config: Config) -> MergePolicy:
     )
 
 
-def learn(config: Config, progress: Callable[[str], None] | None = None) -> LearnResult:
+def learn(
+    config: Config, progress: Callable[[str], None] | None = None, *, meter: Meter | None = None
+) -> LearnResult:
     """Run every stage on ``config.paths``, holding ``config.data_dir / ".learn.lock"`` so that
     two runs (say, overlapping cron jobs) never write the same tables.
 
@@ -230,7 +235,8 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
     ``config.data_dir / "analysis"`` (:meth:`~pipeline.analyze.Analysis.save`), the run summary to
     ``config.data_dir / "last_run.json"`` (:meth:`LearnResult.summary` with ``run_id``, ``at``,
     :meth:`LearnResult.highlights` and the :func:`~pipeline.rerun.run_fingerprint`), the Skillbook to
-    ``config.skillbook_dir`` and prompts to ``config.out_dir``.
+    ``config.skillbook_dir`` and prompts to ``config.out_dir``. ``progress`` is given the
+    stages' lines, ``meter`` the ingest's counts (:func:`ingest_store`).
 
     When the fingerprint equals the last run's (and ``config.rebuild`` is not set), no stage
     runs and nothing is written: the result is an
@@ -259,7 +265,7 @@ def learn(config: Config, progress: Callable[[str], None] | None = None) -> Lear
                     )
                 return unchanged
         sweep_temporary(config.data_dir)
-        result = _learn(config, progress)
+        result = _learn(Run(config, progress or (lambda _m: None), meter))
         summary = result.summary() | {"run_id": result.skillbook_run_id, "at": timestamp()}
         summary["highlights"] = result.highlights()
         summary["fingerprint"] = run_fingerprint(config)
@@ -299,10 +305,11 @@ class Run:
     (``trajectories``, polars), the base prompt per namespace (``bases``), the ``analysis``, the
     ``candidates`` with the evidence of every pattern ``tested``, the LLM summary (``llm``), and
     the merged ``book`` with what changed (``merged``) and the ``prompts`` written. ``timings``:
-    seconds per stage. ``say``: where stages send progress lines."""
+    seconds per stage. ``say``: where stages send progress lines; ``meter``: the ingest's counts."""
 
     config: Config
     say: Callable[[str], None] = field(default=lambda _message: None, repr=False, compare=False)
+    meter: Meter | None = field(default=None, repr=False, compare=False)
     traces: Any = None
     judged: frozenset[str] = frozenset()
     labelled: dict[str, Any] | None = None
@@ -321,7 +328,7 @@ class Run:
 
 
 def _ingest(run: Run) -> Run:
-    traces = ingest_store(run.config)
+    traces = ingest_store(run.config, run.meter)
     # the stages after ingest scan the steps in their stored Parquet file through DuckDB, so
     # the large table is not held in memory during the analysis
     traces.release_steps()
@@ -463,8 +470,7 @@ STAGES: tuple[Stage, ...] = (
 """The stages of :func:`learn`, in order (see the module docstring)."""
 
 
-def _learn(config: Config, progress: Callable[[str], None] | None) -> LearnResult:
-    run = Run(config, say=progress or (lambda _message: None))
+def _learn(run: Run) -> LearnResult:
     for stage in STAGES:
         start = time.perf_counter()
         run = stage.apply(run)

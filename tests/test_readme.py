@@ -51,6 +51,7 @@ PAGES = [
     "docs/llm.md",
     "docs/evaluation.md",
     "docs/phoenix.md",
+    "docs/langfuse.md",
     "docs/cli.md",
     "docs/python-api.md",
 ]

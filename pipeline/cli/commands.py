@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from pipeline.cli.live import ingesting, learning
 from pipeline.cli.llm_options import LLM_OPTIONS, llm_config
 from pipeline.cli.options import (
     BASE_PROMPT_OPTION,
@@ -36,7 +37,6 @@ from pipeline.cli.options import (
 )
 from pipeline.cli.unread import exit_if_unread
 from pipeline.config import AnalyzerConfig, Config
-from pipeline.learn import ingest_store, learn
 from pipeline.render import evidence_line
 from pipeline.skillbook import DEFAULT_HALF_LIFE_DAYS, MODES, SECTIONS
 from pipeline.version import __version__
@@ -376,7 +376,7 @@ def learn_command(paths: tuple[str, ...], as_json: bool, quiet: bool, **kw: Any)
     Example: coach learn traces/ --skillbook skillbook --out prompts_out --json
     """
     config = _config(paths, **kw)
-    result = learn(config, progress=say(quiet))
+    result = learning(config, quiet)
     summary = result.summary()
     emit(as_json, summary, _learn_text(summary, result.highlights()))
     # a run with nothing to do read nothing (and its traces would load the tables)
@@ -404,8 +404,8 @@ def ingest_command(
 
     Example: coach ingest exports/ 'runs/*.jsonl.gz' --json
     """
-    traces = ingest_store(
-        Config(paths=paths or ("traces",), data_dir=data_dir, **_ingest_fields(kw))
+    traces = ingesting(
+        Config(paths=paths or ("traces",), data_dir=data_dir, **_ingest_fields(kw)), quiet
     )
     for warning in traces.warnings:
         say(quiet)(f"warning: {warning}")

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from pipeline.cli.live import live
 from pipeline.cli.options import CONTEXT, OUT_OPTION, common, domain_errors, emit, say
 from pipeline.remote import phoenix_client, phoenix_endpoint, pull_phoenix, push_prompts_phoenix
 
@@ -110,17 +111,19 @@ def pull_phoenix_command(
     Example: coach pull phoenix --project support-agent --since 2025-06-01 && coach learn traces/
     """
     url = phoenix_endpoint(endpoint)
-    result = pull_phoenix(
-        phoenix_client(url),
-        project,
-        out_dir,
-        data_dir,
-        since=since,
-        settle_s=settle_s,
-        page_size=page_size,
-        annotations=not no_annotations,
-        progress=say(quiet),
-    )
+    with live(quiet) as (meter, line):
+        result = pull_phoenix(
+            phoenix_client(url),
+            project,
+            out_dir,
+            data_dir,
+            since=since,
+            settle_s=settle_s,
+            page_size=page_size,
+            annotations=not no_annotations,
+            progress=line,
+            meter=meter,
+        )
     waiting = (
         f"; {result.waiting} trace{'s' if result.waiting != 1 else ''} waiting for its root span"
         if result.waiting

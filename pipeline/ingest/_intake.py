@@ -64,6 +64,7 @@ from pipeline.ingest.formats import (
 )
 from pipeline.ingest.schema import TABLES, to_table
 from pipeline.ingest.store import FileReport
+from pipeline.progress import RECORDS_EVERY
 
 __all__ = ["read_file"]
 
@@ -324,16 +325,22 @@ def read_file(
     report: FileReport,
     run: Run,
     spill: StepsSpill,
+    tick: Callable[[int], None] | None = None,
 ) -> dict[str, list[tuple[pa.Table, bool]]]:
     """The ``trajectories`` and ``feedback`` tables read from ``path`` by ``adapter``, by name,
     each with whether its rows are tied to their trajectory by construction (built from whole
     records: True) or by id alone (canonical table chunks: False, to be checked for orphans);
     the ``steps`` rows go to ``spill`` as they are converted (and its list here stays empty).
     Fills ``report`` and adds to ``run``; an error part way through the file quarantines the
-    rest as one unit (its reason also in ``report.reason``)."""
+    rest as one unit (its reason also in ``report.reason``). ``tick`` is called with
+    ``report.records_read`` about every :data:`~pipeline.progress.RECORDS_EVERY` records."""
     reading = _File(path, report, run, spill)
+    due = RECORDS_EVERY
     try:
         for item in adapter.read(path, options):
+            if tick is not None and report.records_read >= due:
+                due = report.records_read + RECORDS_EVERY
+                tick(report.records_read)
             if isinstance(item, TableChunk):
                 reading.unusable_prompt_versions += item.unusable_prompt_versions
                 _take_chunk(path, item, report, run.seen, reading.out, reading.reject)

@@ -41,6 +41,7 @@ from pipeline.ingest.formats import (
 )
 from pipeline.ingest.schema import TABLES, to_table
 from pipeline.ingest.store import FileReport, Traces
+from pipeline.progress import Meter, Ticker
 
 __all__ = ["STORE_VERSION", "ingest", "outcomes_from_feedback", "record_sha256"]
 
@@ -174,6 +175,7 @@ def ingest(
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     previous: Traces | None = None,
     exclude: Iterable[str | Path] = (),
+    meter: Meter | None = None,
 ) -> Traces:
     """Read trace files into the canonical tables.
 
@@ -194,6 +196,9 @@ def ingest(
             ignored and everything is read again, with a warning.
         exclude: directories never read, nor anything below them (coach's data directory);
             directories holding a ``CACHEDIR.TAG`` are never read either.
+        meter: called with the counts (:class:`~pipeline.progress.Tally`, stage ``ingest``) as
+            the files are read: files done of those found, records read, bytes of the files
+            read; the last equal this run's totals (:attr:`Traces.counts_this_run`).
 
     Returns:
         :class:`Traces`. Its ``files`` hold a :class:`FileReport` per input file, and one with
@@ -251,7 +256,8 @@ def ingest(
     for report in reports:
         stored_by_hash.setdefault(report.sha256, report)
         stored_by_path.setdefault(report.path, report)
-    for path in found.files:
+    ticker = Ticker(meter, "ingest", len(found.files))
+    for path in _tallied(found.files, reports, ticker):
         try:
             stat = path.stat()
             prior = stored_by_path.get(str(path))
@@ -290,7 +296,8 @@ def ingest(
             outcome_feedback=outcome_feedback,
             max_record_bytes=max_record_bytes,
         )
-        for name, read in read_file(path, adapter, options, report, run, spill).items():
+        tick = ticker.within(str(path))
+        for name, read in read_file(path, adapter, options, report, run, spill, tick).items():
             parts.extend((report, name, t, tied) for t, tied in read)
     reports.extend(
         FileReport(safe_text(str(s.path)), "", status="skipped", reason=s.reason)
@@ -339,6 +346,18 @@ def ingest(
         directory=None if spill.path is None else spill.path.parent,
         _keep=spill if spill.path is not None else None,
     )
+
+
+def _tallied(files: list[Path], reports: list[FileReport], ticker: Ticker) -> Iterator[Path]:
+    """``files`` one by one, each counted on ``ticker`` once the loop is done with it, with the
+    records read and bytes of the reports the loop added for it; the totals after the last."""
+    for path in files:
+        before = len(reports)
+        ticker.update(current=str(path))
+        yield path
+        added = reports[before:]
+        ticker.add(1, sum(r.records_read for r in added), sum(max(r.size, 0) for r in added))
+    ticker.finish()
 
 
 def _stored_steps(previous: Traces) -> Iterator[pa.RecordBatch]:

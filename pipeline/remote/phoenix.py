@@ -40,6 +40,7 @@ from typing import Any
 
 from pipeline.errors import InputError, RemoteError
 from pipeline.fileio import atomic_write, replacing
+from pipeline.progress import Meter, Ticker
 from pipeline.remote.http import NOT_FOUND, JsonClient
 
 __all__ = [
@@ -136,6 +137,7 @@ def pull_phoenix(
     annotations: bool = True,
     now: datetime | None = None,
     progress: Callable[[str], None] = lambda _m: None,
+    meter: Meter | None = None,
 ) -> PullResult:
     """Pull the spans of Phoenix ``project`` stored since the last pull (see the module
     docstring) into ``out_dir/phoenix-<project>-<UTC time>.jsonl``, and move the cursor.
@@ -143,6 +145,9 @@ def pull_phoenix(
     ``since`` (timezone-aware) leaves out spans that started before it; ``settle_s`` (seconds)
     is how long after its newest span a trace without its root span is written anyway;
     ``page_size`` spans per request (1 to 1,000); ``now`` defaults to the current time.
+    ``progress`` is given a line per page; ``meter`` the counts (:class:`~pipeline.progress.Tally`,
+    stage ``pull phoenix``): the spans and annotations received, then the file written and
+    its bytes.
 
     Raises:
         RemoteError: the server is down, refuses the key, sends a cut-off or malformed page,
@@ -169,7 +174,9 @@ def pull_phoenix(
     result = PullResult(client.base_url, project, None, path, first_pull=cursor is None)
     start = cursor.get("resume") if cursor else None
     written_before = set(cursor.get("written_traces", [])) if cursor else set()
-    spans = list(_read_spans(client, project, start, since, page_size, result, progress))
+    ticker = Ticker(meter, "pull phoenix")
+    pages = _read_spans(client, project, start, since, page_size, result, progress, ticker)
+    spans = list(pages)
     if start and start.get("inclusive") is False:
         spans = [s for s in spans if s["id"] != start["span"]]
     by_trace: dict[str, list[dict[str, Any]]] = {}
@@ -185,6 +192,7 @@ def pull_phoenix(
             waiting.append(trace_id)
     result.waiting = len(waiting)
     notes = _annotations(client, project, ready, by_trace) if annotations and ready else []
+    ticker.add(records=len(notes))
     written = [s for t in ready for s in by_trace[t]]
     result.spans, result.traces, result.annotations = len(written), len(ready), len(notes)
     result.trace_ids = ready
@@ -194,6 +202,7 @@ def pull_phoenix(
         with replacing(result.file) as tmp, tmp.open("w", encoding="utf-8") as handle:
             for record in [*written, *notes]:
                 handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        ticker.add(files=1, size=result.file.stat().st_size)
     resume: dict[str, Any] | None = start
     keep = sorted(written_before)
     if spans:
@@ -211,6 +220,7 @@ def pull_phoenix(
         "last_file": str(result.file) if result.file else (cursor or {}).get("last_file"),
     }
     atomic_write(path, json.dumps(state, indent=2, sort_keys=True) + "\n")
+    ticker.finish()
     return result
 
 
@@ -270,10 +280,12 @@ def _read_spans(
     page_size: int,
     result: PullResult,
     progress: Callable[[str], None],
+    ticker: Ticker,
 ) -> Iterator[dict[str, Any]]:
     next_cursor = start["span"] if start else None
     last = -1
     while True:
+        ticker.update(current=f"spans page {result.pages + 1}")
         params: dict[str, Any] = {
             "sort": "id",
             "order": "asc",
@@ -300,6 +312,7 @@ def _read_spans(
             last = row
             yield span
         progress(f"phoenix: page {result.pages}, {len(data)} spans")
+        ticker.add(records=len(data))
         next_cursor = page.get("next_cursor")
         if not next_cursor:
             return

@@ -1,0 +1,120 @@
+"""``coach pull langfuse``: a Langfuse project's traces, with their observations and scores,
+into the traces folder, incrementally (:mod:`pipeline.remote.langfuse`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.cli.options import common, domain_errors, emit, say
+from pipeline.remote.langfuse import langfuse_client, langfuse_host, pull_langfuse
+
+__all__ = ["pull_langfuse_command"]
+
+
+def parse_since(_ctx: click.Context, _param: click.Parameter, value: Any) -> datetime | None:
+    """An ISO 8601 time (a date, or a date and time; without a zone: UTC).
+
+    Raises:
+        click.BadParameter: anything else.
+    """
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r}: use an ISO 8601 time such as 2025-06-01T12:00Z"
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.command("langfuse")
+@click.option(
+    "--since",
+    default=None,
+    callback=parse_since,
+    metavar="ISO",
+    help="Leave out traces that started before this time (UTC unless a zone is given).",
+)
+@click.option(
+    "--host",
+    default=None,
+    metavar="URL",
+    help="Langfuse server (default: LANGFUSE_BASE_URL, else LANGFUSE_HOST, else "
+    "https://cloud.langfuse.com). The keys are read from LANGFUSE_PUBLIC_KEY and "
+    "LANGFUSE_SECRET_KEY only.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="traces",
+    envvar="COACH_TRACES",
+    show_default=True,
+    help="Folder the pulled file is written to (the traces folder learn reads).",
+)
+@click.option(
+    "--settle",
+    "settle_s",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="Seconds a trace must have started ago to be pulled (younger ones may still run).",
+)
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 100),
+    default=50,
+    show_default=True,
+    help="Traces per list request.",
+)
+@common
+@domain_errors
+def pull_langfuse_command(
+    since: datetime | None,
+    host: str | None,
+    out_dir: Path,
+    settle_s: float,
+    page_size: int,
+    data_dir: Path,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Pull the traces of a Langfuse project (the one LANGFUSE_PUBLIC_KEY and
+    LANGFUSE_SECRET_KEY belong to) that started since the last pull, with their observations and
+    scores, into OUT/langfuse-<host>-<time>.jsonl (per-trace exports that learn and ingest read;
+    scores become feedback). The cursor is kept in DATA_DIR/pull/; 429 and 5xx answers are
+    retried. Nothing new: no file. A failure leaves no file and the cursor as it was.
+
+    Example: coach pull langfuse --since 2025-06-01 && coach learn traces/
+    """
+    url = langfuse_host(host)
+    client = langfuse_client(url)
+    client.on_retry = say(quiet)
+    result = pull_langfuse(
+        client,
+        out_dir,
+        data_dir,
+        since=since,
+        settle_s=settle_s,
+        page_size=page_size,
+        progress=say(quiet),
+    )
+    waiting = (
+        f"; {result.waiting} trace{'s' if result.waiting != 1 else ''} too recent, left for "
+        "the next pull"
+        if result.waiting
+        else ""
+    )
+    if result.file is None:
+        text = f"langfuse at {url}: nothing new since the last pull{waiting}"
+    else:
+        text = (
+            f"langfuse at {url}: {result.traces} traces, {result.observations} observations, "
+            f"{result.scores} scores -> {result.file}{waiting}"
+        )
+    emit(as_json, result.as_dict(), text)

@@ -1,0 +1,496 @@
+"""Pull a Langfuse project's traces, with their observations and scores, into a trace file coach
+ingests, incrementally.
+
+Langfuse (https://github.com/langfuse/langfuse) public API, read from the server's Fern
+definition (``fern/apis/server/definition/trace.yml``, ``commons.yml``) and its route code
+(``web/src/pages/api/public/traces/index.ts`` and ``[traceId].ts``,
+``web/src/features/public-api/types/traces.ts``):
+
+- ``GET /api/public/traces?page=P&limit=N&orderBy=timestamp.asc&fromTimestamp=ISO&fields=core``
+  pages through the project's traces, oldest first (``{"data": [TraceWithDetails], "meta":
+  {"page", "limit", "totalItems", "totalPages"}}``); ``fromTimestamp`` is inclusive ("on or
+  after"), and pages are numbered from 1;
+- ``GET /api/public/traces/{traceId}`` gives one trace with its observations
+  (``ObservationsView``) and scores (``ScoreV1``): ``TraceWithFullDetails``.
+
+Both authenticate with HTTP basic auth, the project's public key as user and its secret key as
+password, read from ``LANGFUSE_PUBLIC_KEY`` and ``LANGFUSE_SECRET_KEY`` only; the server is
+``LANGFUSE_BASE_URL``, else ``LANGFUSE_HOST``, else https://cloud.langfuse.com
+(:func:`langfuse_host`). A 429 (Langfuse Cloud's rate limit, which says when to come back in
+``Retry-After``) or a 500, 502, 503 or 504 is retried with exponential backoff, a bounded number
+of times (:class:`LangfuseClient`).
+
+A pull lists the traces from the cursor's timestamp on, leaves out those the cursor lists as
+pulled at that very timestamp, stops at the first trace that started less than ``settle_s`` ago
+(it may still be running, or its observations still being ingested: it waits for the next pull),
+reads each new trace in full and writes it as one JSON Lines line ``{"trace": {..., "scores":
+[...]}, "observations": [...]}``: the per-trace export the ``langfuse`` format reads
+(:mod:`pipeline.ingest.formats.langfuse`), which turns the scores into feedback.
+
+The cursor (``<data dir>/pull/langfuse-<host hash>.json``, :func:`cursor_path`) records the host,
+a fingerprint of the public key (the key pair names the project), the timestamp of the last trace
+pulled and the ids of the traces pulled at that timestamp; a cursor of another host or key is
+refused. Everything is read before anything is written: a failure leaves no file and the cursor
+as it was. The trace file is written first, then the cursor (both atomically): a crash between
+them makes the next pull write the same traces again, which ingest counts as duplicates.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import http.client
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError, InputError, RemoteError
+from pipeline.fileio import atomic_write, replacing
+
+__all__ = [
+    "CURSOR_FORMAT",
+    "DEFAULT_HOST",
+    "RETRY_STATUSES",
+    "LangfuseClient",
+    "LangfusePullResult",
+    "cursor_path",
+    "langfuse_client",
+    "langfuse_host",
+    "pull_langfuse",
+]
+
+DEFAULT_HOST = "https://cloud.langfuse.com"
+CURSOR_FORMAT = 1
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_EPOCH = "1970-01-01T00:00:00.000Z"  # a first pull's fromTimestamp: servers may default to days
+_KEYS_HINT = (
+    "set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY to an API key pair of the project "
+    "(Langfuse: Project settings > API keys) and LANGFUSE_HOST (or LANGFUSE_BASE_URL) to the "
+    "server that issued them"
+)
+
+
+def langfuse_host(explicit: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The base URL of the Langfuse server: ``explicit`` (``--host``), else
+    ``LANGFUSE_BASE_URL``, else ``LANGFUSE_HOST``, else :data:`DEFAULT_HOST`; a bare host name
+    gets ``https://``; without a trailing slash."""
+    env = os.environ if env is None else env
+    url = explicit or env.get("LANGFUSE_BASE_URL") or env.get("LANGFUSE_HOST") or DEFAULT_HOST
+    url = url.strip().rstrip("/")
+    return url if "://" in url else f"https://{url}"
+
+
+def cursor_path(data_dir: Path, host: str) -> Path:
+    """Where the cursor of ``host`` is kept: ``data_dir/pull/langfuse-<12 hex of SHA-256>.json``."""
+    return data_dir / "pull" / f"langfuse-{_digest(host)}.json"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass
+class LangfuseClient:
+    """GET requests with JSON answers to the Langfuse server at ``host`` (see the module
+    docstring), basic auth with ``public_key`` and ``secret_key``. A status in
+    :data:`RETRY_STATUSES` is retried up to ``max_retries`` times, after the ``Retry-After`` the
+    server names (seconds or an HTTP date), else ``backoff_s * 2**n``, each wait at most
+    ``max_wait_s`` seconds; ``timeout_s`` is per request, in seconds. ``retries`` counts the
+    retries made; ``sleep`` and ``on_retry`` (told what is retried) are for progress and tests.
+    """
+
+    host: str
+    public_key: str
+    secret_key: str = field(repr=False)
+    timeout_s: float = 30.0
+    max_retries: int = 4
+    backoff_s: float = 1.0
+    max_wait_s: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+    on_retry: Callable[[str], None] = lambda _m: None
+    retries: int = 0
+
+    @property
+    def key_fingerprint(self) -> str:
+        """12 hex of the SHA-256 of host and public key: which project a cursor belongs to."""
+        return _digest(f"{self.host}\n{self.public_key}")
+
+    def get(self, path: str, params: Mapping[str, str | int | None] | None = None) -> Any:
+        """GET ``path`` (``/api/public/...``) with query ``params`` (None values left out) and
+        return the decoded JSON, or :data:`None` for a 404.
+
+        Raises:
+            RemoteError: nothing listening, a timeout, 401/403 (naming the key variables),
+                a retried status that stays, another error status, an answer cut off (fewer
+                bytes than announced) or not JSON.
+        """
+        query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
+        url = f"{self.host}{path}{'?' + query if query else ''}"
+        token = base64.b64encode(f"{self.public_key}:{self.secret_key}".encode()).decode()
+        headers = {"Accept": "application/json", "Authorization": f"Basic {token}"}
+        where = f"Langfuse at {self.host}"
+        waited = 0.0
+        for attempt in range(self.max_retries + 1):
+            request = urllib.request.Request(url, method="GET", headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    raw = response.read()
+                break
+            except urllib.error.HTTPError as exc:
+                detail = _detail(exc)
+                if exc.code == 404:
+                    return None
+                if exc.code in (401, 403):
+                    raise RemoteError(
+                        f"{where} refused the keys ({exc.code} {exc.reason}) for GET {path}: "
+                        f"{_KEYS_HINT}{detail}"
+                    ) from exc
+                if exc.code in RETRY_STATUSES and attempt < self.max_retries:
+                    wait = self._wait(exc.headers.get("Retry-After"), attempt)
+                    self.retries += 1
+                    waited += wait
+                    self.on_retry(
+                        f"langfuse: {exc.code} {exc.reason} for GET {path}, retry "
+                        f"{attempt + 1} of {self.max_retries} in {wait:g} s"
+                    )
+                    self.sleep(wait)
+                    continue
+                tries = f" ({attempt + 1} tries over {waited:g} s)" if attempt else ""
+                raise RemoteError(
+                    f"{where} answered {exc.code} {exc.reason} to GET {path}{tries}{detail}; "
+                    "nothing was written, try again later"
+                ) from exc
+            except http.client.IncompleteRead as exc:
+                raise RemoteError(
+                    f"{where} sent a truncated answer to GET {path} ({len(exc.partial)} bytes "
+                    f"of {exc.expected + len(exc.partial) if exc.expected else 'more'}): the "
+                    "connection broke; nothing was written, try again"
+                ) from exc
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                reason = getattr(exc, "reason", exc)
+                if isinstance(reason, socket.timeout | TimeoutError):
+                    raise RemoteError(
+                        f"{where} did not answer GET {path} within {self.timeout_s:g} s"
+                    ) from exc
+                raise RemoteError(
+                    f"cannot reach {where}: {reason}; is the server running, and is the host "
+                    "right (--host, LANGFUSE_BASE_URL or LANGFUSE_HOST)?"
+                ) from exc
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise RemoteError(
+                f"{where} sent an answer to GET {path} that is not JSON or is cut off "
+                f"({len(raw)} bytes: {exc}); nothing was written, try again"
+            ) from exc
+
+    def _wait(self, retry_after: str | None, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt + 1``: the server's ``Retry-After`` when it
+        gives one (RFC 9110 section 10.2.3: seconds or an HTTP date), else exponential backoff;
+        never more than ``max_wait_s``."""
+        wait = self.backoff_s * 2**attempt
+        if retry_after:
+            text = retry_after.strip()
+            try:
+                wait = float(text)
+            except ValueError:
+                try:
+                    moment = email.utils.parsedate_to_datetime(text)
+                    wait = (moment - datetime.now(UTC)).total_seconds()
+                except (TypeError, ValueError):
+                    pass
+        return min(max(wait, 0.0), self.max_wait_s)
+
+
+def _detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        text = exc.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+    return f": {text[:300]}" if text else ""
+
+
+def langfuse_client(host: str, env: Mapping[str, str] | None = None) -> LangfuseClient:
+    """A :class:`LangfuseClient` for ``host`` with the keys of ``LANGFUSE_PUBLIC_KEY`` and
+    ``LANGFUSE_SECRET_KEY`` (from the environment only).
+
+    Raises:
+        ConfigError: either variable is unset or empty.
+    """
+    env = os.environ if env is None else env
+    public, secret = (
+        env.get(n, "").strip() for n in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY")
+    )
+    missing = [
+        name
+        for name, value in (("LANGFUSE_PUBLIC_KEY", public), ("LANGFUSE_SECRET_KEY", secret))
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+            f"{_KEYS_HINT} (keys are read from the environment only)"
+        )
+    return LangfuseClient(host, public, secret)
+
+
+@dataclass
+class LangfusePullResult:
+    """What a pull did: ``file`` written (None when nothing new), the ``traces``,
+    ``observations`` and ``scores`` in it, ``already`` traces listed again that an earlier pull
+    wrote, ``waiting`` traces too recent to pull yet, ``vanished`` traces deleted between the
+    list and their reading, ``pages`` of the list read, ``retries`` made, and the ``cursor``
+    file."""
+
+    host: str
+    file: Path | None
+    cursor: Path
+    traces: int = 0
+    observations: int = 0
+    scores: int = 0
+    already: int = 0
+    waiting: int = 0
+    vanished: int = 0
+    pages: int = 0
+    retries: int = 0
+    first_pull: bool = True
+    trace_ids: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (without the trace ids)."""
+        return {
+            "source": "langfuse",
+            "host": self.host,
+            "file": None if self.file is None else str(self.file),
+            "cursor": str(self.cursor),
+            "first_pull": self.first_pull,
+            "traces": self.traces,
+            "observations": self.observations,
+            "scores": self.scores,
+            "already_pulled_traces": self.already,
+            "waiting_traces": self.waiting,
+            "vanished_traces": self.vanished,
+            "pages": self.pages,
+            "retries": self.retries,
+        }
+
+
+def pull_langfuse(
+    client: LangfuseClient,
+    out_dir: Path,
+    data_dir: Path,
+    *,
+    since: datetime | None = None,
+    settle_s: float = 600.0,
+    page_size: int = 50,
+    now: datetime | None = None,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> LangfusePullResult:
+    """Pull the traces of the project of ``client``'s keys that started since the last pull
+    (see the module docstring) into ``out_dir/langfuse-<host name>-<UTC time>.jsonl``, and move
+    the cursor.
+
+    ``since`` (timezone-aware) leaves out traces that started before it; ``settle_s`` (seconds):
+    a trace that started less than this long before ``now`` (default: the current time) waits
+    for the next pull; ``page_size`` traces per list request (1 to 100).
+
+    Raises:
+        RemoteError: the server is down, refuses the keys, keeps answering 429 or 5xx, or
+            sends a cut-off page, a page that is not what the API documents, or traces out of
+            timestamp order.
+        InputError: the cursor file is unreadable or belongs to another host or key pair.
+    """
+    now = now or datetime.now(UTC)
+    path = cursor_path(data_dir, client.host)
+    cursor = _load_cursor(path, client)
+    result = LangfusePullResult(client.host, None, path, first_pull=cursor is None)
+    start, pulled_at_start = (cursor["timestamp"], set(cursor["ids"])) if cursor else (None, set())
+    if since is not None and (start is None or since > _time(start, client, "cursor")):
+        start, pulled_at_start = _iso(since), set()
+    cutoff = now - timedelta(seconds=settle_s)
+    listed: list[tuple[str, str, datetime]] = []  # (id, timestamp as sent, timestamp)
+    seen: set[str] = set()
+    page = 1
+    while True:
+        answer = client.get(
+            "/api/public/traces",
+            {
+                "page": page,
+                "limit": page_size,
+                "orderBy": "timestamp.asc",
+                "fromTimestamp": start or _EPOCH,
+                "fields": "core",
+            },
+        )
+        data, total_pages = _page(answer, client, page)
+        result.pages += 1
+        recent = False
+        for index, item in enumerate(data):
+            trace_id, stamp = item["id"], item["timestamp"]
+            moment = _time(stamp, client, f"trace {trace_id}")
+            if listed and moment < listed[-1][2]:
+                raise RemoteError(
+                    f"Langfuse at {client.host} listed traces out of timestamp order on page "
+                    f"{page}; coach pull needs orderBy=timestamp.asc (upgrade Langfuse)"
+                )
+            if moment > cutoff:
+                recent = True
+                result.waiting = max(
+                    len(data) - index, _count(answer) - (page - 1) * page_size - index
+                )
+                break
+            if trace_id in seen:
+                continue
+            seen.add(trace_id)
+            listed.append((trace_id, stamp, moment))
+        progress(f"langfuse: page {page} of {total_pages}, {len(data)} traces")
+        if recent or not data or page >= total_pages:
+            break
+        page += 1
+    start_moment = _time(start, client, "cursor") if start else None
+    records = []
+    for trace_id, _stamp, moment in listed:
+        if moment == start_moment and trace_id in pulled_at_start:
+            result.already += 1
+            continue
+        detail = client.get(f"/api/public/traces/{urllib.parse.quote(trace_id, safe='')}")
+        if detail is None:
+            result.vanished += 1
+            continue
+        record = _export(detail, trace_id, client)
+        records.append(record)
+        result.observations += len(record["observations"])
+        result.scores += len(record["trace"]["scores"])
+        result.trace_ids.append(trace_id)
+    result.traces = len(records)
+    result.retries = client.retries
+    if records:
+        stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+        name = urllib.parse.urlsplit(client.host).hostname or "langfuse"  # no port: no card
+        result.file = out_dir / f"langfuse-{name}-{stamp}.jsonl"
+        with replacing(result.file) as tmp, tmp.open("w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+    timestamp, ids = start, sorted(pulled_at_start)
+    if listed:
+        last = listed[-1][2]
+        timestamp = listed[-1][1]
+        same = {t for t, _s, m in listed if m == last}
+        ids = sorted(same | (pulled_at_start if last == start_moment else set()))
+    state = {
+        "format_version": CURSOR_FORMAT,
+        "source": "langfuse",
+        "host": client.host,
+        "key_fingerprint": client.key_fingerprint,
+        "timestamp": timestamp,
+        "ids": ids,
+        "updated_at": _iso(now),
+    }
+    atomic_write(path, json.dumps(state, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _time(text: Any, client: LangfuseClient, what: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise RemoteError(
+            f"Langfuse at {client.host} sent {what} with a timestamp that is not ISO 8601: "
+            f"{str(text)[:60]!r}"
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _count(answer: Any) -> int:
+    total = answer.get("meta", {}).get("totalItems")
+    return total if isinstance(total, int) else 0
+
+
+def _page(answer: Any, client: LangfuseClient, page: int) -> tuple[list[dict[str, Any]], int]:
+    """The traces of a list page and its ``meta.totalPages``, checked."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    meta = answer.get("meta") if isinstance(answer, dict) else None
+    total = meta.get("totalPages") if isinstance(meta, dict) else None
+    if not isinstance(data, list) or not isinstance(total, int):
+        raise RemoteError(
+            f"Langfuse at {client.host} sent page {page} of GET /api/public/traces without "
+            f"'data' and 'meta.totalPages': {str(answer)[:200]}"
+        )
+    for item in data:
+        if not (
+            isinstance(item, dict) and isinstance(item.get("id"), str) and item.get("timestamp")
+        ):
+            raise RemoteError(
+                f"Langfuse at {client.host} sent a malformed trace on page {page}: "
+                f"{str(item)[:200]}"
+            )
+    return data, total
+
+
+def _export(detail: Any, trace_id: str, client: LangfuseClient) -> dict[str, Any]:
+    """``{"trace": {... "scores": [...]}, "observations": [...]}`` from a
+    ``TraceWithFullDetails``, checked."""
+    observations = detail.get("observations") if isinstance(detail, dict) else None
+    scores = detail.get("scores") if isinstance(detail, dict) else None
+    if (
+        not isinstance(detail, dict)
+        or detail.get("id") != trace_id
+        or not isinstance(observations, list)
+        or not all(isinstance(o, dict) for o in observations)
+        or not isinstance(scores, list)
+    ):
+        raise RemoteError(
+            f"Langfuse at {client.host} sent trace {trace_id} without its observations and "
+            f"scores (GET /api/public/traces/{{id}}): {str(detail)[:200]}"
+        )
+    trace = {k: v for k, v in detail.items() if k not in ("observations", "_deprecation")}
+    return {"trace": trace, "observations": observations}
+
+
+def _load_cursor(path: Path, client: LangfuseClient) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        cursor = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"{path}: the pull cursor is unreadable ({exc}); remove it to pull from the start"
+        ) from exc
+    if (
+        not isinstance(cursor, dict)
+        or cursor.get("format_version") != CURSOR_FORMAT
+        or cursor.get("source") != "langfuse"
+        or not isinstance(cursor.get("ids"), list)
+        or not (cursor.get("timestamp") is None or isinstance(cursor.get("timestamp"), str))
+    ):
+        raise InputError(
+            f"{path}: not a Langfuse pull cursor of format {CURSOR_FORMAT}; remove it to pull "
+            "from the start"
+        )
+    if cursor.get("host") != client.host:
+        raise InputError(
+            f"{path}: this cursor is for Langfuse at {cursor.get('host')!r}, not "
+            f"{client.host!r} (copied from another data dir?); remove it to pull from the start, "
+            "or use another --data-dir"
+        )
+    if cursor.get("key_fingerprint") != client.key_fingerprint:
+        raise InputError(
+            f"{path}: this cursor was made with another LANGFUSE_PUBLIC_KEY (another project at "
+            f"{client.host}); remove it to pull this project from the start, or use another "
+            "--data-dir"
+        )
+    return cursor

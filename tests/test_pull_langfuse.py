@@ -1,0 +1,381 @@
+"""coach pull langfuse.
+
+A Langfuse server needs Postgres, ClickHouse, Redis and object storage, too much for a test, so
+these tests run against a small ``http.server`` on loopback that serves RECORDED REAL RESPONSE
+SHAPES (tests/fixtures/langfuse_api/, sources in its README.md): three real traces (OpenAI
+Agents SDK, Microsoft Agent Framework, pydantic-ai) in the shape of Langfuse's
+``GET /api/public/traces`` and ``GET /api/public/traces/{traceId}`` answers, and its 401 and
+429 bodies. The fake server filters ``fromTimestamp`` (inclusive), orders by timestamp and pages
+(``page``, ``limit``, ``meta.totalPages``) as the real list endpoint does, and checks the basic
+auth header. What is checked: a first pull, a second that reads nothing new, a later trace
+pulled alone, traces sharing the cursor's timestamp, the pulled file ingested (tool calls,
+scores as feedback, nothing quarantined), and the failures: 401 (naming the variables), 429
+then success (retried after Retry-After), 503 for good, a truncated page, a server that is down,
+missing keys, and a cursor of another host or key pair.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from pipeline.errors import RemoteError
+from pipeline.ingest import ingest
+from pipeline.remote.langfuse import (
+    DEFAULT_HOST,
+    LangfuseClient,
+    cursor_path,
+    langfuse_host,
+    pull_langfuse,
+)
+
+API = Path(__file__).resolve().parent / "fixtures" / "langfuse_api"
+LISTED = json.loads((API / "traces.json").read_text())["data"]
+OPENAI, MICROSOFT, PYDANTIC = (t["id"] for t in LISTED)  # in timestamp order
+PUBLIC, SECRET = "pk-lf-test", "sk-lf-test"
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class _Langfuse(BaseHTTPRequestHandler):
+    """Answers like Langfuse's public traces API, from the recorded responses."""
+
+    visible: list[str] = []  # trace ids the project holds
+    extra: dict[str, dict[str, Any]] = {}  # id -> full trace, for traces made in a test
+    mode = "ok"
+    failures = 0  # how many requests answer with ``mode``'s error before the rest succeed
+    requests: list[str] = []
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+    def _send(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _detail(self, trace_id: str) -> dict[str, Any] | None:
+        if trace_id in self.extra:
+            return self.extra[trace_id]
+        path = API / f"trace-{trace_id}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        type(self).requests.append(self.path)
+        auth = base64.b64encode(f"{PUBLIC}:{SECRET}".encode()).decode()
+        if self.mode == "401" or self.headers.get("Authorization") != f"Basic {auth}":
+            self._send(401, json.loads((API / "error-401.json").read_text()))
+            return
+        if self.mode in ("429", "503") and type(self).failures > 0:
+            type(self).failures -= 1
+            if self.mode == "429":
+                body = json.loads((API / "error-429.json").read_text())
+                self._send(429, body, {"Retry-After": "1", "X-RateLimit-Limit": "30"})
+            else:
+                self._send(503, {"message": "Service Unavailable"})
+            return
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        if url.path == "/api/public/traces":
+            self._list(query)
+        elif url.path.startswith("/api/public/traces/"):
+            found = self._detail(urllib.parse.unquote(url.path.rsplit("/", 1)[1]))
+            if found is None or found["id"] not in self.visible:
+                self._send(404, {"message": "Trace not found within authorized project"})
+            else:
+                self._send(200, found)
+        else:
+            self._send(404, {"message": "Not found"})
+
+    def _list(self, query: dict[str, str]) -> None:
+        page, limit = int(query.get("page", 1)), int(query.get("limit", 50))
+        start = _time(query.get("fromTimestamp", "1970-01-01T00:00:00Z"))
+        assert query.get("orderBy") == "timestamp.asc"
+        items = [
+            {k: v for k, v in self._detail(t).items() if k not in ("observations", "scores")}  # type: ignore[union-attr]
+            for t in self.visible
+        ]
+        items = sorted(
+            (i for i in items if _time(i["timestamp"]) >= start), key=lambda i: i["timestamp"]
+        )
+        body = {
+            "data": items[(page - 1) * limit : page * limit],
+            "meta": {
+                "page": page,
+                "limit": limit,
+                "totalItems": len(items),
+                "totalPages": -(-len(items) // limit),
+            },
+        }
+        if self.mode == "truncated" and page == 2:
+            raw = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw[: len(raw) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self._send(200, body)
+
+
+@pytest.fixture
+def langfuse(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, type[_Langfuse]]]:
+    handler = type(
+        "Handler", (_Langfuse,), {"visible": [OPENAI, MICROSOFT], "extra": {}, "requests": []}
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    for name in ("LANGFUSE_BASE_URL", "LANGFUSE_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANGFUSE_HOST", url)
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", PUBLIC)
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", SECRET)
+    try:
+        yield url, handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _pull(tmp_path: Path, *extra: str) -> tuple[int, str, dict[str, Any] | None]:
+    result = CliRunner().invoke(
+        main,
+        ["pull", "langfuse", "--out", str(tmp_path / "traces"), "--data-dir"]
+        + [str(tmp_path / ".coach"), "--json", "-q", "--page-size", "1", *extra],
+    )
+    payload = json.loads(result.stdout) if result.exit_code == 0 else None
+    return result.exit_code, result.output, payload
+
+
+def _records(path: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_first_pull_again_and_later(langfuse: tuple[str, type[_Langfuse]], tmp_path: Path) -> None:
+    url, handler = langfuse
+    code, output, first = _pull(tmp_path)
+    assert code == 0, output
+    assert first is not None
+    assert (first["traces"], first["observations"], first["scores"]) == (2, 9, 4)
+    assert (first["pages"], first["first_pull"], first["host"]) == (2, True, url)
+    records = _records(first["file"])
+    assert [r["trace"]["id"] for r in records] == [OPENAI, MICROSOFT]
+    assert all(set(r) == {"trace", "observations"} for r in records)
+    cursor = json.loads(cursor_path(tmp_path / ".coach", url).read_text())
+    assert (cursor["timestamp"], cursor["ids"]) == (LISTED[1]["timestamp"], [MICROSOFT])
+    assert SECRET not in json.dumps(cursor) and PUBLIC not in json.dumps(cursor)
+
+    code, output, again = _pull(tmp_path)
+    assert code == 0, output
+    assert again is not None
+    assert (again["file"], again["traces"], again["already_pulled_traces"]) == (None, 0, 1)
+    assert any("fromTimestamp=2025-10-14T16%3A44%3A29.952Z" in r for r in handler.requests)
+
+    handler.visible.append(PYDANTIC)  # a later trace arrives
+    code, output, later = _pull(tmp_path)
+    assert code == 0, output
+    assert later is not None
+    assert (later["traces"], later["observations"], later["scores"]) == (1, 12, 0)
+    assert [r["trace"]["id"] for r in _records(later["file"])] == [PYDANTIC]
+    assert len(list((tmp_path / "traces").glob("langfuse-127.0.0.1-*.jsonl"))) == 2
+
+
+def test_pulled_files_ingest_with_tool_calls_and_feedback(
+    langfuse: tuple[str, type[_Langfuse]], tmp_path: Path
+) -> None:
+    _url, handler = langfuse
+    handler.visible.append(PYDANTIC)
+    code, output, pulled = _pull(tmp_path)
+    assert code == 0, output
+    assert pulled is not None
+    traces = ingest([Path(pulled["file"])])
+    (report,) = traces.files
+    assert (report.format, report.ingested, report.quarantined) == ("langfuse", 3, 0)
+    runs = {r["trajectory_id"] for r in traces.trajectories.to_pylist()}
+    assert runs == {OPENAI, MICROSOFT, PYDANTIC}
+    calls = {s["tool_name"] for s in traces.steps.to_pylist() if s["step_type"] == "tool_call"}
+    assert {"get_weather", "get_pun_suggestion", "get_dad_joke_suggestion"} <= calls
+    feedback = {(r["trajectory_id"], r["name"]): r["value"] for r in traces.feedback.to_pylist()}
+    assert feedback[(OPENAI, "toxicity")] == pytest.approx(0.8)
+    assert feedback[(OPENAI, "hallucination")] == 0.0
+    assert len(feedback) == 4
+    # and through the CLI, as a user would after pulling
+    done = CliRunner().invoke(
+        main, ["ingest", pulled["file"], "--data-dir", str(tmp_path / "d"), "--json", "-q"]
+    )
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["files"][0]["quarantined"] == 0
+
+
+def test_traces_sharing_the_cursor_timestamp(
+    langfuse: tuple[str, type[_Langfuse]], tmp_path: Path
+) -> None:
+    _url, handler = langfuse
+    assert _pull(tmp_path)[0] == 0
+    twin = json.loads((API / f"trace-{MICROSOFT}.json").read_text())
+    twin["id"] = "0000twin"  # another trace started in the same millisecond
+    twin["scores"], twin["observations"] = [], []
+    handler.extra["0000twin"] = twin
+    handler.visible.append("0000twin")
+    code, output, pulled = _pull(tmp_path)
+    assert code == 0, output
+    assert pulled is not None
+    assert (pulled["traces"], pulled["already_pulled_traces"]) == (1, 1)
+    cursor = json.loads(cursor_path(tmp_path / ".coach", _url).read_text())
+    assert cursor["ids"] == ["0000twin", MICROSOFT]
+    assert _pull(tmp_path)[2]["traces"] == 0  # type: ignore[index]
+
+
+def test_recent_traces_wait_and_since_skips_older(
+    langfuse: tuple[str, type[_Langfuse]], tmp_path: Path
+) -> None:
+    url, handler = langfuse
+    handler.visible.append(PYDANTIC)
+    client = LangfuseClient(url, PUBLIC, SECRET)
+    now = _time(LISTED[2]["timestamp"])  # the pydantic-ai trace has just started
+    result = pull_langfuse(client, tmp_path / "t", tmp_path / ".c", settle_s=60, now=now)
+    assert (result.traces, result.waiting) == (2, 1)
+    code, output, pulled = _pull(tmp_path, "--since", "2025-10-01")
+    assert code == 0, output
+    assert pulled is not None
+    assert [r["trace"]["id"] for r in _records(pulled["file"])] == [MICROSOFT, PYDANTIC]
+
+
+def test_a_refused_key_names_the_variables(
+    langfuse: tuple[str, type[_Langfuse]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _handler = langfuse
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-lf-wrong")
+    code, output, _ = _pull(tmp_path)
+    assert code == 1
+    assert f"Langfuse at {url} refused the keys (401" in output
+    assert "LANGFUSE_PUBLIC_KEY" in output and "LANGFUSE_SECRET_KEY" in output
+    assert "Invalid credentials" in output  # the server's own message
+    assert "sk-lf-wrong" not in output and "Traceback" not in output
+    assert not (tmp_path / "traces").exists()
+
+
+def test_missing_keys_are_named(
+    langfuse: tuple[str, type[_Langfuse]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LANGFUSE_SECRET_KEY")
+    code, output, _ = _pull(tmp_path)
+    assert code == 1
+    assert "LANGFUSE_SECRET_KEY is not set" in output
+
+
+def test_429_is_retried_after_retry_after(
+    langfuse: tuple[str, type[_Langfuse]], tmp_path: Path
+) -> None:
+    url, handler = langfuse
+    handler.mode, handler.failures = "429", 2
+    waits: list[float] = []
+    client = LangfuseClient(url, PUBLIC, SECRET, sleep=waits.append)
+    result = pull_langfuse(client, tmp_path / "t", tmp_path / ".c")
+    assert (result.traces, result.retries) == (2, 2)
+    assert waits == [1.0, 1.0]  # the server's Retry-After, not the backoff
+
+
+def test_a_lasting_503_gives_up_after_bounded_retries(
+    langfuse: tuple[str, type[_Langfuse]], tmp_path: Path
+) -> None:
+    url, handler = langfuse
+    handler.mode, handler.failures = "503", 100
+    waits: list[float] = []
+    client = LangfuseClient(url, PUBLIC, SECRET, sleep=waits.append, max_retries=3, max_wait_s=3)
+    with pytest.raises(RemoteError, match=r"answered 503 .* \(4 tries over 6 s\)"):
+        pull_langfuse(client, tmp_path / "t", tmp_path / ".c")
+    assert waits == [1.0, 2.0, 3.0]  # exponential backoff, capped
+    assert not (tmp_path / "t").exists()
+    assert not cursor_path(tmp_path / ".c", url).exists()
+
+
+def test_a_truncated_page_leaves_nothing_behind(
+    langfuse: tuple[str, type[_Langfuse]], tmp_path: Path
+) -> None:
+    url, handler = langfuse
+    assert _pull(tmp_path)[0] == 0
+    cursor = cursor_path(tmp_path / ".coach", url)
+    before = cursor.read_text()
+    handler.visible.append(PYDANTIC)
+    files = sorted((tmp_path / "traces").iterdir())
+    handler.mode = "truncated"
+    code, output, _ = _pull(tmp_path)  # page 2 (the new trace) is cut off
+    assert code == 1
+    assert f"Langfuse at {url} sent a truncated answer" in output
+    assert cursor.read_text() == before
+    assert sorted((tmp_path / "traces").iterdir()) == files
+
+
+def test_server_down_is_a_clear_domain_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.delenv("LANGFUSE_BASE_URL", raising=False)
+    monkeypatch.setenv("LANGFUSE_HOST", url)
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", PUBLIC)
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", SECRET)
+    code, output, _ = _pull(tmp_path)
+    assert code == 1
+    assert f"cannot reach Langfuse at {url}" in output
+    assert "LANGFUSE_HOST" in output and "Traceback" not in output
+    assert not (tmp_path / "traces").exists()
+
+
+def test_a_cursor_of_another_host_or_key_is_refused(
+    langfuse: tuple[str, type[_Langfuse]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _handler = langfuse
+    assert _pull(tmp_path)[0] == 0
+    mine = cursor_path(tmp_path / ".coach", url)
+    # a cursor copied from another host's data dir
+    other = json.loads(mine.read_text()) | {"host": "https://cloud.langfuse.com"}
+    mine.write_text(json.dumps(other))
+    code, output, _ = _pull(tmp_path)
+    assert code == 1
+    assert "this cursor is for Langfuse at 'https://cloud.langfuse.com'" in output
+    assert mine.read_text() == json.dumps(other)
+    # the same host, the keys of another project
+    mine.unlink()
+    assert _pull(tmp_path)[0] == 0
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk-lf-other")
+    code, output, _ = _pull(tmp_path)
+    assert code == 1
+    assert "made with another LANGFUSE_PUBLIC_KEY" in output
+
+
+def test_the_host_comes_from_the_usual_variables() -> None:
+    assert langfuse_host(None, {}) == DEFAULT_HOST
+    assert langfuse_host(None, {"LANGFUSE_HOST": "https://eu.x/"}) == "https://eu.x"
+    both = {"LANGFUSE_HOST": "https://old", "LANGFUSE_BASE_URL": "https://new"}
+    assert langfuse_host(None, both) == "https://new"
+    assert langfuse_host("lf.internal:3000", both) == "https://lf.internal:3000"
+    assert cursor_path(Path("d"), "https://a") != cursor_path(Path("d"), "https://b")
+    assert cursor_path(Path("d"), "https://a").name.startswith("langfuse-")
+    assert datetime(2025, 1, 1, tzinfo=UTC) < _time(LISTED[0]["timestamp"])

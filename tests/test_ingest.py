@@ -574,3 +574,28 @@ def test_real_tau_traces() -> None:
     }
     for report in traces.files:
         assert report.records_read == report.ingested + report.deduplicated + report.quarantined
+
+
+def test_two_files_with_the_same_bytes_in_one_run_are_read_once_and_both_listed(
+    tmp_path: Path,
+) -> None:
+    """The first is read and counted; the second is listed as skipped with the reason, and
+    the first keeps its own report (it used to be marked unchanged, this run counting 0)."""
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    shutil.copy(CHAT, first)
+    shutil.copy(CHAT, second)
+    traces = ingest([first, second])
+    by_path = {Path(f.path).name: f for f in traces.files}
+    assert by_path["a.jsonl"].status == "read"
+    assert by_path["a.jsonl"].records_read == traces.counts_this_run["records_read"] > 0
+    assert by_path["b.jsonl"].status == "skipped"
+    assert by_path["b.jsonl"].records_read == 0
+    assert by_path["b.jsonl"].reason == f"the same bytes as {first}, read in this run"
+    # saved and read again, the same two files change nothing
+    traces.save(tmp_path / "tables")
+    again = ingest([first, second], previous=Traces.load(tmp_path / "tables"))
+    assert again.counts_this_run["records_read"] == 0
+    by_path = {Path(f.path).name: f for f in again.files}
+    assert by_path["a.jsonl"].status == "unchanged"
+    assert by_path["b.jsonl"].status == "skipped"
+    assert by_path["b.jsonl"].reason == f"the same bytes as {first}, already in the store"

@@ -252,6 +252,7 @@ def ingest(
     # (file, table name, table, rows tied to their trajectory by construction)
     parts: list[tuple[FileReport, str, pa.Table, bool]] = []
     stored_by_hash: dict[str, FileReport] = {}
+    read_by_hash: dict[str, FileReport] = {}
     stored_by_path: dict[str, FileReport] = {}
     for report in reports:
         stored_by_hash.setdefault(report.sha256, report)
@@ -272,16 +273,30 @@ def ingest(
             message = str(exc) if isinstance(exc, InputError) else f"{path}: cannot read: {exc}"
             reports.append(_whole_file(FileReport(str(path), ""), message, run))
             continue
+        first = read_by_hash.get(digest)
+        if first is not None:  # the same bytes as a file of this run: read once
+            reason = f"the same bytes as {first.path}, read in this run"
+            reports.append(
+                FileReport(str(path), first.format, sha256=digest, size=stat.st_size,
+                           mtime_ns=stat.st_mtime_ns, status="skipped", reason=reason)
+            )  # fmt: skip
+            continue
         if digest in stored_by_hash:
             stored = stored_by_hash[digest]
-            stored.status = "unchanged"
             if stored.path == str(path):
+                stored.status = "unchanged"
                 stored.size, stored.mtime_ns = stat.st_size, stat.st_mtime_ns
+            else:  # a copy of a stored file under another path: listed, not read again
+                reason = f"the same bytes as {stored.path}, already in the store"
+                reports.append(
+                    FileReport(str(path), stored.format, sha256=digest, size=stat.st_size,
+                               mtime_ns=stat.st_mtime_ns, status="skipped", reason=reason)
+                )  # fmt: skip
             continue
         report = FileReport(
             str(path), format or "", sha256=digest, size=stat.st_size, mtime_ns=stat.st_mtime_ns
         )
-        stored_by_hash[digest] = report
+        read_by_hash[digest] = report
         reports.append(report)
         try:
             adapter = by_name(format or sniff_format(path))

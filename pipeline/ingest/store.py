@@ -71,7 +71,8 @@ class FileReport:
     # earlier run stored, its rows were dropped and the file that stored it counts it here too).
     # ``reason``: why a whole file (or the rest of it) was quarantined, or why it was skipped
     # (status ``skipped``: not read because of its name, a hidden path, a CACHEDIR.TAG or an
-    # excluded directory; all counts 0). Empty otherwise.
+    # excluded directory, or because its bytes are those of a file read earlier in the same
+    # run or already in the store under another path; all counts 0). Empty otherwise.
     superseded: int = 0
     reason: str = ""
 

@@ -116,18 +116,25 @@ def is_duplicate(path: Path, trajectory_id: str, digest: str, run: Run) -> bool:
     ``digest``) as deduplicated and change nothing else: its id, or the id it was renamed to
     in this file, was taken with the same content, or its renamed id is taken. False also when
     it would supersede a version first (so that a record is built before it replaces one)."""
-    source = str(path)
+    prior, own = _own_id(run, trajectory_id, str(path))
+    if own is not None and own in run.seen:
+        return run.seen[own].digest == digest
+    return prior is not None and (
+        prior.digest == digest or f"{trajectory_id}~{digest[:8]}" in run.seen
+    )
+
+
+def _own_id(run: Run, trajectory_id: str, source: str) -> tuple[Seen | None, str | None]:
+    """The record this run first saw under ``trajectory_id`` (or None), and the id under which
+    the file ``source`` holds ``trajectory_id``: the id itself when that file took it, the id it
+    was renamed to in that file, or None when the file has not ingested it yet."""
     prior = run.seen.get(trajectory_id)
     own = (
         trajectory_id
         if prior is not None and prior.path == source
         else run.renamed_from.get((trajectory_id, source))
     )
-    if own is not None and own in run.seen:
-        return run.seen[own].digest == digest
-    return prior is not None and (
-        prior.digest == digest or f"{trajectory_id}~{digest[:8]}" in run.seen
-    )
+    return prior, own
 
 
 def settle(
@@ -149,12 +156,7 @@ def settle(
     ``run`` and ``report``."""
     source = str(path)
     where = f"{path} {where}".strip()
-    prior = run.seen.get(trajectory_id)
-    own = (
-        trajectory_id
-        if prior is not None and prior.path == source
-        else run.renamed_from.get((trajectory_id, source))
-    )
+    prior, own = _own_id(run, trajectory_id, source)
     if own is not None and own in run.seen:
         earlier = run.seen[own]
         if earlier.digest == digest:

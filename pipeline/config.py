@@ -12,11 +12,25 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import ConfigError, SettingError
 from pipeline.skillbook import DEFAULT_HALF_LIFE_DAYS
 
-__all__ = ["AnalyzerConfig", "Config", "FeatureConfig", "LLMConfig", "timestamp"]
+__all__ = [
+    "RENDER_SETTINGS",
+    "AnalyzerConfig",
+    "Config",
+    "FeatureConfig",
+    "LLMConfig",
+    "render_options",
+    "render_settings",
+    "timestamp",
+]
+
+# The file in a data dir that keeps how the prompts were last rendered, so that commands which
+# render them again after a review decision (``coach skills approve`` ...) render them the same.
+RENDER_SETTINGS = "render.json"
 
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 
@@ -295,3 +309,36 @@ class Config:
                 "{max_record_bytes} must be positive, not {value}",
                 value=self.max_record_bytes,
             )
+
+
+def render_settings(config: Config) -> dict[str, str | int | None]:
+    """How ``config`` renders the prompts, JSON-ready: ``template_dir`` and
+    ``base_prompt_file`` (absolute path text or None), ``max_prompt_chars`` (characters) and
+    ``max_lessons`` (lessons; None: no limit). What :data:`RENDER_SETTINGS` holds."""
+    return {
+        "template_dir": str(config.template_dir.resolve()) if config.template_dir else None,
+        "base_prompt_file": (
+            str(config.base_prompt_file.resolve()) if config.base_prompt_file else None
+        ),
+        "max_prompt_chars": config.max_prompt_chars,
+        "max_lessons": config.max_lessons,
+    }
+
+
+def render_options(saved: object) -> dict[str, Any]:
+    """The :class:`Config` keyword arguments of a :func:`render_settings` dict read back:
+    entries of the wrong type (a file edited by hand, or of another version) are left out, so
+    their defaults apply."""
+    if not isinstance(saved, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key in ("template_dir", "base_prompt_file"):
+        if key in saved and (saved[key] is None or isinstance(saved[key], str)):
+            out[key] = Path(saved[key]) if saved[key] else None
+    for key in ("max_prompt_chars", "max_lessons"):
+        value = saved.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            out[key] = value
+        elif key == "max_lessons" and key in saved and value is None:
+            out[key] = None
+    return out

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import ingest, render
-from pipeline.config import Config, timestamp
+from pipeline.config import RENDER_SETTINGS, Config, render_settings, timestamp
 from pipeline.errors import InputError
 from pipeline.fileio import atomic_write, lock, sweep_temporary, tag_cache_directory
 from pipeline.learn_result import LearnResult, UnchangedResult
@@ -96,7 +96,7 @@ _DATA_DIR_NAMES = frozenset(
     {"tables", "tables.d", ".tables.lock", ".learn.lock", "analysis", "last_run.json"}
     | {"candidates.json", "report.html", "llm_cache.duckdb", "llm_cache.duckdb.wal"}
     | {".nightly.lock", "learn.json", "pr-body.md"}  # deploy/nightly.sh
-    | {"pull"}  # coach pull: the cursors of incremental pulls
+    | {"pull", RENDER_SETTINGS}  # coach pull's cursors; how the prompts were last rendered
 )
 
 
@@ -163,6 +163,7 @@ def render_prompts(config: Config, book: Skillbook, bases: Mapping[str, str]) ->
     prompts = generator.run(book, dict(bases))
     generator.write(prompts, config.out_dir, book.version, book.experiments)
     record_versions(config, prompts, book.version, book.updated_at or timestamp())
+    atomic_write(config.data_dir / RENDER_SETTINGS, json.dumps(render_settings(config)) + "\n")
     return [config.out_dir / p.filename for p in prompts]
 
 

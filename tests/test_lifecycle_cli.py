@@ -167,3 +167,31 @@ def test_sigkill_at_every_point_leaves_previous_files_and_next_run_succeeds(
         result = learn(config(where, planted, more))
         assert result.skillbook.content() == after.content(), point
         assert not list(where.rglob(".*.tmp")), point
+
+
+def test_a_review_decision_renders_the_prompts_the_way_learn_did(
+    tmp_path: Path, planted: Path
+) -> None:
+    """Templates and budgets given to learn are kept (DATA_DIR/render.json), so that approving a
+    skill renders the prompts with them rather than with the defaults."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "system_prompt.md.j2").write_text(
+        "{{ base_prompt }}\n\nHOUSE RULES\n{% for section in sections %}"
+        "{% for skill in section.skills %}* {{ skill.instruction }}\n{% endfor %}{% endfor %}",
+        encoding="utf-8",
+    )
+    where = ["--skillbook", str(tmp_path / "sb"), "--data-dir", str(tmp_path / "data")]
+    out = ["--out", str(tmp_path / "out")]
+    learn = ["learn", str(planted), "--mode", "propose", *where, *out, "-q"]
+    _invoke(*learn, "--templates", str(templates), "--max-lessons", "1")
+    saved = json.loads((tmp_path / "data" / "render.json").read_text())
+    assert saved["template_dir"] == str(templates.resolve()) and saved["max_lessons"] == 1
+    proposed = _invoke("skills", "list", "--status", "proposed", *where)["skills"]
+    for skill in proposed:
+        _invoke("skills", "approve", skill["id"], *where, *out)
+    prompt = (tmp_path / "out" / "domain-travel.md").read_text()
+    assert "HOUSE RULES" in prompt and "Lessons learned" not in prompt
+    assert sum(line.startswith("* ") for line in prompt.splitlines()) == 1, "the budget held"
+    book_md = (tmp_path / "sb" / "SKILLBOOK.md").read_text()
+    assert "Over the prompt budget" in book_md

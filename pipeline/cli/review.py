@@ -5,20 +5,29 @@ rendered again."""
 from __future__ import annotations
 
 import getpass
+import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from pipeline.cli.options import say
-from pipeline.config import Config
+from pipeline.config import RENDER_SETTINGS, Config, render_options
 from pipeline.fileio import lock
-from pipeline.learn import render_prompts, stored_base_prompts
+from pipeline.learn import prompt_budget, render_prompts, stored_base_prompts
 from pipeline.render import save_skillbook
 from pipeline.skillbook import Skillbook
 
-__all__ = ["ACTOR_OPTION", "NOTE_OPTION", "change_skillbook", "load_skillbook", "resolve_actor"]
+__all__ = [
+    "ACTOR_OPTION",
+    "NOTE_OPTION",
+    "change_skillbook",
+    "load_skillbook",
+    "rerender_config",
+    "resolve_actor",
+]
 
 
 def resolve_actor(value: str | None) -> str:
@@ -50,9 +59,22 @@ def load_skillbook(skillbook_dir: Path) -> Skillbook:
     return Skillbook.load(skillbook_dir / "skillbook.json")
 
 
-def _rerender(book: Skillbook, skillbook_dir: Path, out_dir: Path, data_dir: Path) -> list[str]:
-    """Render the prompts again when the trace tables give the base prompts; else say so."""
+def rerender_config(skillbook_dir: Path, out_dir: Path, data_dir: Path) -> Config:
+    """The settings to render the prompts again with: those the last render in ``data_dir``
+    used (:data:`pipeline.config.RENDER_SETTINGS`: templates, base prompt file, budgets), else
+    the defaults."""
+    try:
+        saved = json.loads((data_dir / RENDER_SETTINGS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = {}
     config = Config(data_dir=data_dir, skillbook_dir=skillbook_dir, out_dir=out_dir)
+    return replace(config, **render_options(saved))
+
+
+def _rerender(book: Skillbook, skillbook_dir: Path, out_dir: Path, data_dir: Path) -> list[str]:
+    """Render the prompts again, the way they were last rendered, when the trace tables (or the
+    base prompt file) give the base prompts; else say so."""
+    config = rerender_config(skillbook_dir, out_dir, data_dir)
     bases = stored_base_prompts(config)
     if bases is None:
         return []
@@ -77,7 +99,8 @@ def change_skillbook(
             )
         book = load_skillbook(skillbook_dir)
         outcome = apply(book)
-        save_skillbook(book, skillbook_dir)
+        budget = prompt_budget(rerender_config(skillbook_dir, out_dir, data_dir))
+        save_skillbook(book, skillbook_dir, budget=budget)
         prompts = _rerender(book, skillbook_dir, out_dir, data_dir)
     if not prompts:
         say(quiet)(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,14 @@ __all__ = [
     "OUT_OPTION",
     "SKILLBOOK_OPTION",
     "TEMPLATES_OPTION",
+    "TRACES_OUT_OPTION",
     "common",
     "domain_errors",
     "emit",
     "existing_paths",
     "option_of",
     "parse_max_lessons",
+    "parse_since",
     "paths_argument",
     "say",
 ]
@@ -306,4 +309,33 @@ MAX_LESSONS_OPTION = click.option(
     metavar="N|none",
     help="Most lessons in one prompt, ranked by expected impact (support times effect); "
     "the rest are listed in SKILLBOOK.md under 'Over the prompt budget'. 0 or none: no limit.",
+)
+
+
+def parse_since(_ctx: click.Context, _param: click.Parameter, value: Any) -> datetime | None:
+    """A ``--since`` value: an ISO 8601 time (a date, or a date and time; without a zone: UTC).
+
+    Raises:
+        click.BadParameter: anything else.
+    """
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r}: use an ISO 8601 time such as 2025-06-01T12:00Z"
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# Where ``coach pull ...`` writes what it pulled: the traces folder ``learn`` reads.
+TRACES_OUT_OPTION = click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="traces",
+    envvar="COACH_TRACES",
+    show_default=True,
+    help="Folder the pulled file is written to (the traces folder learn reads).",
 )

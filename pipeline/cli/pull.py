@@ -3,14 +3,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
 from pipeline.cli.live import live
-from pipeline.cli.options import CONTEXT, OUT_OPTION, common, domain_errors, emit, say
+from pipeline.cli.options import (
+    CONTEXT,
+    OUT_OPTION,
+    TRACES_OUT_OPTION,
+    common,
+    domain_errors,
+    emit,
+    parse_since,
+    say,
+)
 from pipeline.remote import phoenix_client, phoenix_endpoint, pull_phoenix, push_prompts_phoenix
 
 __all__ = ["pull_group", "push_prompts_group"]
@@ -22,23 +30,6 @@ ENDPOINT_OPTION = click.option(
     help="Phoenix server (default: PHOENIX_COLLECTOR_ENDPOINT, else PHOENIX_HOST and "
     "PHOENIX_PORT, else http://localhost:6006). The key is read from PHOENIX_API_KEY only.",
 )
-
-
-def _parse_since(_ctx: click.Context, _param: click.Parameter, value: Any) -> datetime | None:
-    """An ISO 8601 time (a date, or a date and time; without a zone: UTC).
-
-    Raises:
-        click.BadParameter: anything else.
-    """
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise click.BadParameter(
-            f"{value!r}: use an ISO 8601 time such as 2025-06-01T12:00Z"
-        ) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @click.group("pull", context_settings=CONTEXT)
@@ -59,20 +50,12 @@ def pull_group() -> None:
 @click.option(
     "--since",
     default=None,
-    callback=_parse_since,
+    callback=parse_since,
     metavar="ISO",
     help="Leave out spans that started before this time (UTC unless a zone is given).",
 )
 @ENDPOINT_OPTION
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default="traces",
-    envvar="COACH_TRACES",
-    show_default=True,
-    help="Folder the pulled file is written to (the traces folder learn reads).",
-)
+@TRACES_OUT_OPTION
 @click.option(
     "--settle",
     "settle_s",

@@ -3,33 +3,22 @@ into the traces folder, incrementally (:mod:`pipeline.remote.langfuse`)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
-from pipeline.cli.options import common, domain_errors, emit, say
+from pipeline.cli.options import (
+    TRACES_OUT_OPTION,
+    common,
+    domain_errors,
+    emit,
+    parse_since,
+    say,
+)
 from pipeline.remote.langfuse import langfuse_client, langfuse_host, pull_langfuse
 
 __all__ = ["pull_langfuse_command"]
-
-
-def parse_since(_ctx: click.Context, _param: click.Parameter, value: Any) -> datetime | None:
-    """An ISO 8601 time (a date, or a date and time; without a zone: UTC).
-
-    Raises:
-        click.BadParameter: anything else.
-    """
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise click.BadParameter(
-            f"{value!r}: use an ISO 8601 time such as 2025-06-01T12:00Z"
-        ) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @click.command("langfuse")
@@ -48,15 +37,7 @@ def parse_since(_ctx: click.Context, _param: click.Parameter, value: Any) -> dat
     "https://cloud.langfuse.com). The keys are read from LANGFUSE_PUBLIC_KEY and "
     "LANGFUSE_SECRET_KEY only.",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default="traces",
-    envvar="COACH_TRACES",
-    show_default=True,
-    help="Folder the pulled file is written to (the traces folder learn reads).",
-)
+@TRACES_OUT_OPTION
 @click.option(
     "--settle",
     "settle_s",

@@ -38,16 +38,11 @@ them makes the next pull write the same traces again, which ingest counts as dup
 from __future__ import annotations
 
 import base64
-import email.utils
 import hashlib
-import http.client
 import json
 import os
-import socket
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,6 +51,7 @@ from typing import Any
 
 from pipeline.errors import ConfigError, InputError, RemoteError
 from pipeline.fileio import atomic_write, replacing
+from pipeline.remote.http import NOT_FOUND, RETRY_STATUSES, JsonClient, Retry
 
 __all__ = [
     "CURSOR_FORMAT",
@@ -71,7 +67,6 @@ __all__ = [
 
 DEFAULT_HOST = "https://cloud.langfuse.com"
 CURSOR_FORMAT = 1
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _EPOCH = "1970-01-01T00:00:00.000Z"  # a first pull's fromTimestamp: servers may default to days
 _KEYS_HINT = (
     "set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY to an API key pair of the project "
@@ -102,11 +97,13 @@ def _digest(text: str) -> str:
 @dataclass
 class LangfuseClient:
     """GET requests with JSON answers to the Langfuse server at ``host`` (see the module
-    docstring), basic auth with ``public_key`` and ``secret_key``. A status in
-    :data:`RETRY_STATUSES` is retried up to ``max_retries`` times, after the ``Retry-After`` the
-    server names (seconds or an HTTP date), else ``backoff_s * 2**n``, each wait at most
-    ``max_wait_s`` seconds; ``timeout_s`` is per request, in seconds. ``retries`` counts the
-    retries made; ``sleep`` and ``on_retry`` (told what is retried) are for progress and tests.
+    docstring), basic auth with ``public_key`` and ``secret_key``, through
+    :class:`~pipeline.remote.http.JsonClient`. A status in :data:`RETRY_STATUSES` is retried up
+    to ``max_retries`` times, after the ``Retry-After`` the server names (seconds or an HTTP
+    date), else ``backoff_s * 2**n``, each wait at most ``max_wait_s`` seconds
+    (:class:`~pipeline.remote.http.Retry`); ``timeout_s`` is per request, in seconds.
+    :attr:`retries` counts the retries made; ``sleep`` and ``on_retry`` (told what is retried)
+    are for progress and tests.
     """
 
     host: str
@@ -118,7 +115,27 @@ class LangfuseClient:
     max_wait_s: float = 60.0
     sleep: Callable[[float], None] = time.sleep
     on_retry: Callable[[str], None] = lambda _m: None
-    retries: int = 0
+    _http: JsonClient = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        token = base64.b64encode(f"{self.public_key}:{self.secret_key}".encode()).decode()
+        retry = Retry(self.max_retries, self.backoff_s, self.max_wait_s, self.sleep, self.on_retry)
+        self._http = JsonClient(
+            self.host,
+            {"Authorization": f"Basic {token}"},
+            service="Langfuse",
+            key_hint=_KEYS_HINT,
+            timeout_s=self.timeout_s,
+            credentials="the keys",
+            reach_hint="the host (--host, LANGFUSE_BASE_URL or LANGFUSE_HOST)",
+            retry=retry,
+        )
+
+    @property
+    def retries(self) -> int:
+        """The retries made so far."""
+        assert self._http.retry is not None
+        return self._http.retry.retries
 
     @property
     def key_fingerprint(self) -> str:
@@ -134,90 +151,8 @@ class LangfuseClient:
                 a retried status that stays, another error status, an answer cut off (fewer
                 bytes than announced) or not JSON.
         """
-        query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
-        url = f"{self.host}{path}{'?' + query if query else ''}"
-        token = base64.b64encode(f"{self.public_key}:{self.secret_key}".encode()).decode()
-        headers = {"Accept": "application/json", "Authorization": f"Basic {token}"}
-        where = f"Langfuse at {self.host}"
-        waited = 0.0
-        for attempt in range(self.max_retries + 1):
-            request = urllib.request.Request(url, method="GET", headers=headers)
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    raw = response.read()
-                break
-            except urllib.error.HTTPError as exc:
-                detail = _detail(exc)
-                if exc.code == 404:
-                    return None
-                if exc.code in (401, 403):
-                    raise RemoteError(
-                        f"{where} refused the keys ({exc.code} {exc.reason}) for GET {path}: "
-                        f"{_KEYS_HINT}{detail}"
-                    ) from exc
-                if exc.code in RETRY_STATUSES and attempt < self.max_retries:
-                    wait = self._wait(exc.headers.get("Retry-After"), attempt)
-                    self.retries += 1
-                    waited += wait
-                    self.on_retry(
-                        f"langfuse: {exc.code} {exc.reason} for GET {path}, retry "
-                        f"{attempt + 1} of {self.max_retries} in {wait:g} s"
-                    )
-                    self.sleep(wait)
-                    continue
-                tries = f" ({attempt + 1} tries over {waited:g} s)" if attempt else ""
-                raise RemoteError(
-                    f"{where} answered {exc.code} {exc.reason} to GET {path}{tries}{detail}; "
-                    "nothing was written, try again later"
-                ) from exc
-            except http.client.IncompleteRead as exc:
-                raise RemoteError(
-                    f"{where} sent a truncated answer to GET {path} ({len(exc.partial)} bytes "
-                    f"of {exc.expected + len(exc.partial) if exc.expected else 'more'}): the "
-                    "connection broke; nothing was written, try again"
-                ) from exc
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                reason = getattr(exc, "reason", exc)
-                if isinstance(reason, socket.timeout | TimeoutError):
-                    raise RemoteError(
-                        f"{where} did not answer GET {path} within {self.timeout_s:g} s"
-                    ) from exc
-                raise RemoteError(
-                    f"cannot reach {where}: {reason}; is the server running, and is the host "
-                    "right (--host, LANGFUSE_BASE_URL or LANGFUSE_HOST)?"
-                ) from exc
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise RemoteError(
-                f"{where} sent an answer to GET {path} that is not JSON or is cut off "
-                f"({len(raw)} bytes: {exc}); nothing was written, try again"
-            ) from exc
-
-    def _wait(self, retry_after: str | None, attempt: int) -> float:
-        """Seconds to wait before retry ``attempt + 1``: the server's ``Retry-After`` when it
-        gives one (RFC 9110 section 10.2.3: seconds or an HTTP date), else exponential backoff;
-        never more than ``max_wait_s``."""
-        wait = self.backoff_s * 2**attempt
-        if retry_after:
-            text = retry_after.strip()
-            try:
-                wait = float(text)
-            except ValueError:
-                try:
-                    moment = email.utils.parsedate_to_datetime(text)
-                    wait = (moment - datetime.now(UTC)).total_seconds()
-                except (TypeError, ValueError):
-                    pass
-        return min(max(wait, 0.0), self.max_wait_s)
-
-
-def _detail(exc: urllib.error.HTTPError) -> str:
-    try:
-        text = exc.read().decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-    return f": {text[:300]}" if text else ""
+        answer = self._http.get(path, params, allow_404=True)
+        return None if answer is NOT_FOUND else answer
 
 
 def langfuse_client(host: str, env: Mapping[str, str] | None = None) -> LangfuseClient:

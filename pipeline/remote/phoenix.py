@@ -79,7 +79,13 @@ def phoenix_client(endpoint: str, env: dict[str, str] | None = None) -> JsonClie
     env = dict(os.environ) if env is None else env
     key = env.get("PHOENIX_API_KEY", "").strip()
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return JsonClient(endpoint, headers, service="Phoenix", key_hint="PHOENIX_API_KEY")
+    return JsonClient(
+        endpoint,
+        headers,
+        service="Phoenix",
+        key_hint="set PHOENIX_API_KEY to a valid key",
+        reach_hint="the endpoint (--endpoint, PHOENIX_COLLECTOR_ENDPOINT or PHOENIX_HOST)",
+    )
 
 
 def cursor_path(data_dir: Path, project: str) -> Path:

@@ -370,6 +370,14 @@ CASES = [
         "nothing ingested, all 1 record quarantined",
         "none recognises it",
     ),
+    _case(  # learn too: it learns from the rest, then says which file gave nothing
+        "learn with a file of no known format",
+        "learn {tmp}/garbage.jsonl {tmp}/clean.jsonl {where}",
+        1,
+        "prompts:",
+        "garbage.jsonl: nothing ingested, all 1 record quarantined",
+        "none recognises it",
+    ),
     _case(
         "ingest with a settings file, quarantining records",
         "ingest {small} -q --data-dir {tmp}/d",

@@ -35,7 +35,7 @@ from pipeline.cli.options import (
     paths_argument,
     say,
 )
-from pipeline.cli.unread import exit_if_unread
+from pipeline.cli.unread import exit_if_quarantined, exit_if_unread
 from pipeline.config import AnalyzerConfig, Config
 from pipeline.render import evidence_line
 from pipeline.skillbook import DEFAULT_HALF_LIFE_DAYS, MODES, SECTIONS
@@ -106,28 +106,11 @@ _ingest_options = [
     ),
 ]
 
-# The exit status of an ingest or learn that finished but quarantined some of its input.
-EXIT_QUARANTINED = 3
-
 
 def _ingesting(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_ingest_options):
         func = option(func)
     return func
-
-
-def _exit_if_quarantined(quarantined: int, data_dir: Path, quiet: bool) -> None:
-    """Exit :data:`EXIT_QUARANTINED` (after a line on stderr, unless ``quiet``) when this run
-    quarantined records or files (``quarantined``:
-    :attr:`pipeline.ingest.Traces.quarantined_this_run`)."""
-    if quarantined:
-        where = data_dir / "tables" / "quarantine.jsonl"
-        records = f"{quarantined} record{'s' if quarantined != 1 else ''}"
-        say(quiet)(
-            f"done, but this run quarantined {records}: see {where} (exit status "
-            f"{EXIT_QUARANTINED}; --strict makes it an error)"
-        )
-        raise click.exceptions.Exit(EXIT_QUARANTINED)
 
 
 def _parse_section_modes(
@@ -371,7 +354,9 @@ def learn_command(paths: tuple[str, ...], as_json: bool, quiet: bool, **kw: Any)
 
     PATHS are trace files or directories (default: traces/). Exit status 3: done, but this run
     quarantined input (see DATA_DIR/tables/quarantine.jsonl); with --strict, exit 1 before
-    anything is written instead. --rebuild always runs, even with nothing new.
+    anything is written instead. Exit 1 too, after learning from the rest, when a file gave
+    nothing (all its records quarantined), naming it, the reason and the formats tried.
+    --rebuild always runs, even with nothing new.
 
     Example: coach learn traces/ --skillbook skillbook --out prompts_out --json
     """
@@ -379,9 +364,9 @@ def learn_command(paths: tuple[str, ...], as_json: bool, quiet: bool, **kw: Any)
     result = learning(config, quiet)
     summary = result.summary()
     emit(as_json, summary, _learn_text(summary, result.highlights()))
-    # a run with nothing to do read nothing (and its traces would load the tables)
-    quarantined = 0 if result.unchanged else result.traces.quarantined_this_run
-    _exit_if_quarantined(quarantined, config.data_dir, quiet)
+    if not result.unchanged:  # a run with nothing to do read nothing
+        exit_if_unread(result.traces, kw["fmt"], config.data_dir)
+        exit_if_quarantined(result.traces.quarantined_this_run, config.data_dir, quiet)
 
 
 @main.command("ingest")
@@ -443,7 +428,7 @@ def ingest_command(
     )
     emit(as_json, payload, "\n".join(lines))
     exit_if_unread(traces, kw["fmt"], data_dir)
-    _exit_if_quarantined(traces.quarantined_this_run, data_dir, quiet)
+    exit_if_quarantined(traces.quarantined_this_run, data_dir, quiet)
 
 
 @main.command("formats")

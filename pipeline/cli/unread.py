@@ -1,4 +1,5 @@
-"""The files of an ingest that gave nothing: every record they held was quarantined.
+"""How an ingest or learn that quarantined input ends: exit 1 for a file that gave nothing (every
+record it held was quarantined), exit 3 for a run that quarantined some records.
 
 A file read whole into the quarantine is almost always the wrong format or a shape no adapter
 knows, not a few bad records; ``coach ingest`` says so and exits 1 (after writing the tables
@@ -12,10 +13,15 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipeline.cli.options import say
+
 if TYPE_CHECKING:
     from pipeline.ingest import FileReport, Traces
 
-__all__ = ["exit_if_unread", "unread_messages"]
+__all__ = ["EXIT_QUARANTINED", "exit_if_quarantined", "exit_if_unread", "unread_messages"]
+
+# The exit status of an ingest or learn that finished but quarantined some of its input.
+EXIT_QUARANTINED = 3
 
 
 def _tried(report: FileReport, forced: str | None) -> str:
@@ -72,3 +78,17 @@ def exit_if_unread(traces: Traces, forced: str | None, data_dir: Path) -> None:
             + f"\nthe other input is in {data_dir / 'tables'}; fix or remove the file(s) above, "
             "or pass the right --format (see 'coach formats')"
         )
+
+
+def exit_if_quarantined(quarantined: int, data_dir: Path, quiet: bool) -> None:
+    """Exit :data:`EXIT_QUARANTINED` (after a line on stderr, unless ``quiet``) when this run
+    quarantined records or files (``quarantined``:
+    :attr:`pipeline.ingest.Traces.quarantined_this_run`)."""
+    if quarantined:
+        where = data_dir / "tables" / "quarantine.jsonl"
+        records = f"{quarantined} record{'s' if quarantined != 1 else ''}"
+        say(quiet)(
+            f"done, but this run quarantined {records}: see {where} (exit status "
+            f"{EXIT_QUARANTINED}; --strict makes it an error)"
+        )
+        raise click.exceptions.Exit(EXIT_QUARANTINED)

@@ -52,6 +52,7 @@ PAGES = [
     "docs/evaluation.md",
     "docs/phoenix.md",
     "docs/langfuse.md",
+    "docs/langsmith.md",
     "docs/cli.md",
     "docs/python-api.md",
 ]

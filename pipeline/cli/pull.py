@@ -1,5 +1,6 @@
-"""``coach pull phoenix`` (a Phoenix project's spans into the traces folder, incrementally) and
-``coach push-prompts phoenix`` (the rendered prompts into Phoenix's prompt management)."""
+"""``coach pull phoenix`` (a Phoenix project's spans into the traces folder, incrementally),
+``coach push-prompts phoenix`` and ``coach push-prompts langfuse`` (the rendered prompts into
+Phoenix's or Langfuse's prompt management)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pipeline.cli.live import live
 from pipeline.cli.options import (
     CONTEXT,
     OUT_OPTION,
+    SKILLBOOK_OPTION,
     TRACES_OUT_OPTION,
     common,
     domain_errors,
@@ -19,7 +21,17 @@ from pipeline.cli.options import (
     parse_since,
     say,
 )
-from pipeline.remote import phoenix_client, phoenix_endpoint, pull_phoenix, push_prompts_phoenix
+from pipeline.remote import (
+    langfuse_prompts_client,
+    phoenix_client,
+    phoenix_endpoint,
+    pull_phoenix,
+    push_prompts_langfuse,
+    push_prompts_phoenix,
+)
+from pipeline.remote.http import Retry
+from pipeline.remote.langfuse import langfuse_host
+from pipeline.remote.langfuse_prompts import PROMPT_TYPES
 
 __all__ = ["pull_group", "push_prompts_group"]
 
@@ -183,4 +195,79 @@ def push_prompts_phoenix_command(
         f"phoenix at {url}: {result.created} versions added, "
         f"{len(result.rows) - result.created} already there"
     )
+    emit(as_json, result.as_dict(), "\n".join(lines))
+
+
+@push_prompts_group.command("langfuse")
+@OUT_OPTION
+@SKILLBOOK_OPTION
+@click.option(
+    "--host",
+    default=None,
+    metavar="URL",
+    help="Langfuse server (default: LANGFUSE_BASE_URL, else LANGFUSE_HOST, else "
+    "https://cloud.langfuse.com). The keys are read from LANGFUSE_PUBLIC_KEY and "
+    "LANGFUSE_SECRET_KEY only.",
+)
+@click.option(
+    "--prefix",
+    default="coach",
+    show_default=True,
+    help="First part of each prompt's name: <prefix>-<namespace>-<arm>.",
+)
+@click.option(
+    "--type",
+    "prompt_type",
+    type=click.Choice(PROMPT_TYPES),
+    default="text",
+    show_default=True,
+    help="Langfuse prompt type: the text as a text prompt, or as the system message of a chat "
+    "prompt.",
+)
+@common
+@domain_errors
+def push_prompts_langfuse_command(
+    out_dir: Path,
+    skillbook_dir: Path,
+    host: str | None,
+    prefix: str,
+    prompt_type: str,
+    data_dir: Path,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Register every arm of OUT/manifest.json as a version of the Langfuse prompt
+    <prefix>-<namespace>-<arm>, labelled with coach's prompt_version (pv-...), and record
+    langfuse:<name>:<version> as an alias of that prompt_version in
+    SKILLBOOK/prompt_versions.jsonl, so that traces linked to the Langfuse version come back as
+    it. An arm whose version is already there is skipped, so pushing twice adds nothing; 429
+    and 5xx answers are retried.
+
+    Example: coach push-prompts langfuse --out prompts_out --json
+    """
+    url = langfuse_host(host)
+    client = langfuse_prompts_client(url, retry=Retry(on_retry=say(quiet)))
+    result = push_prompts_langfuse(
+        client,
+        out_dir,
+        history_dir=skillbook_dir,
+        prefix=prefix,
+        prompt_type=prompt_type,
+        progress=say(quiet),
+    )
+    lines = [
+        f"{r['status']:<9} {r['name']} {r['prompt_version']} (version {r['langfuse_version']})"
+        for r in result.rows
+    ]
+    lines.append(
+        f"langfuse at {url}: {result.created} versions added, "
+        f"{len(result.rows) - result.created} already there; {result.aliases_added} aliases "
+        f"recorded"
+    )
+    if result.unrecorded:
+        lines.append(
+            f"no alias recorded for {len(result.unrecorded)} arm(s) that "
+            f"{skillbook_dir}/prompt_versions.jsonl does not hold: pass the --skillbook of the "
+            "run that rendered these prompts"
+        )
     emit(as_json, result.as_dict(), "\n".join(lines))

@@ -12,6 +12,18 @@ history or process list would show.
 """
 
 from pipeline.remote.http import NOT_FOUND, JsonClient
+from pipeline.remote.langfuse_prompts import (
+    LangfusePushResult,
+    langfuse_alias,
+    langfuse_prompts_client,
+    push_prompts_langfuse,
+)
+from pipeline.remote.langsmith import (
+    LangSmithPullResult,
+    langsmith_client,
+    langsmith_endpoint,
+    pull_langsmith,
+)
 from pipeline.remote.phoenix import (
     DEFAULT_ENDPOINT,
     PullResult,
@@ -26,12 +38,20 @@ __all__ = [
     "DEFAULT_ENDPOINT",
     "NOT_FOUND",
     "JsonClient",
+    "LangSmithPullResult",
+    "LangfusePushResult",
     "PullResult",
     "PushResult",
     "cursor_path",
+    "langfuse_alias",
+    "langfuse_prompts_client",
+    "langsmith_client",
+    "langsmith_endpoint",
     "phoenix_client",
     "phoenix_endpoint",
     "prompt_name",
+    "pull_langsmith",
     "pull_phoenix",
+    "push_prompts_langfuse",
     "push_prompts_phoenix",
 ]

@@ -119,7 +119,14 @@ class LangfuseClient:
 
     def __post_init__(self) -> None:
         token = base64.b64encode(f"{self.public_key}:{self.secret_key}".encode()).decode()
-        retry = Retry(self.max_retries, self.backoff_s, self.max_wait_s, self.sleep, self.on_retry)
+        # on_retry is looked up at each retry: it may be set after the client is built
+        retry = Retry(
+            self.max_retries,
+            self.backoff_s,
+            self.max_wait_s,
+            self.sleep,
+            lambda message: self.on_retry(message),
+        )
         self._http = JsonClient(
             self.host,
             {"Authorization": f"Basic {token}"},

@@ -193,12 +193,13 @@ class StepBuilder:
     The history rule: an LLM call's input messages resend the conversation so far, so an input
     message becomes a step only if the trajectory does not hold it yet (compared by role, text
     and tool-call ids, counting repeats); every output message of an LLM call is new. A tool
-    span answers the pending tool call with its id (or, without an id, the earliest unanswered
-    call of the same tool), adding a ``tool_call`` step only when no LLM output requested it; a
-    tool result that a later LLM call resends is then not repeated. A span in ``ERROR`` whose
-    steps (its own and its descendants') hold no error adds an ``error`` step. ``actor`` (set by
-    the adapter to the enclosing agent's name while it walks) goes on every non-user step, and is
-    cleared again by :meth:`finish` unless the trajectory has more than one agent.
+    span answers the pending tool call with its id (else the earliest unanswered call of the
+    same tool that has no other id), adding a ``tool_call`` step only when no LLM output
+    requested it; a tool result that a later LLM call resends is then not repeated. A span in
+    ``ERROR`` whose steps (its own and its descendants') hold no error adds an ``error`` step.
+    ``actor`` (set by the adapter to the enclosing agent's name while it walks) goes on every
+    non-user step, and is cleared again by :meth:`finish` unless the trajectory has more than
+    one agent.
     """
 
     def __init__(self, trajectory_id: str) -> None:
@@ -328,12 +329,23 @@ class StepBuilder:
             added[0]["error_message"] = error[:500]
 
     def tool_call(self, span: Span, name: str | None, call_id: str | None, arguments: Any) -> str:
-        """The call a tool span executes: the pending one with ``call_id`` (or the earliest
-        unanswered call of ``name``), else a new ``tool_call`` step. Returns the call's key for
-        :meth:`tool_result`."""
+        """The call a tool span executes: the pending one with ``call_id``, else the earliest
+        unanswered call of ``name`` (one requested without an id, when the span has an id: the
+        span's id then becomes the call's), else a new ``tool_call`` step. Returns the call's
+        key for :meth:`tool_result`."""
         call = self._calls.get(call_id) if call_id else None
-        if call is None and not call_id:
-            call = next((c for c in self._unanswered if c["tool_name"] == name), None)
+        if call is None:
+            call = next(
+                (
+                    c
+                    for c in self._unanswered
+                    if c["tool_name"] == name and not (call_id and c["tool_call_id"])
+                ),
+                None,
+            )
+            if call is not None and call_id:
+                call["tool_call_id"] = call_id
+                self._calls[call_id] = call
         if call is None:
             call = self._step(
                 span,

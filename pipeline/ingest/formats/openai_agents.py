@@ -20,7 +20,10 @@ them to ``/v1/traces/ingest`` as ``{"data": [items]}``:
   custom processors of the JS SDK also keep ``_input`` and ``_response``, a Responses
   ``Response``), ``handoff`` (``from_agent``, ``to_agent``), ``guardrail`` (``name``,
   ``triggered``), ``custom`` (``name``, ``data``), ``mcp_tools``, ``transcription``, ``speech``,
-  ``speech_group``.
+  ``speech_group``. Version 0.24.0 also writes ``custom`` spans named ``task`` (one per run)
+  and ``turn`` (one per agent turn, the parent of its ``generation``) with ``data``
+  ``{"sdk_span_type", "usage", ...}``: they give no step and their usage is not counted again
+  (the output of 0.24.0 is in tests/fixtures/real_exports/openai-agents-*.jsonl).
 
 A file is JSON Lines of items (what a custom ``TracingProcessor`` writing ``export()`` per line
 gives), JSON Lines of ``{"data": [items]}`` batches, a JSON array of items, or one

@@ -18,10 +18,12 @@ from the first span, in start-time order, that has it); ``exception`` events (``
 ``annotator_kind``; ``trace.``-prefixed for the whole trace) and ``gen_ai.evaluation.result``
 events.
 
-The spans arrive in one of two containers:
+The spans arrive in one of three containers:
 
 - OTLP/JSON, as in :mod:`pipeline.ingest.formats.otel` (JSON Lines of ``{"resourceSpans": [...]}``,
-  or one such document, or an array); recognised by ``openinference.span.kind`` attributes;
+  or one such document, or an array), or spans as the OpenTelemetry SDK's exporters write them
+  (``ReadableSpan.to_json()``, see :mod:`pipeline.ingest.formats._otel_sdk_spans`); recognised
+  by ``openinference.span.kind`` attributes;
 - a Phoenix span export, JSON Lines or a JSON array (or a ``{"data": [...]}`` REST page), one
   span per record: ``{"name", "context": {"trace_id", "span_id"}, "span_kind", "parent_id",
   "start_time", "end_time", "status_code": "OK"|"ERROR"|"UNSET", "status_message",
@@ -72,8 +74,15 @@ from pipeline.ingest.formats._common import (
     outcome_from_feedback,
     truncate,
 )
-from pipeline.ingest.formats._io import TRACE_IDS, ReadOptions, iter_json_records
+from pipeline.ingest.formats._io import TRACE_IDS, ReadOptions
 from pipeline.ingest.formats._jsontext import loads
+from pipeline.ingest.formats._otel_sdk_spans import (
+    is_sdk_span,
+    sdk_head,
+    sdk_span,
+    span_records,
+    span_trace_id,
+)
 from pipeline.ingest.formats._otlp import (
     Span,
     decode_into,
@@ -115,13 +124,17 @@ _FEEDBACK_LISTS = (
 
 
 def sniff(path: Path, head: bytes) -> bool:
-    """True for OTLP/JSON with ``openinference.span.kind`` attributes, a Phoenix span export
+    """True for OTLP/JSON or OpenTelemetry SDK span JSON
+    (:func:`~pipeline.ingest.formats._otel_sdk_spans.sdk_head`) with ``openinference.span.kind``
+    attributes, a Phoenix span export
     (first record with ``context`` / ``context.span_id`` and a ``span_kind`` or OpenInference
     kind attribute), or a Phoenix annotations file (first record with ``annotator_kind`` or a
     ``result`` object, and a ``span_id`` or ``trace_id``)."""
     if head.lstrip()[:1] not in (b"{", b"["):
         return False
     if b'"resourceSpans"' in head or b'"resource_spans"' in head:
+        return b"openinference.span.kind" in head
+    if sdk_head(head):
         return b"openinference.span.kind" in head
     record = first_export_record(head)
     if is_phoenix_span(record):
@@ -402,7 +415,9 @@ def _record(
 
 
 def _trace_of(obj: Any) -> tuple[str, ...]:
-    """The trace id of a Phoenix span that could not be read, if it has one."""
+    """The trace id of a Phoenix or SDK span that could not be read, if it has one."""
+    if is_sdk_span(obj):
+        return span_trace_id(obj)
     if not isinstance(obj, Mapping):
         return ()
     context = obj.get("context")
@@ -423,7 +438,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed | FeedbackRows]:
     spans: list[Span] = []
     annotations: list[Annotation] = []
     first = True
-    for item in iter_json_records(path, replace(options, trace_ids=TRACE_IDS)):
+    for item in span_records(path, replace(options, trace_ids=TRACE_IDS)):
         if isinstance(item, Quarantined):
             yield item
             continue
@@ -438,6 +453,8 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed | FeedbackRows]:
             try:
                 if is_otlp_request(obj):
                     yield from decode_into(obj, where, spans)
+                elif is_sdk_span(obj):
+                    spans.append(sdk_span(obj, where, len(spans)))
                 elif is_phoenix_span(obj):
                     spans.append(phoenix_span(obj, where, len(spans)))
                 elif is_annotation(obj):

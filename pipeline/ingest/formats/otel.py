@@ -1,9 +1,13 @@
-"""OpenTelemetry GenAI spans in OTLP/JSON, as the OTLP file exporter writes them.
+"""OpenTelemetry GenAI spans: OTLP/JSON, or span JSON as the SDK's exporters write it.
 
-Container (https://opentelemetry.io/docs/specs/otel/protocol/file-exporter/, OTLP 1.x JSON
-encoding): JSON Lines, one ``ExportTraceServiceRequest`` per line (``{"resourceSpans": [...]}``,
-see :mod:`pipeline.ingest.formats._otlp`); a single such JSON document, or a JSON array of them, is
-read too. Spans follow the GenAI semantic conventions
+Containers: OTLP/JSON (https://opentelemetry.io/docs/specs/otel/protocol/file-exporter/, OTLP
+1.x JSON encoding), JSON Lines of one ``ExportTraceServiceRequest`` per line
+(``{"resourceSpans": [...]}``, see :mod:`pipeline.ingest.formats._otlp`), a single such JSON
+document, or a JSON array of them; or spans without ``resourceSpans``, as opentelemetry-python's
+``ReadableSpan.to_json()`` writes them (``ConsoleSpanExporter``: indented objects one after
+another; or one per line, or a JSON array), and mozilla-ai/any-agent's ``AgentTrace``
+``{"spans": [...]}`` (see :mod:`pipeline.ingest.formats._otel_sdk_spans`). Spans follow the
+GenAI semantic conventions
 (https://github.com/open-telemetry/semantic-conventions/tree/main/docs/gen-ai, v1.37+ with the
 v1.36-and-earlier forms still emitted by instrumentations):
 
@@ -24,6 +28,10 @@ v1.36-and-earlier forms still emitted by instrumentations):
 - tools: ``gen_ai.tool.name``, ``gen_ai.tool.call.id``, ``gen_ai.tool.call.arguments``,
   ``gen_ai.tool.call.result``; OpenLLMetry tool spans (``traceloop.span.kind = tool``,
   ``traceloop.entity.name/input/output``);
+- any-agent's: ``gen_ai.operation.name`` ``call_llm`` (an LLM call), ``gen_ai.output`` (an LLM
+  call's text, or its tool calls ``[{"tool.name", "tool.args"}]``; a tool's result),
+  ``gen_ai.tool.args``, ``gen_ai.usage.input_cost`` / ``output_cost`` (USD, summed into
+  ``cost_usd``);
 - agents: ``gen_ai.agent.name``, ``gen_ai.agent.id``, ``gen_ai.conversation.id``;
 - errors: span status ``ERROR`` (code 2 / ``STATUS_CODE_ERROR``) with its message,
   ``error.type``, the ``exception`` event (``exception.type``, ``exception.message``);
@@ -34,7 +42,8 @@ v1.36-and-earlier forms still emitted by instrumentations):
   ``llm.prompt_template.version`` (the first span, in start-time order, that has one), else
   such a resource attribute (no semantic convention names one yet).
 
-One trajectory per trace (``trajectory_id`` = the trace id; a trace may span several lines).
+One trajectory per trace (``trajectory_id`` = the trace id, lower-case hex without ``0x``; a
+trace may span several lines).
 Steps follow the span tree (start time, parents first) with the history rule of
 :class:`~pipeline.ingest.formats._span_steps.StepBuilder`: the first LLM call contributes its system
 and user inputs, every LLM call its output messages (text, then one ``tool_call`` per requested
@@ -65,7 +74,16 @@ from pipeline.ingest.formats._common import (
     outcome_from_feedback,
     truncate,
 )
-from pipeline.ingest.formats._io import TRACE_IDS, ReadOptions, iter_json_records
+from pipeline.ingest.formats._io import TRACE_IDS, ReadOptions
+from pipeline.ingest.formats._otel_sdk_spans import (
+    agent_output,
+    is_sdk_span,
+    sdk_head,
+    sdk_span,
+    span_records,
+    span_trace_id,
+    tool_arguments,
+)
 from pipeline.ingest.formats._otlp import (
     Span,
     decode_into,
@@ -86,7 +104,10 @@ from pipeline.ingest.formats._span_steps import Message, StepBuilder, add_span_s
 
 NAME = "otel"
 
-_LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "completion"})
+# call_llm: any-agent's LLM spans (see pipeline.ingest.formats._otel_sdk_spans)
+_LLM_OPERATIONS = frozenset(
+    {"chat", "text_completion", "generate_content", "completion", "call_llm"}
+)
 _AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent"})
 _MESSAGE_EVENTS = {
     "gen_ai.system.message": "system",
@@ -96,17 +117,18 @@ _MESSAGE_EVENTS = {
 }
 _CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.prompt")
 _PROMPT_VERSION_KEYS = ("prompt_version", PROMPT_TEMPLATE_VERSION)
+# any-agent's cost attributes of an LLM span (USD)
+_COST_KEYS = ("gen_ai.usage.input_cost", "gen_ai.usage.output_cost")
 
 
 def sniff(path: Path, head: bytes) -> bool:
-    """True for OTLP/JSON trace data (``resourceSpans``) without OpenInference attributes
-    (those files are :mod:`~pipeline.ingest.formats.openinference`'s)."""
-    start = head.lstrip()[:1]
-    return (
-        start in (b"{", b"[")
-        and (b'"resourceSpans"' in head or b'"resource_spans"' in head)
-        and b"openinference.span.kind" not in head
-    )
+    """True for OTLP/JSON trace data (``resourceSpans``), SDK span JSON or an any-agent
+    ``AgentTrace`` (:func:`~pipeline.ingest.formats._otel_sdk_spans.sdk_head`), without
+    OpenInference attributes (those files are :mod:`~pipeline.ingest.formats.openinference`'s)."""
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if start not in (b"{", b"[") or b"openinference.span.kind" in head:
+        return False
+    return b'"resourceSpans"' in head or b'"resource_spans"' in head or sdk_head(head)
 
 
 def _kind(span: Span) -> str:
@@ -261,7 +283,7 @@ def _outputs(span: Span) -> list[Message]:
             )
     if "gen_ai.completion" in attrs:
         return _legacy_blob(attrs["gen_ai.completion"], "gen_ai.completion", "assistant")
-    return []
+    return agent_output(attrs.get("gen_ai.output"))
 
 
 def _usage(span: Span) -> tuple[str | None, int | None, int | None]:
@@ -294,11 +316,12 @@ def _tool(span: Span) -> tuple[str | None, str | None, Any, Any]:
         return str(name), None, arguments, attrs.get("traceloop.entity.output")
     name = attrs.get("gen_ai.tool.name") or span.name.removeprefix("execute_tool").strip()
     call_id = attrs.get("gen_ai.tool.call.id")
+    result = attrs.get("gen_ai.tool.call.result", attrs.get("gen_ai.output"))
     return (
         str(name) if name else None,
         str(call_id).strip() if call_id not in (None, "") else None,
-        attrs.get("gen_ai.tool.call.arguments"),
-        attrs.get("gen_ai.tool.call.result"),
+        tool_arguments(attrs),
+        result,
     )
 
 
@@ -355,6 +378,12 @@ def _record(trace_id: str, spans: list[Span], options: ReadOptions) -> Record:
     roots = [s for s in entered if s.depth == 0]
     resource = roots[0].resource
     started_at, ended_at = span_times(spans)
+    costs = [
+        float(v)
+        for s in llm_spans
+        for k in _COST_KEYS
+        if isinstance(v := s.attributes.get(k), int | float) and not isinstance(v, bool)
+    ]
     model = first_value(llm_spans, "gen_ai.response.model", "gen_ai.request.model") or first_value(
         entered, "gen_ai.response.model", "gen_ai.request.model"
     )
@@ -374,6 +403,7 @@ def _record(trace_id: str, spans: list[Span], options: ReadOptions) -> Record:
         "outcome_source": source,
         "termination_reason": "error" if any(s.status == "ERROR" for s in roots) else None,
         "prompt_version": span_prompt_version(spans, _PROMPT_VERSION_KEYS, resource=True),
+        "cost_usd": sum(costs) if costs else None,
         "metadata": json_text(
             {
                 k: v
@@ -409,19 +439,28 @@ def read(path: Path, options: ReadOptions) -> Iterator[Parsed]:
     (with all its spans).
 
     Raises:
-        InputError: unreadable, or its first record is not an OTLP trace request.
+        InputError: unreadable, or its first record is neither an OTLP trace request nor an SDK
+            span (nor an any-agent ``AgentTrace``).
     """
     spans: list[Span] = []
     first = True
-    for item in iter_json_records(path, replace(options, trace_ids=TRACE_IDS)):
+    for item in span_records(path, replace(options, trace_ids=TRACE_IDS)):
         if isinstance(item, Quarantined):
             yield item
             continue
         where, obj = item
+        if is_sdk_span(obj):
+            first = False
+            try:
+                spans.append(sdk_span(obj, where, len(spans)))
+            except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+                yield Quarantined(where, f"{where}: {exc}", truncate(obj), 1, span_trace_id(obj))
+            continue
         if not is_otlp_request(obj):
             if first:
                 raise InputError(
-                    f"{path}: {where} is not OTLP/JSON trace data (no 'resourceSpans' list)"
+                    f"{path}: {where} is neither OTLP/JSON trace data (no 'resourceSpans' list) "
+                    "nor an OpenTelemetry SDK span"
                 )
             yield Quarantined(
                 where, "not an OTLP trace request (no 'resourceSpans' list)", truncate(obj)

@@ -25,8 +25,10 @@ import polars as pl
 from pipeline.analyze.features import create_feature_table
 from pipeline.analyze.overlap import OVERLAP_SCHEMA, feature_overlaps
 from pipeline.analyze.queries import (
+    create_labelled,
     example_pointers,
     failure_clusters,
+    feature_totals,
     positions,
     strata_counts,
     unit_index,
@@ -293,12 +295,6 @@ class Analysis:
 
 
 # The kind, subject and detail of a feature as shown by its first trajectory (by id).
-_FIRST = (
-    ", ".join(f"arg_min_null(f.{c}, f.trajectory_id) as {c}" for c in ("kind", "subject", "detail"))
-    + ","
-)
-
-
 class Analyzer:
     """Runs the contrasts described in :mod:`pipeline.analyze`.
 
@@ -332,11 +328,8 @@ class Analyzer:
         units, strata = units_and_strata(traces, cfg)
         index = unit_index(units)
         con.register("unit_index", index.to_arrow())
-        totals = con.sql(f"""
-            select u.namespace, f.feature_id, {_FIRST} count(*) as n_with, sum(u.y) as s_with
-            from features f join unit_index u using (trajectory_id)
-            group by u.namespace, f.feature_id order by u.namespace, f.feature_id
-        """).pl()
+        create_labelled(con)
+        totals = feature_totals(con)
         # per-stratum counts for the features the CMH path will test
         by_cmh = [n for n, how in strata.items() if how.tested and not how.adjusted_for_agent]
         sizes = index.group_by("namespace").agg(pl.len().alias("units"))

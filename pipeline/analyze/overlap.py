@@ -26,8 +26,9 @@ def feature_overlaps(con: duckdb.DuckDBPyConnection, wanted: pl.DataFrame) -> pl
     """For each pair of features of one namespace among ``wanted`` (str columns namespace,
     feature_id), the number of the namespace's labelled trajectories showing both.
 
-    Reads the Analyzer's ``features`` table (trajectory_id, feature_id, one row per trajectory
-    and feature) and ``unit_index`` table (trajectory_id, namespace) of ``con``.
+    Reads the Analyzer's ``labelled`` and ``feature_names`` tables of ``con``
+    (:func:`pipeline.analyze.queries.create_labelled`: integer keys, ``fid`` in feature id
+    order).
 
     Returns:
         polars DataFrame with :data:`OVERLAP_SCHEMA`: namespace, feature_a < feature_b (str),
@@ -40,18 +41,22 @@ def feature_overlaps(con: duckdb.DuckDBPyConnection, wanted: pl.DataFrame) -> pl
     con.register("overlap_wanted", wanted.select("namespace", "feature_id").to_arrow())
     try:
         frame = con.sql("""
-            with shown as (
-                select distinct u.namespace, f.feature_id, f.trajectory_id
-                from features f
-                join unit_index u using (trajectory_id)
-                join overlap_wanted w on w.namespace = u.namespace and w.feature_id = f.feature_id
+            with wanted as (
+                select w.namespace, n.fid
+                from overlap_wanted w join feature_names n using (feature_id)
+            ), shown as (
+                select distinct l.namespace, l.fid, l.row
+                from labelled l join wanted w using (namespace, fid)
+            ), pairs as (
+                select a.namespace, a.fid as fid_a, b.fid as fid_b, count(*)::bigint as n_both
+                from shown a join shown b
+                  on a.namespace = b.namespace and a.row = b.row and a.fid < b.fid
+                group by all
             )
-            select a.namespace, a.feature_id as feature_a, b.feature_id as feature_b,
-                   count(*)::bigint as n_both
-            from shown a join shown b
-              on a.namespace = b.namespace and a.trajectory_id = b.trajectory_id
-             and a.feature_id < b.feature_id
-            group by all
+            select p.namespace, na.feature_id as feature_a, nb.feature_id as feature_b,
+                   p.n_both
+            from pairs p join feature_names na on na.fid = p.fid_a
+            join feature_names nb on nb.fid = p.fid_b
             order by all
         """).pl()
     finally:

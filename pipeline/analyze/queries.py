@@ -3,8 +3,10 @@ and example pointers come back to Python.
 
 Each function reads tables of the Analyzer's connection: ``features`` (the feature rows of
 :func:`pipeline.analyze.create_feature_table`), ``unit_index`` (registered from
-:func:`unit_index`), and for :func:`failure_clusters` the ``steps`` and ``trajectories`` views
-of :meth:`pipeline.ingest.Traces.connect`.
+:func:`unit_index`), the ``feature_names`` and ``labelled`` tables of :func:`create_labelled`
+(the feature rows of the labelled trajectories with integer keys: the counts join and group
+integers, not the text of ids), and for :func:`failure_clusters` the ``steps`` and
+``trajectories`` views of :meth:`pipeline.ingest.Traces.connect`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import polars as pl
 from pipeline.analyze.features import signature_sql
 
 __all__ = [
+    "create_labelled",
     "example_pointers",
     "failure_clusters",
+    "feature_totals",
     "positions",
     "strata_counts",
     "unit_index",
@@ -48,22 +52,69 @@ def unit_index(units: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
+def create_labelled(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the temp tables ``feature_names`` and ``labelled`` from ``features`` and
+    ``unit_index``.
+
+    - ``feature_names``: one row per feature id: ``fid`` (bigint, the rank of ``feature_id`` in
+      DuckDB's ``varchar`` order, from 0, so ``fid`` order is ``feature_id`` order),
+      ``feature_id``, and ``kind``, ``subject``, ``detail`` of its first trajectory by id;
+    - ``labelled``: one row per labelled trajectory and feature it shows: ``namespace``
+      (varchar), ``fid``, ``row``, ``code`` and ``y`` of the trajectory in ``unit_index``
+      (bigint); the one join of the long table on trajectory ids.
+    """
+    con.execute(f"""
+        create or replace temp table feature_names as
+        select row_number() over (order by feature_id) - 1 as fid, *
+        from (select feature_id, {_FIRST} from features f group by feature_id)
+    """)
+    con.execute("""
+        create or replace temp table labelled as
+        select u.namespace, n.fid, u.row, u.code, u.y
+        from features f join unit_index u using (trajectory_id)
+        join feature_names n using (feature_id)
+    """)
+
+
+_FIRST = ", ".join(
+    f"arg_min_null(f.{c}, f.trajectory_id) as {c}" for c in ("kind", "subject", "detail")
+)
+
+
+def feature_totals(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Per (namespace, feature) shown by labelled trajectories: namespace, feature_id, kind,
+    subject, detail (str), ``n_with`` (trajectories showing it) and ``s_with`` (successes among
+    them), sorted by namespace and feature id (reads ``labelled`` and ``feature_names``)."""
+    return con.sql("""
+        with counted as (
+            select namespace, fid, count(*) as n_with, sum(y) as s_with
+            from labelled group by namespace, fid
+        )
+        select c.namespace, n.feature_id, n.kind, n.subject, n.detail, c.n_with, c.s_with
+        from counted c join feature_names n using (fid)
+        order by c.namespace, n.feature_id
+    """).pl()
+
+
 def strata_counts(
     con: duckdb.DuckDBPyConnection, wanted: pl.DataFrame
 ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """For each (namespace, feature_id) row of ``wanted`` (str columns of those names): the
     ascending stratum codes where the feature shows, with its trajectories and successes there
-    (three int64 arrays of one length), counted by one SQL ``GROUP BY`` over the ``features``
-    and ``unit_index`` tables of ``con``."""
+    (three int64 arrays of one length), counted by one SQL ``GROUP BY`` over the ``labelled``
+    table of ``con`` (:func:`create_labelled`)."""
     keys = wanted.select("namespace", "feature_id").with_row_index("key")
     if keys.height == 0:
         return {}
     con.register("wanted_features", keys.with_columns(pl.col("key").cast(pl.Int64)).to_arrow())
     counts = con.sql("""
-        select w.key, u.code, count(*) as n, sum(u.y)::bigint as s
-        from features f join unit_index u using (trajectory_id)
-        join wanted_features w on w.namespace = u.namespace and w.feature_id = f.feature_id
-        group by w.key, u.code order by w.key, u.code
+        with wanted as (
+            select w.key, w.namespace, n.fid
+            from wanted_features w join feature_names n using (feature_id)
+        )
+        select w.key, l.code, count(*) as n, sum(l.y)::bigint as s
+        from labelled l join wanted w using (namespace, fid)
+        group by w.key, l.code order by w.key, l.code
     """).fetchnumpy()
     con.unregister("wanted_features")
     key = np.asarray(counts["key"], dtype=np.int64)
@@ -81,10 +132,10 @@ def strata_counts(
 
 def positions(con: duckdb.DuckDBPyConnection, namespace: str, feature_id: str) -> np.ndarray:
     """Positions (``row`` of the unit index) of the namespace's trajectories showing the
-    feature: an int64 array, unordered."""
+    feature: an int64 array, unordered (reads ``labelled`` and ``feature_names``)."""
     found = con.sql(
-        "select u.row from features f join unit_index u using (trajectory_id) "
-        "where u.namespace = ? and f.feature_id = ?",
+        "select l.row from labelled l join feature_names n using (fid) "
+        "where l.namespace = ? and n.feature_id = ?",
         params=[namespace, feature_id],
     ).fetchnumpy()
     return np.asarray(found["row"], dtype=np.int64)
@@ -94,19 +145,21 @@ def example_pointers(con: duckdb.DuckDBPyConnection, per_outcome: int) -> pl.Dat
     """:attr:`pipeline.analyze.Analysis.features`: the first ``per_outcome`` trajectories (by
     id) showing each feature, per (namespace, feature, outcome) of the labelled trajectories;
     the feature table's columns (trajectory_id, feature_id, kind, step_idx int64, subject,
-    detail str), sorted by feature id and trajectory id."""
+    detail str), sorted by feature id and trajectory id. Within a namespace, ``row`` order is
+    trajectory id order (:func:`unit_index`), so the first rows are picked from ``labelled``
+    and only those are looked up in ``features``."""
     frame = con.sql(f"""
-        select p.trajectory_id, p.feature_id, p.kind, p.step_idx, p.subject, p.detail
-        from (
-            select unnest(arg_min(
-                struct_pack(trajectory_id := f.trajectory_id, feature_id := f.feature_id,
-                            kind := f.kind, step_idx := f.step_idx, subject := f.subject,
-                            detail := f.detail),
-                f.trajectory_id, {int(per_outcome)})) as p
-            from features f join unit_index u using (trajectory_id)
-            group by u.namespace, f.feature_id, u.y
+        with firsts as (
+            select namespace, fid, unnest(arg_min(row, row, {int(per_outcome)})) as row
+            from labelled group by namespace, fid, y
+        ), picked as (
+            select u.trajectory_id, n.feature_id
+            from firsts p join unit_index u using (namespace, row)
+            join feature_names n using (fid)
         )
-        order by p.feature_id, p.trajectory_id
+        select f.trajectory_id, f.feature_id, f.kind, f.step_idx, f.subject, f.detail
+        from features f semi join picked p using (trajectory_id, feature_id)
+        order by f.feature_id, f.trajectory_id
     """).pl()
     return frame.with_columns(pl.col("step_idx").cast(pl.Int64), pl.col("detail").cast(pl.String))
 

@@ -3,8 +3,10 @@
 Against a real Phoenix server (``phoenix serve`` on loopback with a temporary working dir and
 its default SQLite store), fed by the OpenTelemetry SDK with OpenInference attributes
 (tests/phoenix_send.py, run with the Python of Phoenix's own environment): pull, pull again
-(nothing new), pull what came since, learn on the pulled files, push prompts twice, read the
-prompt back. Phoenix lives in its own virtual environment, ``.venv/phoenix`` (``make test``
+(nothing new), pull what came since, learn on the pulled files, annotate traces already pulled
+and pull those annotations, push prompts twice, read the prompt back, and resolve runs that
+record coach's version tag or Phoenix's own version id; and pull a project a few spans at a
+time. Phoenix lives in its own virtual environment, ``.venv/phoenix`` (``make test``
 installs it from the ``phoenix-test`` extra of pyproject.toml; ``COACH_PHOENIX_VENV`` names
 another), since its dependencies do not fit coach's lock; without it those tests skip, saying so.
 
@@ -30,7 +32,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.experiment import VersionHistory
+from pipeline.experiment import VersionHistory, match_exposures
 from pipeline.remote import cursor_path, phoenix_endpoint, prompt_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,9 +91,11 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def _send(url: str, first: int, count: int, version: str = VERSION) -> list[list[str]]:
+def _send(
+    url: str, first: int, count: int, version: str = VERSION, project: str = PROJECT
+) -> list[list[str]]:
     done = subprocess.run(
-        [str(VENV / "bin" / "python"), str(SENDER), url, PROJECT, str(first), str(count), version],
+        [str(VENV / "bin" / "python"), str(SENDER), url, project, str(first), str(count), version],
         capture_output=True,
         text=True,
         check=True,
@@ -100,20 +104,22 @@ def _send(url: str, first: int, count: int, version: str = VERSION) -> list[list
     return [line.split() for line in done.stdout.splitlines()]
 
 
-def _annotate(url: str, sent: list[list[str]]) -> None:
+def _annotate(url: str, sent: list[list[str]], on: str = "span") -> None:
+    """Annotate each sent trace with its outcome: on its root span, or (``on="trace"``) on the
+    trace (Phoenix REST ``POST /v1/span_annotations`` / ``/v1/trace_annotations``)."""
     body = {
         "data": [
             {
-                "span_id": root,
+                f"{on}_id": root if on == "span" else trace,
                 "name": "outcome",
                 "annotator_kind": "CODE",
                 "result": {"label": outcome, "score": 1.0 if outcome == "success" else 0.0},
             }
-            for _trace, root, outcome in sent
+            for trace, root, outcome in sent
         ]
     }
     request = urllib.request.Request(
-        f"{url}/v1/span_annotations?sync=true",
+        f"{url}/v1/{on}_annotations?sync=true",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
@@ -121,12 +127,12 @@ def _annotate(url: str, sent: list[list[str]]) -> None:
     urllib.request.urlopen(request, timeout=10).close()
 
 
-def _wait_for_spans(url: str, count: int) -> None:
+def _wait_for_spans(url: str, count: int, project: str = PROJECT) -> None:
     """Phoenix stores spans a moment after it accepts them: wait until it holds ``count``."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{url}/v1/projects/{PROJECT}/spans?limit=1000") as page:
+            with urllib.request.urlopen(f"{url}/v1/projects/{project}/spans?limit=1000") as page:
                 if len(json.load(page)["data"]) >= count:
                     return
         except urllib.error.HTTPError as exc:  # 404 until the project's first span is stored
@@ -136,11 +142,11 @@ def _wait_for_spans(url: str, count: int) -> None:
     pytest.fail(f"Phoenix did not store {count} spans in time")
 
 
-def _pull(url: str, out: Path, data: Path) -> dict:
+def _pull(url: str, out: Path, data: Path, *more: str, project: str = PROJECT) -> dict:
     result = CliRunner().invoke(
         main,
-        ["pull", "phoenix", "--project", PROJECT, "--endpoint", url, "--out", str(out)]
-        + ["--data-dir", str(data), "--json", "--page-size", "5"],
+        ["pull", "phoenix", "--project", project, "--endpoint", url, "--out", str(out)]
+        + ["--data-dir", str(data), "--json", "--page-size", "5", *more],
     )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
@@ -188,6 +194,35 @@ def test_pull_learn_and_push_against_a_real_phoenix(
     assert {r["prompt_version"] for r in runs} == {VERSION}
     labelled = {r["trajectory_id"]: r["outcome_label"] for r in runs}
     assert all(labelled[t] == outcome for t, _, outcome in first)
+    assert {labelled[t] for t, _, _ in later} == {"unknown"}  # pulled before any annotation
+
+    # annotations added after their traces were pulled (on a root span, on a trace), and one
+    # changed, come with the next pull, alone in their file; learn puts them on the trajectories
+    _annotate(phoenix, later[:1])
+    _annotate(phoenix, later[1:], on="trace")
+    _annotate(phoenix, [[first[0][0], first[0][1], "success"]])
+    late = _pull(phoenix, out, data)
+    assert (late["traces"], late["spans"], late["annotations"], late["late_annotations"]) == (
+        0,
+        0,
+        3,
+        3,
+    )
+    assert late["rechecked_traces"] == 6
+    notes = [json.loads(line) for line in Path(late["file"]).read_text().splitlines()]
+    assert {n["trace_id"] for n in notes} == {first[0][0], *(t for t, _, _ in later)}
+    assert _pull(phoenix, out, data)["file"] is None  # each version of an annotation once
+    relearned = CliRunner().invoke(
+        main,
+        ["learn", str(out), "--data-dir", str(data), "--skillbook", str(tmp_path / "book")]
+        + ["--out", str(tmp_path / "prompts"), "--json", "-q"],
+    )
+    assert relearned.exit_code == 0, relearned.output
+    assert json.loads(relearned.stdout)["trajectories"] == 6
+    runs = pq.read_table(data / "tables" / "trajectories.parquet").to_pylist()
+    labelled = {r["trajectory_id"]: r["outcome_label"] for r in runs}
+    assert len(runs) == 6
+    assert all(labelled[t] == outcome for t, _, outcome in first + later)
 
     # prompts rendered from the planted set, pushed twice, read back
     prompts = tmp_path / "prompts_out"
@@ -200,15 +235,19 @@ def test_pull_learn_and_push_against_a_real_phoenix(
     manifest = json.loads((prompts / "manifest.json").read_text())
     arms = [(ns, a) for ns, e in manifest["namespaces"].items() for a in e["arms"]]
     push = ["push-prompts", "phoenix", "--out", str(prompts), "--endpoint", phoenix, "--json"]
+    push += ["--skillbook", str(tmp_path / "pb")]
     pushed = CliRunner().invoke(main, push)
     assert pushed.exit_code == 0, pushed.output
-    assert json.loads(pushed.stdout)["created"] == len(arms) > 0
+    report = json.loads(pushed.stdout)
+    assert report["created"] == len(arms) > 0
+    assert (report["aliases_added"], report["unrecorded"]) == (len(arms), [])
+    ids = {(r["namespace"], r["arm"]): r["phoenix_version_id"] for r in report["prompts"]}
     twice = CliRunner().invoke(main, push)
     assert twice.exit_code == 0, twice.output
-    assert (json.loads(twice.stdout)["created"], json.loads(twice.stdout)["unchanged"]) == (
-        0,
-        len(arms),
-    )
+    again_report = json.loads(twice.stdout)
+    assert (again_report["created"], again_report["unchanged"]) == (0, len(arms))
+    assert again_report["aliases_added"] == 0
+    assert {(r["namespace"], r["arm"]): r["alias"] for r in again_report["prompts"]} == ids
     namespace, arm = arms[0]
     name = prompt_name("coach", namespace, arm["arm"])
     with urllib.request.urlopen(f"{phoenix}/v1/prompts/{name}/versions") as page:
@@ -219,13 +258,21 @@ def test_pull_learn_and_push_against_a_real_phoenix(
     text = (prompts / arm["file"]).read_text(encoding="utf-8")
     assert version["template"]["messages"][0]["content"] == text
     assert version["metadata"]["coach_prompt_version"] == arm["prompt_version"]
+    assert version["id"] == ids[(namespace, arm["arm"])]
+    history = VersionHistory.load(tmp_path / "pb")
+    entries = history.by_version()[version["id"]]
+    assert {(e["prompt_version"], e["namespace"], e["arm"]) for e in entries} == {
+        (arm["prompt_version"], namespace, arm["arm"])
+    }
 
-    # the loop closes: a run of the agent on the pushed prompt records its version on its span,
-    # and the next pull and learn read it back as that arm of the manifest
-    _send(phoenix, 7, 1, arm["prompt_version"])
-    _wait_for_spans(phoenix, 28)
+    # the loop closes: runs of the agent on the pushed prompt record its version on their spans
+    # (coach's tag, or the id Phoenix's client gives), and the next pull and learn read them
+    # back as that arm of the manifest
+    tagged = _send(phoenix, 7, 1, arm["prompt_version"])
+    by_id = _send(phoenix, 9, 1, version["id"])
+    _wait_for_spans(phoenix, 32)
     fourth = _pull(phoenix, out, data)
-    assert (fourth["traces"], fourth["spans"]) == (1, 4)
+    assert (fourth["traces"], fourth["spans"]) == (2, 8)
     relearned = CliRunner().invoke(
         main,
         ["learn", str(out), "--data-dir", str(data), "--skillbook", str(tmp_path / "book")]
@@ -233,10 +280,36 @@ def test_pull_learn_and_push_against_a_real_phoenix(
     )
     assert relearned.exit_code == 0, relearned.output
     runs = pq.read_table(data / "tables" / "trajectories.parquet").to_pylist()
-    (newest,) = [r for r in runs if r["trajectory_id"] not in {t for t, _, _ in first + later}]
-    assert newest["prompt_version"] == arm["prompt_version"]
-    known = VersionHistory.load(tmp_path / "pb").by_version()[newest["prompt_version"]]
-    assert {(e["namespace"], e["arm"]) for e in known} == {(namespace, arm["arm"])}
+    recorded = {r["trajectory_id"]: r["prompt_version"] for r in runs}
+    assert recorded[tagged[0][0]] == arm["prompt_version"]
+    assert recorded[by_id[0][0]] == version["id"]
+    newest = [
+        {"trajectory_id": t, "prompt_version": recorded[t], "system_prompt": None}
+        for t in (tagged[0][0], by_id[0][0])
+    ]
+    exposures, _report = match_exposures(newest, VersionHistory.load(tmp_path / "pb"))
+    assert [(e.prompt_version, e.method) for e in exposures] == [
+        (arm["prompt_version"], "recorded")
+    ] * 2
+
+
+def test_a_capped_pull_goes_on_where_it_stopped(phoenix: str, tmp_path: Path) -> None:
+    project = "coach-cap"
+    sent = _send(phoenix, 1, 5, project=project)
+    _wait_for_spans(phoenix, 20, project)
+    out, data = tmp_path / "traces", tmp_path / ".coach"
+    pulls = []
+    while not pulls or pulls[-1]["capped"]:
+        pulls.append(_pull(phoenix, out, data, "--max-spans", "6", project=project))
+        assert len(pulls) <= 5
+    # 4 spans a trace, the root stored last: 6 spans hold one whole trace and the start of
+    # the next, which waits for the pull after
+    assert [p["traces"] for p in pulls] == [1, 1, 1, 1, 1]
+    assert all(p["spans"] == 4 for p in pulls)
+    written = [json.loads(line) for p in pulls for line in Path(p["file"]).read_text().splitlines()]
+    assert len(written) == len({s["context"]["span_id"] for s in written}) == 20
+    assert {s["context"]["trace_id"] for s in written} == {t for t, _, _ in sent}
+    assert _pull(phoenix, out, data, "--max-spans", "6", project=project)["file"] is None
 
 
 # --- failures, against a loopback server that answers like Phoenix -----------------------------
@@ -352,6 +425,24 @@ def test_a_cursor_of_another_project_is_refused(
     code, output = _pull_stub(url, tmp_path, project="q")
     assert code == 1
     assert "this cursor is for project 'p'" in output
+
+
+def test_a_cursor_of_format_1_is_upgraded(stub: tuple[str, type[_Stub]], tmp_path: Path) -> None:
+    url, _handler = stub
+    assert _pull_stub(url, tmp_path)[0] == 0
+    cursor = cursor_path(tmp_path / ".coach", "p")
+    state = json.loads(cursor.read_text())
+    assert (state["format_version"], state["pulled_traces"]) == (2, {})
+    del state["pulled_traces"]
+    cursor.write_text(json.dumps(state | {"format_version": 1}))
+    assert _pull_stub(url, tmp_path)[0] == 0
+    upgraded = json.loads(cursor.read_text())
+    assert (upgraded["format_version"], upgraded["pulled_traces"]) == (2, {})
+    cursor.write_text(json.dumps(upgraded | {"format_version": 3}))
+    code, output = _pull_stub(url, tmp_path)
+    assert code == 1
+    assert "a Phoenix pull cursor of format 3" in output
+    assert "Traceback" not in output
 
 
 def test_the_endpoint_comes_from_the_usual_variables() -> None:

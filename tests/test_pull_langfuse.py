@@ -9,26 +9,35 @@ Agents SDK, Microsoft Agent Framework, pydantic-ai) in the shape of Langfuse's
 (``page``, ``limit``, ``meta.totalPages``) as the real list endpoint does, and checks the basic
 auth header. What is checked: a first pull, a second that reads nothing new, a later trace
 pulled alone, traces sharing the cursor's timestamp, the pulled file ingested (tool calls,
-scores as feedback, nothing quarantined), and the failures: 401 (naming the variables), 429
-then success (retried after Retry-After), 503 for good, a truncated page, a server that is down,
+scores as feedback, nothing quarantined), each trace written before the next is read, and the
+failures: a malformed trace after others were written, 401 (naming the variables), 429 then
+success (retried after Retry-After), 503 for good, a truncated page, a server that is down,
 missing keys, and a cursor of another host or key pair.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import socket
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from loopback import (
+    LANGFUSE_KEYS,
+    JsonHandler,
+    basic_auth,
+    closed_url,
+    only_file,
+    pulled_records,
+    run_pull,
+    serve,
+    temporary_lines,
+    use_langfuse,
+)
 
 from pipeline.cli import main
 from pipeline.errors import RemoteError
@@ -44,14 +53,14 @@ from pipeline.remote.langfuse import (
 API = Path(__file__).resolve().parent / "fixtures" / "langfuse_api"
 LISTED = json.loads((API / "traces.json").read_text())["data"]
 OPENAI, MICROSOFT, PYDANTIC = (t["id"] for t in LISTED)  # in timestamp order
-PUBLIC, SECRET = "pk-lf-test", "sk-lf-test"
+PUBLIC, SECRET = LANGFUSE_KEYS
 
 
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-class _Langfuse(BaseHTTPRequestHandler):
+class _Langfuse(JsonHandler):
     """Answers like Langfuse's public traces API, from the recorded responses."""
 
     visible: list[str] = []  # trace ids the project holds
@@ -59,19 +68,8 @@ class _Langfuse(BaseHTTPRequestHandler):
     mode = "ok"
     failures = 0  # how many requests answer with ``mode``'s error before the rest succeed
     requests: list[str] = []
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-    def _send(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(raw)
+    watch: Path | None = None  # the folder a pull writes to, looked at as each trace is read
+    on_disk: list[int] = []  # lines written there, not yet committed, as each trace was read
 
     def _detail(self, trace_id: str) -> dict[str, Any] | None:
         if trace_id in self.extra:
@@ -81,30 +79,31 @@ class _Langfuse(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         type(self).requests.append(self.path)
-        auth = base64.b64encode(f"{PUBLIC}:{SECRET}".encode()).decode()
-        if self.mode == "401" or self.headers.get("Authorization") != f"Basic {auth}":
-            self._send(401, json.loads((API / "error-401.json").read_text()))
+        if self.mode == "401" or self.headers.get("Authorization") != basic_auth(PUBLIC, SECRET):
+            self.send_json(401, json.loads((API / "error-401.json").read_text()))
             return
         if self.mode in ("429", "503") and type(self).failures > 0:
             type(self).failures -= 1
             if self.mode == "429":
                 body = json.loads((API / "error-429.json").read_text())
-                self._send(429, body, {"Retry-After": "1", "X-RateLimit-Limit": "30"})
+                self.send_json(429, body, {"Retry-After": "1", "X-RateLimit-Limit": "30"})
             else:
-                self._send(503, {"message": "Service Unavailable"})
+                self.send_json(503, {"message": "Service Unavailable"})
             return
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         if url.path == "/api/public/traces":
             self._list(query)
         elif url.path.startswith("/api/public/traces/"):
+            if self.watch is not None:
+                type(self).on_disk.append(temporary_lines(self.watch))
             found = self._detail(urllib.parse.unquote(url.path.rsplit("/", 1)[1]))
             if found is None or found["id"] not in self.visible:
-                self._send(404, {"message": "Trace not found within authorized project"})
+                self.send_json(404, {"message": "Trace not found within authorized project"})
             else:
-                self._send(200, found)
+                self.send_json(200, found)
         else:
-            self._send(404, {"message": "Not found"})
+            self.send_json(404, {"message": "Not found"})
 
     def _list(self, query: dict[str, str]) -> None:
         page, limit = int(query.get("page", 1)), int(query.get("limit", 50))
@@ -127,51 +126,23 @@ class _Langfuse(BaseHTTPRequestHandler):
             },
         }
         if self.mode == "truncated" and page == 2:
-            raw = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw[: len(raw) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self._send(200, body)
+            self.send_cut(body)
+        else:
+            self.send_json(200, body)
 
 
 @pytest.fixture
 def langfuse(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, type[_Langfuse]]]:
-    handler = type(
-        "Handler", (_Langfuse,), {"visible": [OPENAI, MICROSOFT], "extra": {}, "requests": []}
-    )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    for name in ("LANGFUSE_BASE_URL", "LANGFUSE_HOST"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("LANGFUSE_HOST", url)
-    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", PUBLIC)
-    monkeypatch.setenv("LANGFUSE_SECRET_KEY", SECRET)
-    try:
+    with serve(_Langfuse, visible=[OPENAI, MICROSOFT], extra={}, requests=[], on_disk=[]) as (
+        url,
+        handler,
+    ):
+        use_langfuse(monkeypatch, url)
         yield url, handler
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _pull(tmp_path: Path, *extra: str) -> tuple[int, str, dict[str, Any] | None]:
-    result = CliRunner().invoke(
-        main,
-        ["pull", "langfuse", "--out", str(tmp_path / "traces"), "--data-dir"]
-        + [str(tmp_path / ".coach"), "--json", "-q", "--page-size", "1", *extra],
-    )
-    payload = json.loads(result.stdout) if result.exit_code == 0 else None
-    return result.exit_code, result.output, payload
-
-
-def _records(path: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+    return run_pull("langfuse", tmp_path, *extra)
 
 
 def test_first_pull_again_and_later(langfuse: tuple[str, type[_Langfuse]], tmp_path: Path) -> None:
@@ -181,7 +152,7 @@ def test_first_pull_again_and_later(langfuse: tuple[str, type[_Langfuse]], tmp_p
     assert first is not None
     assert (first["traces"], first["observations"], first["scores"]) == (2, 9, 4)
     assert (first["pages"], first["first_pull"], first["host"]) == (2, True, url)
-    records = _records(first["file"])
+    records = pulled_records(first["file"])
     assert [r["trace"]["id"] for r in records] == [OPENAI, MICROSOFT]
     assert all(set(r) == {"trace", "observations"} for r in records)
     cursor = json.loads(cursor_path(tmp_path / ".coach", url).read_text())
@@ -199,7 +170,7 @@ def test_first_pull_again_and_later(langfuse: tuple[str, type[_Langfuse]], tmp_p
     assert code == 0, output
     assert later is not None
     assert (later["traces"], later["observations"], later["scores"]) == (1, 12, 0)
-    assert [r["trace"]["id"] for r in _records(later["file"])] == [PYDANTIC]
+    assert [r["trace"]["id"] for r in pulled_records(later["file"])] == [PYDANTIC]
     assert len(list((tmp_path / "traces").glob("langfuse-127.0.0.1-*.jsonl"))) == 2
 
 
@@ -261,7 +232,53 @@ def test_recent_traces_wait_and_since_skips_older(
     code, output, pulled = _pull(tmp_path, "--since", "2025-10-01")
     assert code == 0, output
     assert pulled is not None
-    assert [r["trace"]["id"] for r in _records(pulled["file"])] == [MICROSOFT, PYDANTIC]
+    assert [r["trace"]["id"] for r in pulled_records(pulled["file"])] == [MICROSOFT, PYDANTIC]
+
+
+def test_each_trace_is_written_before_the_next_is_read(
+    langfuse: tuple[str, type[_Langfuse]], tmp_path: Path
+) -> None:
+    """The pull holds one trace at a time: when it asks for a trace, every trace before it is
+    already in the temporary file, which becomes the trace file, whole, only at the end."""
+    url, handler = langfuse
+    full = json.loads((API / f"trace-{OPENAI}.json").read_text())
+    ids = [f"trace-{n:02d}" for n in range(12)]
+    for n, trace_id in enumerate(ids):
+        handler.extra[trace_id] = full | {"id": trace_id, "timestamp": f"2025-11-01T00:{n:02d}Z"}
+    handler.visible = ids
+    handler.watch = tmp_path / "t"
+    client = LangfuseClient(url, PUBLIC, SECRET)
+    result = pull_langfuse(client, tmp_path / "t", tmp_path / ".c", page_size=5)
+    assert (result.traces, result.pages) == (12, 3)
+    assert handler.on_disk == list(range(12))  # lines not yet committed as each trace is read
+    assert result.file == only_file(tmp_path / "t")
+    assert [r["trace"]["id"] for r in pulled_records(result.file)] == ids
+
+
+def test_a_failure_after_some_traces_were_written_leaves_nothing(
+    langfuse: tuple[str, type[_Langfuse]], tmp_path: Path
+) -> None:
+    url, handler = langfuse
+    client = LangfuseClient(url, PUBLIC, SECRET)
+    first = pull_langfuse(client, tmp_path / "t", tmp_path / ".c")
+    assert first.file is not None
+    moved = cursor_path(tmp_path / ".c", url).read_text()
+    full = json.loads((API / f"trace-{PYDANTIC}.json").read_text())
+    handler.extra["0001later"] = full | {"id": "0001later", "timestamp": "2025-12-05T00:00Z"}
+    broken = {k: v for k, v in full.items() if k != "observations"}
+    handler.extra["0002later"] = broken | {"id": "0002later", "timestamp": "2025-12-06T00:00Z"}
+    handler.visible += [PYDANTIC, "0001later", "0002later"]  # the third comes without its spans
+    handler.watch = tmp_path / "t"
+    with pytest.raises(RemoteError, match="sent trace 0002later without its observations"):
+        pull_langfuse(client, tmp_path / "t", tmp_path / ".c")
+    assert handler.on_disk == [0, 1, 2]  # two traces were written before the third failed
+    assert only_file(tmp_path / "t") == first.file  # no new file, no temporary one
+    assert cursor_path(tmp_path / ".c", url).read_text() == moved
+    # a first pull that fails so leaves not even the folder its first trace's writing made
+    with pytest.raises(RemoteError, match="without its observations"):
+        pull_langfuse(client, tmp_path / "fresh", tmp_path / ".d")
+    assert not (tmp_path / "fresh").exists()
+    assert not cursor_path(tmp_path / ".d", url).exists()
 
 
 def test_a_refused_key_names_the_variables(
@@ -333,14 +350,8 @@ def test_a_truncated_page_leaves_nothing_behind(
 def test_server_down_is_a_clear_domain_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    monkeypatch.delenv("LANGFUSE_BASE_URL", raising=False)
-    monkeypatch.setenv("LANGFUSE_HOST", url)
-    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", PUBLIC)
-    monkeypatch.setenv("LANGFUSE_SECRET_KEY", SECRET)
+    url = closed_url()
+    use_langfuse(monkeypatch, url)
     code, output, _ = _pull(tmp_path)
     assert code == 1
     assert f"cannot reach Langfuse at {url}" in output

@@ -10,25 +10,33 @@ filters on ``session``, ``is_root``, ``trace`` and ``start_time``, pages with ``
 and ``offset`` as the API does, and checks the ``x-api-key`` header. What is checked: a first
 pull, a second that writes nothing, a later trace pulled alone, a running trace left for later,
 ``--since``, the pulled file ingested (tool calls, tool names, feedback, nothing quarantined),
-and the failures: 401 (naming the variables), 429 then success (after Retry-After), 503 for
-good, a truncated page, a page that is not JSON, a server that is down, a missing key or project,
-an unknown project, and a cursor of another endpoint or project.
+each trace written before the next is read, and the failures: 401 (naming the variables), 429
+then success (after Retry-After), 503 for good, a truncated page, a page that is not JSON, a
+server that is down, a missing key or project, an unknown project, and a cursor of another
+endpoint or project.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from loopback import (
+    JsonHandler,
+    closed_url,
+    only_file,
+    pulled_records,
+    run_pull,
+    serve,
+    set_environment,
+    temporary_lines,
+)
 
 from pipeline.cli import main
 from pipeline.errors import ConfigError, RemoteError
@@ -57,7 +65,7 @@ def _time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class _LangSmith(BaseHTTPRequestHandler):
+class _LangSmith(JsonHandler):
     """Answers like LangSmith's sessions, runs query and feedback API, from the recorded runs."""
 
     visible: list[str] = []  # trace ids the project holds
@@ -65,34 +73,19 @@ class _LangSmith(BaseHTTPRequestHandler):
     mode = "ok"
     failures = 0  # how many requests answer with ``mode``'s error before the rest succeed
     requests: list[tuple[str, str, Any]] = []
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-    def _send(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(raw)
+    watch: Path | None = None  # the folder a pull writes to, looked at as each trace is read
+    on_disk: list[int] = []  # lines written there, not yet committed, as each trace was read
 
     def _refused(self) -> bool:
         if self.mode == "401" or self.headers.get("x-api-key") != KEY:
-            self.send_response(401)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.send_json(401, b"")
             return True
         if self.mode in ("429", "503") and type(self).failures > 0:
             type(self).failures -= 1
-            status = 429 if self.mode == "429" else 503
-            self.send_response(status)
-            if status == 429:
-                self.send_header("Retry-After", "1")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            if self.mode == "429":
+                self.send_json(429, b"", {"Retry-After": "1"})
+            else:
+                self.send_json(503, b"")
             return True
         return False
 
@@ -112,28 +105,30 @@ class _LangSmith(BaseHTTPRequestHandler):
         if self._refused():
             return
         if url.path == "/sessions":
-            self._send(200, [SESSION] if query.get("name") == [SESSION["name"]] else [])
+            self.send_json(200, [SESSION] if query.get("name") == [SESSION["name"]] else [])
         elif url.path == "/feedback":
             ids = set(query.get("run", []))
             items = [f for f in FEEDBACK if f["run_id"] in ids and f["trace_id"] in self.visible]
             offset, limit = int(query["offset"][0]), int(query["limit"][0])
-            self._send(200, items[offset : offset + limit])
+            self.send_json(200, items[offset : offset + limit])
         else:
-            self._send(404, {"detail": "Not Found"})
+            self.send_json(404, {"detail": "Not Found"})
 
     def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_json()
         type(self).requests.append(("POST", self.path, body))
         if self._refused():
             return
         if self.path != "/runs/query" or body.get("session") != [SESSION["id"]]:
-            self._send(404, {"detail": "Not Found"})
+            self.send_json(404, {"detail": "Not Found"})
             return
         runs = self._runs()
         if body.get("is_root"):
             runs = [r for r in runs if r["parent_run_id"] is None]
         if body.get("trace"):
             runs = [r for r in runs if r["trace_id"] == body["trace"]]
+            if self.watch is not None:
+                type(self).on_disk.append(temporary_lines(self.watch))
         if body.get("start_time"):
             runs = [r for r in runs if _time(r["start_time"]) >= _time(body["start_time"])]
         runs.sort(key=lambda r: r["start_time"], reverse=body.get("order", "desc") == "desc")
@@ -141,55 +136,28 @@ class _LangSmith(BaseHTTPRequestHandler):
         following = str(at + limit) if at + limit < len(runs) else None
         answer = {"runs": runs[at : at + limit], "cursors": {"next": following, "prev": None}}
         if self.mode in ("truncated", "not json") and at > 0:
-            raw = json.dumps(answer).encode()
-            cut = raw[: len(raw) // 2]
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header(
-                "Content-Length", str(len(raw) if self.mode == "truncated" else len(cut))
-            )
-            self.end_headers()
-            self.wfile.write(cut)
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self._send(200, answer)
+            self.send_cut(answer, announce_all=self.mode == "truncated")
+        else:
+            self.send_json(200, answer)
 
 
 @pytest.fixture
 def langsmith(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, type[_LangSmith]]]:
-    handler = type(
-        "Handler", (_LangSmith,), {"visible": [PY, JS], "running": set(), "requests": []}
-    )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    for name in ("LANGCHAIN_ENDPOINT", "LANGCHAIN_API_KEY", "LANGCHAIN_PROJECT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("LANGSMITH_WORKSPACE_ID", raising=False)
-    monkeypatch.setenv("LANGSMITH_ENDPOINT", url)
-    monkeypatch.setenv("LANGSMITH_API_KEY", KEY)
-    monkeypatch.setenv("LANGSMITH_PROJECT", PROJECT)
-    try:
+    state = {"visible": [PY, JS], "running": set(), "requests": [], "on_disk": []}
+    with serve(_LangSmith, **state) as (url, handler):
+        older = ("LANGCHAIN_ENDPOINT", "LANGCHAIN_API_KEY", "LANGCHAIN_PROJECT")
+        set_environment(
+            monkeypatch,
+            unset=[*older, "LANGSMITH_WORKSPACE_ID"],
+            LANGSMITH_ENDPOINT=url,
+            LANGSMITH_API_KEY=KEY,
+            LANGSMITH_PROJECT=PROJECT,
+        )
         yield url, handler
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _pull(tmp_path: Path, *extra: str) -> tuple[int, str, dict[str, Any] | None]:
-    result = CliRunner().invoke(
-        main,
-        ["pull", "langsmith", "--out", str(tmp_path / "traces"), "--data-dir"]
-        + [str(tmp_path / ".coach"), "--json", "-q", "--page-size", "1", *extra],
-    )
-    payload = json.loads(result.stdout) if result.exit_code == 0 else None
-    return result.exit_code, result.output, payload
-
-
-def _records(path: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+    return run_pull("langsmith", tmp_path, *extra)
 
 
 def _client(url: str, **kwargs: Any) -> LangSmithClient:
@@ -205,7 +173,7 @@ def test_first_pull_again_and_later(
     assert first is not None
     assert (first["traces"], first["runs"], first["feedback"], first["tool_runs"]) == (2, 2, 0, 0)
     assert (first["pages"], first["first_pull"], first["project_id"]) == (2, True, SESSION["id"])
-    assert [r["id"] for r in _records(first["file"])] == [PY, JS]
+    assert [r["id"] for r in pulled_records(first["file"])] == [PY, JS]
     cursor = json.loads(cursor_path(tmp_path / ".coach", url, PROJECT).read_text())
     assert (cursor["start_time"], cursor["ids"]) == (RUNS[1]["start_time"], [JS])
     assert KEY not in json.dumps(cursor)
@@ -222,7 +190,7 @@ def test_first_pull_again_and_later(
     assert code == 0, output
     assert later is not None
     assert (later["traces"], later["runs"], later["tool_runs"], later["feedback"]) == (1, 9, 1, 2)
-    records = _records(later["file"])
+    records = pulled_records(later["file"])
     assert {r["trace_id"] for r in records} == {GRAPH}
     assert records[0]["id"] == GRAPH and len(records) == 9  # the root first, no run lost
     assert [f["key"] for f in records[0]["feedback"]] == ["toxicity", "hallucination"]
@@ -280,7 +248,23 @@ def test_a_running_trace_waits_and_since_skips_older(
     code, output, pulled = _pull(tmp_path, "--since", "2024-10-12")
     assert code == 0, output
     assert pulled is not None
-    assert [r["trace_id"] for r in _records(pulled["file"])][:2] == [JS, GRAPH]
+    assert [r["trace_id"] for r in pulled_records(pulled["file"])][:2] == [JS, GRAPH]
+
+
+def test_each_trace_is_written_before_the_next_is_read(
+    langsmith: tuple[str, type[_LangSmith]], tmp_path: Path
+) -> None:
+    """The pull holds one trace at a time: when it asks for a trace's runs, the runs of every
+    trace before it are already in the temporary file, which becomes the trace file, whole,
+    only at the end."""
+    url, handler = langsmith
+    handler.visible.append(GRAPH)
+    handler.watch = tmp_path / "t"
+    result = pull_langsmith(_client(url), PROJECT, tmp_path / "t", tmp_path / ".c", now=LATER)
+    assert (result.traces, result.runs, result.trace_ids) == (3, 11, [PY, JS, GRAPH])
+    assert handler.on_disk == [0, 1, 2]  # one run each in the Python and the JS trace
+    assert only_file(tmp_path / "t") == result.file
+    assert len(pulled_records(result.file)) == 11
 
 
 def test_a_refused_key_names_the_variables(
@@ -363,12 +347,8 @@ def test_a_broken_page_leaves_nothing_behind(
 def test_server_down_is_a_clear_domain_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("LANGSMITH_ENDPOINT", url)
-    monkeypatch.setenv("LANGSMITH_API_KEY", KEY)
+    url = closed_url()
+    set_environment(monkeypatch, LANGSMITH_ENDPOINT=url, LANGSMITH_API_KEY=KEY)
     code, output, _ = _pull(tmp_path, "--project", PROJECT)
     assert code == 1
     assert f"cannot reach LangSmith at {url}" in output

@@ -22,21 +22,18 @@ after), a prompt of the other type, missing keys.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import shutil
-import socket
-import threading
 import urllib.parse
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from loopback import LANGFUSE_KEYS, JsonHandler, basic_auth, closed_url, serve, use_langfuse
 
 from pipeline.cli import main
 from pipeline.errors import ConfigError, RemoteError
@@ -53,7 +50,7 @@ from pipeline.remote.http import Retry
 
 API = Path(__file__).resolve().parent / "fixtures" / "langfuse_prompts_api"
 TRACES = Path(__file__).resolve().parent / "fixtures" / "langfuse_api"
-PUBLIC, SECRET = "pk-lf-test", "sk-lf-test"
+PUBLIC, SECRET = LANGFUSE_KEYS
 PROMPTS = "/api/public/v2/prompts"
 SKILL = "sk-000000000001"
 INSTRUCTION = "Before calling book_trip, read the booking back to the user and get a yes."
@@ -64,7 +61,7 @@ def _fixture(name: str) -> Any:
     return json.loads((API / name).read_text())
 
 
-class _Langfuse(BaseHTTPRequestHandler):
+class _Langfuse(JsonHandler):
     """Answers like Langfuse's prompt management API, in the recorded response shapes."""
 
     store: dict[str, list[dict[str, Any]]] = {}  # prompt name -> its versions, oldest first
@@ -75,28 +72,14 @@ class _Langfuse(BaseHTTPRequestHandler):
     garble_post = 0  # the n-th POST (from 1) is stored, then answered with a body that is no JSON
     typed_meta = True  # PromptMeta with ``type`` (newer servers); older ones have none
 
-    def log_message(self, *_args: object) -> None:
-        pass
-
-    def _send(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(raw)
-
     def _refused(self) -> bool:
-        auth = base64.b64encode(f"{PUBLIC}:{SECRET}".encode()).decode()
-        if self.mode == "401" or self.headers.get("Authorization") != f"Basic {auth}":
-            self._send(401, _fixture("error-401.json"))
+        if self.mode == "401" or self.headers.get("Authorization") != basic_auth(PUBLIC, SECRET):
+            self.send_json(401, _fixture("error-401.json"))
             return True
         failing = self.mode == "429" or (self.mode == "post-429" and self.command == "POST")
         if failing and type(self).failures > 0:
             type(self).failures -= 1
-            self._send(429, _fixture("error-429.json"), {"Retry-After": "1"})
+            self.send_json(429, _fixture("error-429.json"), {"Retry-After": "1"})
             return True
         return False
 
@@ -107,13 +90,13 @@ class _Langfuse(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         if self.mode == "malformed-get":
-            self._send(200, {"data": [], "meta": {}})
+            self.send_json(200, {"data": [], "meta": {}})
         elif url.path == PROMPTS:
             self._list(query.get("name"))
         elif url.path.startswith(f"{PROMPTS}/"):
             self._one(urllib.parse.unquote(url.path[len(PROMPTS) + 1 :]), query)
         else:
-            self._send(404, {"message": "Not found", "error": "LangfuseNotFoundError"})
+            self.send_json(404, {"message": "Not found", "error": "LangfuseNotFoundError"})
 
     def _list(self, name: str | None) -> None:
         template = _fixture("prompts-meta.json")
@@ -135,7 +118,7 @@ class _Langfuse(BaseHTTPRequestHandler):
                 del entry["type"]
             data.append(entry)
         meta = template["meta"] | {"totalItems": len(data), "totalPages": 1 if data else 0}
-        self._send(200, {"data": data, "meta": meta})
+        self.send_json(200, {"data": data, "meta": meta})
 
     def _one(self, name: str, query: dict[str, str]) -> None:
         label = query.get("label")
@@ -149,12 +132,12 @@ class _Langfuse(BaseHTTPRequestHandler):
             which = f"with label '{label}'"
         if not found:
             body = _fixture("error-404.json")
-            self._send(404, body | {"message": f"Prompt not found: '{name}' {which}"})
+            self.send_json(404, body | {"message": f"Prompt not found: '{name}' {which}"})
             return
-        self._send(200, found[0])
+        self.send_json(200, found[0])
 
     def do_POST(self) -> None:  # noqa: N802 (the name http.server calls)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_json()
         type(self).requests.append(("POST", self.path, body))
         if self._refused():
             return
@@ -162,7 +145,7 @@ class _Langfuse(BaseHTTPRequestHandler):
         self._validate(body, kind)
         versions = self.store.setdefault(body["name"], [])
         if versions and versions[-1]["type"] != kind:
-            self._send(400, _fixture("error-400-type.json"))
+            self.send_json(400, _fixture("error-400-type.json"))
             return
         labels = list(dict.fromkeys([*body.get("labels", []), "latest"]))
         for earlier in versions:
@@ -188,11 +171,11 @@ class _Langfuse(BaseHTTPRequestHandler):
         posts = sum(method == "POST" for method, _p, _b in self.requests)
         if self.mode == "stored-then-500" and type(self).failures > 0:
             type(self).failures -= 1
-            self._send(500, {"message": "Internal Server Error", "error": "audit log failed"})
+            self.send_json(500, {"message": "Internal Server Error", "error": "audit log failed"})
         elif posts == self.garble_post:
-            self._send(201, b"<html><body>502 Bad Gateway</body></html>")
+            self.send_json(201, b"<html><body>502 Bad Gateway</body></html>")
         else:
-            self._send(201, {k: v for k, v in row.items() if k != "resolutionGraph"})
+            self.send_json(201, {k: v for k, v in row.items() if k != "resolutionGraph"})
 
     def _validate(self, body: dict[str, Any], kind: str) -> None:
         """What ``CreateTextPromptSchema`` / ``CreateChatPromptSchema`` would refuse."""
@@ -216,23 +199,10 @@ class _Langfuse(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def langfuse(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, type[_Langfuse]]]:
-    handler: type[_Langfuse] = type(
-        "Handler", (_Langfuse,), {"store": {}, "requests": [], "invalid": []}
-    )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.delenv("LANGFUSE_BASE_URL", raising=False)
-    monkeypatch.setenv("LANGFUSE_HOST", url)
-    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", PUBLIC)
-    monkeypatch.setenv("LANGFUSE_SECRET_KEY", SECRET)
-    try:
+    with serve(_Langfuse, store={}, requests=[], invalid=[]) as (url, handler):
+        use_langfuse(monkeypatch, url)
         yield url, handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        assert not handler.invalid, handler.invalid
+    assert not handler.invalid, handler.invalid
 
 
 @pytest.fixture(scope="module")
@@ -575,14 +545,8 @@ def test_a_prompt_of_the_other_type_is_refused(
 
 
 def test_server_down_is_a_clear_domain_error(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    monkeypatch.delenv("LANGFUSE_BASE_URL", raising=False)
-    monkeypatch.setenv("LANGFUSE_HOST", url)
-    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", PUBLIC)
-    monkeypatch.setenv("LANGFUSE_SECRET_KEY", SECRET)
+    url = closed_url()
+    use_langfuse(monkeypatch, url)
     history = (work / "sb" / "prompt_versions.jsonl").read_text()
     code, output, _ = _push(work)
     assert code == 1

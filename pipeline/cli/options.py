@@ -28,6 +28,7 @@ __all__ = [
     "MIN_SUPPORT_OPTION",
     "MODE_OPTION",
     "OUT_OPTION",
+    "SINCE_OPTION",
     "SKILLBOOK_OPTION",
     "TEMPLATES_OPTION",
     "TRACES_OUT_OPTION",
@@ -40,6 +41,7 @@ __all__ = [
     "parse_since",
     "paths_argument",
     "say",
+    "since_option",
 ]
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -328,6 +330,20 @@ def parse_since(_ctx: click.Context, _param: click.Parameter, value: Any) -> dat
         ) from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
+
+def since_option(items: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--since ISO`` option of a pull (:func:`parse_since`), whose help says it leaves
+    out the ``items`` (``traces``, ``spans``) that started before that time."""
+    return click.option(
+        "--since",
+        default=None,
+        callback=parse_since,
+        metavar="ISO",
+        help=f"Leave out {items} that started before this time (UTC unless a zone is given).",
+    )
+
+
+SINCE_OPTION = since_option("traces")
 
 # Where ``coach pull ...`` writes what it pulled: the traces folder ``learn`` reads.
 TRACES_OUT_OPTION = click.option(

@@ -18,8 +18,8 @@ from pipeline.cli.options import (
     common,
     domain_errors,
     emit,
-    parse_since,
     say,
+    since_option,
 )
 from pipeline.remote import (
     langfuse_prompts_client,
@@ -32,8 +32,9 @@ from pipeline.remote import (
 from pipeline.remote.http import Retry
 from pipeline.remote.langfuse import langfuse_host
 from pipeline.remote.langfuse_prompts import PROMPT_TYPES
+from pipeline.remote.phoenix import RECHECK_S
 
-__all__ = ["pull_group", "push_prompts_group"]
+__all__ = ["pull_group", "pull_text", "push_prompts_group"]
 
 ENDPOINT_OPTION = click.option(
     "--endpoint",
@@ -42,6 +43,16 @@ ENDPOINT_OPTION = click.option(
     help="Phoenix server (default: PHOENIX_COLLECTOR_ENDPOINT, else PHOENIX_HOST and "
     "PHOENIX_PORT, else http://localhost:6006). The key is read from PHOENIX_API_KEY only.",
 )
+
+
+def pull_text(where: str, file: Path | None, contents: str, waiting: int, why: str) -> str:
+    """What a pull prints: ``<where>: <contents> -> <file>``, or ``<where>: nothing new since
+    the last pull`` when ``file`` is None, then ``; <waiting> trace(s) <why>`` when any wait
+    (``why``: ``too recent, left for the next pull``)."""
+    note = f"; {waiting} trace{'s' if waiting != 1 else ''} {why}" if waiting else ""
+    if file is None:
+        return f"{where}: nothing new since the last pull{note}"
+    return f"{where}: {contents} -> {file}{note}"
 
 
 @click.group("pull", context_settings=CONTEXT)
@@ -59,13 +70,7 @@ def pull_group() -> None:
     envvar="PHOENIX_PROJECT_NAME",
     help="The Phoenix project to pull (its name).",
 )
-@click.option(
-    "--since",
-    default=None,
-    callback=parse_since,
-    metavar="ISO",
-    help="Leave out spans that started before this time (UTC unless a zone is given).",
-)
+@since_option("spans")
 @ENDPOINT_OPTION
 @TRACES_OUT_OPTION
 @click.option(
@@ -84,6 +89,20 @@ def pull_group() -> None:
     help="Spans per request.",
 )
 @click.option("--no-annotations", is_flag=True, help="Do not pull span and trace annotations.")
+@click.option(
+    "--recheck-days",
+    type=click.FloatRange(min=0),
+    default=RECHECK_S / 86400,
+    show_default=True,
+    help="Days after its pull that a trace's annotations are read again for ones added or "
+    "changed since (0: never).",
+)
+@click.option(
+    "--max-spans",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Read at most this many new spans; the next pull goes on from there (default: all).",
+)
 @common
 @domain_errors
 def pull_phoenix_command(
@@ -94,13 +113,16 @@ def pull_phoenix_command(
     settle_s: float,
     page_size: int,
     no_annotations: bool,
+    recheck_days: float,
+    max_spans: int | None,
     data_dir: Path,
     as_json: bool,
     quiet: bool,
 ) -> None:
     """Pull the spans and annotations of a Phoenix project stored since the last pull into
     OUT/phoenix-<project>-<time>.jsonl (OpenInference spans that learn and ingest read). The
-    cursor is kept in DATA_DIR/pull/; a trace is pulled once its root span has arrived. Nothing
+    cursor is kept in DATA_DIR/pull/; a trace is pulled once its root span has arrived, and
+    annotations added or changed later on it (for --recheck-days) by the pulls after. Nothing
     new: no file. A failure leaves no file and the cursor as it was.
 
     Example: coach pull phoenix --project support-agent --since 2025-06-01 && coach learn traces/
@@ -116,21 +138,23 @@ def pull_phoenix_command(
             settle_s=settle_s,
             page_size=page_size,
             annotations=not no_annotations,
+            recheck_s=recheck_days * 86400,
+            max_spans=max_spans,
             progress=line,
             meter=meter,
         )
-    waiting = (
-        f"; {result.waiting} trace{'s' if result.waiting != 1 else ''} waiting for its root span"
-        if result.waiting
-        else ""
+    contents = f"{result.traces} traces, {result.spans} spans, {result.annotations} annotations"
+    if result.late_annotations:
+        contents += f" ({result.late_annotations} on traces pulled before)"
+    if result.capped:
+        contents += f"; --max-spans {max_spans} reached, pull again for the rest"
+    text = pull_text(
+        f"phoenix {project} at {url}",
+        result.file,
+        contents,
+        result.waiting,
+        "waiting for its root span",
     )
-    if result.file is None:
-        text = f"phoenix {project} at {url}: nothing new since the last pull{waiting}"
-    else:
-        text = (
-            f"phoenix {project} at {url}: {result.traces} traces, {result.spans} spans, "
-            f"{result.annotations} annotations -> {result.file}{waiting}"
-        )
     emit(as_json, result.as_dict(), text)
 
 
@@ -144,6 +168,7 @@ def push_prompts_group() -> None:
 
 @push_prompts_group.command("phoenix")
 @OUT_OPTION
+@SKILLBOOK_OPTION
 @ENDPOINT_OPTION
 @click.option(
     "--prefix",
@@ -167,6 +192,7 @@ def push_prompts_group() -> None:
 @domain_errors
 def push_prompts_phoenix_command(
     out_dir: Path,
+    skillbook_dir: Path,
     endpoint: str | None,
     prefix: str,
     model_provider: str,
@@ -176,8 +202,10 @@ def push_prompts_phoenix_command(
     quiet: bool,
 ) -> None:
     """Register every arm of OUT/manifest.json as a version of the Phoenix prompt
-    <prefix>-<namespace>-<arm>, tagged with coach's prompt_version (pv-...). An arm whose
-    version is already there is skipped, so pushing twice adds nothing.
+    <prefix>-<namespace>-<arm>, tagged with coach's prompt_version (pv-...), and record
+    Phoenix's id of each version as an alias of that prompt_version in
+    SKILLBOOK/prompt_versions.jsonl, so that runs recording the Phoenix id come back as it. An
+    arm whose version is already there is skipped, so pushing twice adds nothing.
 
     Example: coach push-prompts phoenix --out prompts_out --json
     """
@@ -185,6 +213,7 @@ def push_prompts_phoenix_command(
     result = push_prompts_phoenix(
         phoenix_client(url),
         out_dir,
+        history_dir=skillbook_dir,
         prefix=prefix,
         model_provider=model_provider.upper(),
         model_name=model_name,
@@ -193,8 +222,15 @@ def push_prompts_phoenix_command(
     lines = [f"{r['status']:<9} {r['name']} {r['prompt_version']}" for r in result.rows]
     lines.append(
         f"phoenix at {url}: {result.created} versions added, "
-        f"{len(result.rows) - result.created} already there"
+        f"{len(result.rows) - result.created} already there; {result.aliases_added} aliases "
+        "recorded"
     )
+    if result.unrecorded:
+        lines.append(
+            f"no alias recorded for {len(result.unrecorded)} arm(s) that "
+            f"{skillbook_dir}/prompt_versions.jsonl does not hold: pass the --skillbook of the "
+            "run that rendered these prompts"
+        )
     emit(as_json, result.as_dict(), "\n".join(lines))
 
 

@@ -8,27 +8,15 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import (
-    TRACES_OUT_OPTION,
-    common,
-    domain_errors,
-    emit,
-    parse_since,
-    say,
-)
+from pipeline.cli.options import SINCE_OPTION, TRACES_OUT_OPTION, common, domain_errors, emit, say
+from pipeline.cli.pull import pull_text
 from pipeline.remote.langfuse import langfuse_client, langfuse_host, pull_langfuse
 
 __all__ = ["pull_langfuse_command"]
 
 
 @click.command("langfuse")
-@click.option(
-    "--since",
-    default=None,
-    callback=parse_since,
-    metavar="ISO",
-    help="Leave out traces that started before this time (UTC unless a zone is given).",
-)
+@SINCE_OPTION
 @click.option(
     "--host",
     default=None,
@@ -85,17 +73,7 @@ def pull_langfuse_command(
         page_size=page_size,
         progress=say(quiet),
     )
-    waiting = (
-        f"; {result.waiting} trace{'s' if result.waiting != 1 else ''} too recent, left for "
-        "the next pull"
-        if result.waiting
-        else ""
-    )
-    if result.file is None:
-        text = f"langfuse at {url}: nothing new since the last pull{waiting}"
-    else:
-        text = (
-            f"langfuse at {url}: {result.traces} traces, {result.observations} observations, "
-            f"{result.scores} scores -> {result.file}{waiting}"
-        )
+    contents = f"{result.traces} traces, {result.observations} observations, {result.scores} scores"
+    why = "too recent, left for the next pull"
+    text = pull_text(f"langfuse at {url}", result.file, contents, result.waiting, why)
     emit(as_json, result.as_dict(), text)

@@ -8,14 +8,8 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import (
-    TRACES_OUT_OPTION,
-    common,
-    domain_errors,
-    emit,
-    parse_since,
-    say,
-)
+from pipeline.cli.options import SINCE_OPTION, TRACES_OUT_OPTION, common, domain_errors, emit, say
+from pipeline.cli.pull import pull_text
 from pipeline.remote.langsmith import (
     langsmith_client,
     langsmith_endpoint,
@@ -33,13 +27,7 @@ __all__ = ["pull_langsmith_command"]
     metavar="NAME",
     help="LangSmith project to pull (default: LANGSMITH_PROJECT, else LANGCHAIN_PROJECT).",
 )
-@click.option(
-    "--since",
-    default=None,
-    callback=parse_since,
-    metavar="ISO",
-    help="Leave out traces that started before this time (UTC unless a zone is given).",
-)
+@SINCE_OPTION
 @click.option(
     "--endpoint",
     default=None,
@@ -100,18 +88,11 @@ def pull_langsmith_command(
         page_size=page_size,
         progress=say(quiet),
     )
-    waiting = (
-        f"; {result.waiting} trace{'s' if result.waiting != 1 else ''} still running or too "
-        "recent, left for the next pull"
-        if result.waiting
-        else ""
+    contents = (
+        f"{result.traces} traces, {result.runs} runs ({result.tool_runs} tool runs), "
+        f"{result.feedback} feedback"
     )
+    why = "still running or too recent, left for the next pull"
     where = f"langsmith project {name!r} at {url}"
-    if result.file is None:
-        text = f"{where}: nothing new since the last pull{waiting}"
-    else:
-        text = (
-            f"{where}: {result.traces} traces, {result.runs} runs ({result.tool_runs} tool "
-            f"runs), {result.feedback} feedback -> {result.file}{waiting}"
-        )
+    text = pull_text(where, result.file, contents, result.waiting, why)
     emit(as_json, result.as_dict(), text)

@@ -49,12 +49,14 @@ from pipeline.experiment.sequential import (
 from pipeline.experiment.versions import (
     MATCH_METHODS,
     VERSION_HISTORY,
+    AliasesRecorded,
     Exposure,
     MatchReport,
     VersionHistory,
     match_exposures,
     normalise_prompt,
     prompt_version,
+    record_aliases,
 )
 
 __all__ = [
@@ -65,6 +67,7 @@ __all__ = [
     "MATCH_METHODS",
     "METHOD",
     "VERSION_HISTORY",
+    "AliasesRecorded",
     "ArmCounts",
     "Assignment",
     "Decision",
@@ -88,6 +91,7 @@ __all__ = [
     "match_exposures",
     "normalise_prompt",
     "prompt_version",
+    "record_aliases",
     "run_experiments",
     "seal_manifest",
     "set_ranges",

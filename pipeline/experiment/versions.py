@@ -16,8 +16,9 @@ prompt files. One line per (version, namespace, arm, assignment)::
      "base_prompt": str (the base prompt as printed in it),
      "first_rendered_at": ISO-8601, "skillbook_version": int, "aliases": [str]}
 
-``aliases`` are other names the same prompt goes by in a team's tools (a prompt registry's
-``name:version``), recorded by whoever registers the prompt there.
+``aliases`` are other names the same prompt goes by in a team's tools, as its traces record
+them: ``langfuse:<name>:<version>`` for a Langfuse prompt version, the version's id for a Phoenix
+one. Whoever registers a prompt there records them (:func:`record_aliases`).
 
 :func:`match_exposures` resolves each trajectory's version: the version the trace recorded when
 it is known (``recorded``); else the exact hash of its system prompt (``system_prompt``); else
@@ -38,17 +39,19 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InputError
-from pipeline.fileio import atomic_write
+from pipeline.fileio import atomic_write, lock
 
 __all__ = [
     "MATCH_METHODS",
     "VERSION_HISTORY",
+    "AliasesRecorded",
     "Exposure",
     "MatchReport",
     "VersionHistory",
     "match_exposures",
     "normalise_prompt",
     "prompt_version",
+    "record_aliases",
 ]
 
 VERSION_HISTORY = "prompt_versions.jsonl"
@@ -122,6 +125,32 @@ class VersionHistory:
         self._new += 1
         return True
 
+    def add_aliases(self, rows: Iterable[Mapping[str, Any]]) -> tuple[int, list[str]]:
+        """Add each row's ``alias`` to the ``aliases`` of the entries of its ``prompt_version``,
+        ``namespace`` and ``arm`` (every assignment of them), unless they have it already.
+
+        Returns the number of aliases added and, for rows whose version, namespace and arm no
+        entry holds, ``"<namespace> <arm> <prompt_version>"`` (no alias could be recorded).
+        """
+        added = 0
+        unrecorded = []
+        for row in rows:
+            key = (row["prompt_version"], row["namespace"], row["arm"])
+            entries = [
+                e
+                for e in self.entries
+                if (e["prompt_version"], e.get("namespace"), e.get("arm")) == key
+            ]
+            if not entries:
+                unrecorded.append(f"{row['namespace']} {row['arm']} {row['prompt_version']}")
+            for entry in entries:
+                aliases = list(entry.get("aliases") or [])
+                if row["alias"] not in aliases:
+                    entry["aliases"] = [*aliases, row["alias"]]
+                    added += 1
+        self._new += added
+        return added, unrecorded
+
     def save(self) -> None:
         """Write the history atomically when :meth:`add` added anything."""
         if self._new:
@@ -144,6 +173,38 @@ class VersionHistory:
             for name in (entry["prompt_version"], *entry.get("aliases", ())):
                 found.setdefault(name, []).append(entry)
         return found
+
+
+@dataclass(frozen=True)
+class AliasesRecorded:
+    """What :func:`record_aliases` did: the ``history`` file written to (None: there is none),
+    the number of aliases ``added``, and the ``unrecorded`` rows
+    (``"<namespace> <arm> <prompt_version>"``) whose version the history does not hold."""
+
+    history: Path | None
+    added: int
+    unrecorded: list[str]
+
+
+def record_aliases(directory: Path, rows: Sequence[Mapping[str, Any]]) -> AliasesRecorded:
+    """Record each row's ``alias`` (a prompt registry's name for its ``prompt_version``,
+    ``namespace`` and ``arm``) in ``directory / prompt_versions.jsonl``
+    (:meth:`VersionHistory.add_aliases`), under the Skillbook lock (``.skillbook.lock``), and
+    write the history atomically when anything was added. Without a history file nothing is
+    written and every row is unrecorded.
+
+    Raises:
+        InputError: the history has a line that is not a prompt version entry.
+        LockError: another coach run holds the Skillbook lock.
+    """
+    if not (directory / VERSION_HISTORY).is_file():
+        unrecorded = [f"{r['namespace']} {r['arm']} {r['prompt_version']}" for r in rows]
+        return AliasesRecorded(None, 0, unrecorded)
+    with lock(directory / ".skillbook.lock"):
+        history = VersionHistory.load(directory)
+        added, unrecorded = history.add_aliases(rows)
+        history.save()
+    return AliasesRecorded(history.path, added, unrecorded)
 
 
 @dataclass(frozen=True)

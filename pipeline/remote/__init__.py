@@ -1,14 +1,22 @@
-"""The tools teams already run, read and written over their REST APIs: Arize Phoenix.
+"""The tools teams already run, read and written over their REST APIs: Arize Phoenix, Langfuse
+and LangSmith.
 
 - :func:`pull_phoenix` pulls a Phoenix project's spans and annotations, incrementally, into a
   JSON Lines file that the ``openinference`` adapter ingests (:mod:`pipeline.remote.phoenix`);
-- :func:`push_prompts_phoenix` registers each arm of ``prompts_out/manifest.json`` as a Phoenix
-  prompt version tagged with coach's ``prompt_version`` (:mod:`pipeline.remote.phoenix_prompts`);
-- :class:`JsonClient` is the small HTTP client both use (:mod:`pipeline.remote.http`): every
+- :func:`pull_langsmith` and :func:`pipeline.remote.langfuse.pull_langfuse` pull a LangSmith or
+  Langfuse project's traces the same way (:mod:`pipeline.remote.langsmith`,
+  :mod:`pipeline.remote.langfuse`), with what they share (retry settings, the result, the file
+  written trace by trace, the cursor) in :mod:`pipeline.remote.pull`;
+- :func:`push_prompts_phoenix` and :func:`push_prompts_langfuse` register each arm of
+  ``prompts_out/manifest.json`` as a prompt version marked with coach's ``prompt_version`` (a
+  Phoenix tag, a Langfuse label; :mod:`pipeline.remote.phoenix_prompts`,
+  :mod:`pipeline.remote.langfuse_prompts`);
+- :class:`JsonClient` is the small HTTP client all use (:mod:`pipeline.remote.http`): every
   failure a :class:`~pipeline.errors.RemoteError` naming the server.
 
-Keys come from the environment only (``PHOENIX_API_KEY``), never from arguments that a shell
-history or process list would show.
+Keys come from the environment only (``PHOENIX_API_KEY``, ``LANGFUSE_PUBLIC_KEY`` and
+``LANGFUSE_SECRET_KEY``, ``LANGSMITH_API_KEY``), never from arguments that a shell history or
+process list would show.
 """
 
 from pipeline.remote.http import NOT_FOUND, JsonClient

@@ -30,18 +30,17 @@ reads each new trace in full and writes it as one JSON Lines line ``{"trace": {.
 The cursor (``<data dir>/pull/langfuse-<host hash>.json``, :func:`cursor_path`) records the host,
 a fingerprint of the public key (the key pair names the project), the timestamp of the last trace
 pulled and the ids of the traces pulled at that timestamp; a cursor of another host or key is
-refused. Everything is read before anything is written: a failure leaves no file and the cursor
-as it was. The trace file is written first, then the cursor (both atomically): a crash between
-them makes the next pull write the same traces again, which ingest counts as duplicates.
+refused. Each trace is written as it is read, to a temporary file that becomes the trace file
+only when the pull is done (:class:`~pipeline.remote.pull.PulledFile`): a failure leaves no file
+and the cursor as it was. The trace file is written first, then the cursor (both atomically): a
+crash between them makes the next pull write the same traces again, which ingest counts as
+duplicates.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import os
-import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,8 +49,15 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, InputError, RemoteError
-from pipeline.fileio import atomic_write, replacing
 from pipeline.remote.http import NOT_FOUND, RETRY_STATUSES, JsonClient, Retry
+from pipeline.remote.pull import (
+    CursorFormat,
+    PulledFile,
+    RetryingClient,
+    TracePull,
+    digest,
+    iso_time,
+)
 
 __all__ = [
     "CURSOR_FORMAT",
@@ -62,11 +68,13 @@ __all__ = [
     "cursor_path",
     "langfuse_client",
     "langfuse_host",
+    "langfuse_json_client",
     "pull_langfuse",
 ]
 
 DEFAULT_HOST = "https://cloud.langfuse.com"
 CURSOR_FORMAT = 1
+_CURSOR = CursorFormat("langfuse", "Langfuse", CURSOR_FORMAT, optional_strings=("timestamp",))
 _EPOCH = "1970-01-01T00:00:00.000Z"  # a first pull's fromTimestamp: servers may default to days
 _KEYS_HINT = (
     "set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY to an API key pair of the project "
@@ -87,67 +95,55 @@ def langfuse_host(explicit: str | None = None, env: Mapping[str, str] | None = N
 
 def cursor_path(data_dir: Path, host: str) -> Path:
     """Where the cursor of ``host`` is kept: ``data_dir/pull/langfuse-<12 hex of SHA-256>.json``."""
-    return data_dir / "pull" / f"langfuse-{_digest(host)}.json"
+    return data_dir / "pull" / f"langfuse-{digest(host)}.json"
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+def langfuse_json_client(
+    host: str, public_key: str, secret_key: str, *, timeout_s: float = 30.0, retry: Retry | None
+) -> JsonClient:
+    """A :class:`~pipeline.remote.http.JsonClient` for the Langfuse server at ``host`` with basic
+    auth (``public_key`` as user, ``secret_key`` as password), ``timeout_s`` per request (in
+    seconds) and ``retry``; its messages name the key variables and the host's options."""
+    token = base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
+    return JsonClient(
+        host,
+        {"Authorization": f"Basic {token}"},
+        service="Langfuse",
+        key_hint=_KEYS_HINT,
+        timeout_s=timeout_s,
+        credentials="the keys",
+        reach_hint="the host (--host, LANGFUSE_BASE_URL or LANGFUSE_HOST)",
+        retry=retry,
+    )
 
 
 @dataclass
-class LangfuseClient:
+class LangfuseClient(RetryingClient):
     """GET requests with JSON answers to the Langfuse server at ``host`` (see the module
     docstring), basic auth with ``public_key`` and ``secret_key``, through
-    :class:`~pipeline.remote.http.JsonClient`. A status in :data:`RETRY_STATUSES` is retried up
-    to ``max_retries`` times, after the ``Retry-After`` the server names (seconds or an HTTP
-    date), else ``backoff_s * 2**n``, each wait at most ``max_wait_s`` seconds
-    (:class:`~pipeline.remote.http.Retry`); ``timeout_s`` is per request, in seconds.
-    :attr:`retries` counts the retries made; ``sleep`` and ``on_retry`` (told what is retried)
-    are for progress and tests.
+    :class:`~pipeline.remote.http.JsonClient`. A status in :data:`RETRY_STATUSES` is retried as
+    the keyword-only settings of :class:`~pipeline.remote.pull.RetryingClient` say
+    (``timeout_s``, ``max_retries``, ``backoff_s``, ``max_wait_s``, ``sleep``, ``on_retry``);
+    :attr:`retries` counts the retries made.
     """
 
     host: str
     public_key: str
     secret_key: str = field(repr=False)
-    timeout_s: float = 30.0
-    max_retries: int = 4
-    backoff_s: float = 1.0
-    max_wait_s: float = 60.0
-    sleep: Callable[[float], None] = time.sleep
-    on_retry: Callable[[str], None] = lambda _m: None
-    _http: JsonClient = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        token = base64.b64encode(f"{self.public_key}:{self.secret_key}".encode()).decode()
-        # on_retry is looked up at each retry: it may be set after the client is built
-        retry = Retry(
-            self.max_retries,
-            self.backoff_s,
-            self.max_wait_s,
-            self.sleep,
-            lambda message: self.on_retry(message),
-        )
-        self._http = JsonClient(
+        self.http = langfuse_json_client(
             self.host,
-            {"Authorization": f"Basic {token}"},
-            service="Langfuse",
-            key_hint=_KEYS_HINT,
+            self.public_key,
+            self.secret_key,
             timeout_s=self.timeout_s,
-            credentials="the keys",
-            reach_hint="the host (--host, LANGFUSE_BASE_URL or LANGFUSE_HOST)",
-            retry=retry,
+            retry=self.retry_policy(),
         )
-
-    @property
-    def retries(self) -> int:
-        """The retries made so far."""
-        assert self._http.retry is not None
-        return self._http.retry.retries
 
     @property
     def key_fingerprint(self) -> str:
         """12 hex of the SHA-256 of host and public key: which project a cursor belongs to."""
-        return _digest(f"{self.host}\n{self.public_key}")
+        return digest(f"{self.host}\n{self.public_key}")
 
     def get(self, path: str, params: Mapping[str, str | int | None] | None = None) -> Any:
         """GET ``path`` (``/api/public/...``) with query ``params`` (None values left out) and
@@ -158,7 +154,7 @@ class LangfuseClient:
                 a retried status that stays, another error status, an answer cut off (fewer
                 bytes than announced) or not JSON.
         """
-        answer = self._http.get(path, params, allow_404=True)
+        answer = self.http.get(path, params, allow_404=True)
         return None if answer is NOT_FOUND else answer
 
 
@@ -186,45 +182,19 @@ def langfuse_client(host: str, env: Mapping[str, str] | None = None) -> Langfuse
     return LangfuseClient(host, public, secret)
 
 
-@dataclass
-class LangfusePullResult:
-    """What a pull did: ``file`` written (None when nothing new), the ``traces``,
-    ``observations`` and ``scores`` in it, ``already`` traces listed again that an earlier pull
-    wrote, ``waiting`` traces too recent to pull yet, ``vanished`` traces deleted between the
-    list and their reading, ``pages`` of the list read, ``retries`` made, and the ``cursor``
-    file."""
+@dataclass(kw_only=True)
+class LangfusePullResult(TracePull):
+    """What a pull from the Langfuse server at ``host`` did (see
+    :class:`~pipeline.remote.pull.TracePull`), with the ``observations`` and ``scores`` in the
+    file; ``waiting`` traces are too recent to pull yet."""
+
+    source = "langfuse"
+    place = ("host",)
+    contents = ("observations", "scores")
 
     host: str
-    file: Path | None
-    cursor: Path
-    traces: int = 0
     observations: int = 0
     scores: int = 0
-    already: int = 0
-    waiting: int = 0
-    vanished: int = 0
-    pages: int = 0
-    retries: int = 0
-    first_pull: bool = True
-    trace_ids: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form (without the trace ids)."""
-        return {
-            "source": "langfuse",
-            "host": self.host,
-            "file": None if self.file is None else str(self.file),
-            "cursor": str(self.cursor),
-            "first_pull": self.first_pull,
-            "traces": self.traces,
-            "observations": self.observations,
-            "scores": self.scores,
-            "already_pulled_traces": self.already,
-            "waiting_traces": self.waiting,
-            "vanished_traces": self.vanished,
-            "pages": self.pages,
-            "retries": self.retries,
-        }
 
 
 def pull_langfuse(
@@ -255,7 +225,7 @@ def pull_langfuse(
     now = now or datetime.now(UTC)
     path = cursor_path(data_dir, client.host)
     cursor = _load_cursor(path, client)
-    result = LangfusePullResult(client.host, None, path, first_pull=cursor is None)
+    result = LangfusePullResult(host=client.host, cursor=path, first_pull=cursor is None)
     start, pulled_at_start = (cursor["timestamp"], set(cursor["ids"])) if cursor else (None, set())
     if since is not None and (start is None or since > _time(start, client, "cursor")):
         start, pulled_at_start = _iso(since), set()
@@ -300,29 +270,23 @@ def pull_langfuse(
             break
         page += 1
     start_moment = _time(start, client, "cursor") if start else None
-    records = []
-    for trace_id, _stamp, moment in listed:
-        if moment == start_moment and trace_id in pulled_at_start:
-            result.already += 1
-            continue
-        detail = client.get(f"/api/public/traces/{urllib.parse.quote(trace_id, safe='')}")
-        if detail is None:
-            result.vanished += 1
-            continue
-        record = _export(detail, trace_id, client)
-        records.append(record)
-        result.observations += len(record["observations"])
-        result.scores += len(record["trace"]["scores"])
-        result.trace_ids.append(trace_id)
-    result.traces = len(records)
+    with PulledFile(out_dir, "langfuse", client.host, now) as pulled:
+        for trace_id, _stamp, moment in listed:
+            if moment == start_moment and trace_id in pulled_at_start:
+                result.already += 1
+                continue
+            detail = client.get(f"/api/public/traces/{urllib.parse.quote(trace_id, safe='')}")
+            if detail is None:
+                result.vanished += 1
+                continue
+            record = _export(detail, trace_id, client)
+            pulled.write([record])
+            result.traces += 1
+            result.observations += len(record["observations"])
+            result.scores += len(record["trace"]["scores"])
+            result.trace_ids.append(trace_id)
+    result.file = pulled.written
     result.retries = client.retries
-    if records:
-        stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-        name = urllib.parse.urlsplit(client.host).hostname or "langfuse"  # no port: no card
-        result.file = out_dir / f"langfuse-{name}-{stamp}.jsonl"
-        with replacing(result.file) as tmp, tmp.open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
     timestamp, ids = start, sorted(pulled_at_start)
     if listed:
         last = listed[-1][2]
@@ -330,15 +294,13 @@ def pull_langfuse(
         same = {t for t, _s, m in listed if m == last}
         ids = sorted(same | (pulled_at_start if last == start_moment else set()))
     state = {
-        "format_version": CURSOR_FORMAT,
-        "source": "langfuse",
         "host": client.host,
         "key_fingerprint": client.key_fingerprint,
         "timestamp": timestamp,
         "ids": ids,
         "updated_at": _iso(now),
     }
-    atomic_write(path, json.dumps(state, indent=2, sort_keys=True) + "\n")
+    _CURSOR.save(path, state)
     return result
 
 
@@ -347,14 +309,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _time(text: Any, client: LangfuseClient, what: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise RemoteError(
-            f"Langfuse at {client.host} sent {what} with a timestamp that is not ISO 8601: "
-            f"{str(text)[:60]!r}"
-        ) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return iso_time(text, f"Langfuse at {client.host}", what, "timestamp")
 
 
 def _count(answer: Any) -> int:
@@ -404,32 +359,8 @@ def _export(detail: Any, trace_id: str, client: LangfuseClient) -> dict[str, Any
 
 
 def _load_cursor(path: Path, client: LangfuseClient) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        cursor = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"{path}: the pull cursor is unreadable ({exc}); remove it to pull from the start"
-        ) from exc
-    if (
-        not isinstance(cursor, dict)
-        or cursor.get("format_version") != CURSOR_FORMAT
-        or cursor.get("source") != "langfuse"
-        or not isinstance(cursor.get("ids"), list)
-        or not (cursor.get("timestamp") is None or isinstance(cursor.get("timestamp"), str))
-    ):
-        raise InputError(
-            f"{path}: not a Langfuse pull cursor of format {CURSOR_FORMAT}; remove it to pull "
-            "from the start"
-        )
-    if cursor.get("host") != client.host:
-        raise InputError(
-            f"{path}: this cursor is for Langfuse at {cursor.get('host')!r}, not "
-            f"{client.host!r} (copied from another data dir?); remove it to pull from the start, "
-            "or use another --data-dir"
-        )
-    if cursor.get("key_fingerprint") != client.key_fingerprint:
+    cursor = _CURSOR.load(path, {"host": client.host})
+    if cursor is not None and cursor.get("key_fingerprint") != client.key_fingerprint:
         raise InputError(
             f"{path}: this cursor was made with another LANGFUSE_PUBLIC_KEY (another project at "
             f"{client.host}); remove it to pull this project from the start, or use another "

@@ -59,9 +59,7 @@ All with HTTP basic auth (public key, secret key), as :mod:`pipeline.remote.lang
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 import re
 import urllib.error
 import urllib.parse
@@ -71,10 +69,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import CoachError, ConfigError, InputError, RemoteError
-from pipeline.experiment import VERSION_HISTORY, VersionHistory, load_manifest, prompt_version
-from pipeline.fileio import atomic_write, lock
+from pipeline.experiment import load_manifest, prompt_version, record_aliases
 from pipeline.remote.http import NOT_FOUND, RETRY_STATUSES, JsonClient, Retry
-from pipeline.remote.langfuse import langfuse_client
+from pipeline.remote.langfuse import langfuse_client, langfuse_json_client
 from pipeline.remote.phoenix_prompts import prompt_name
 
 __all__ = [
@@ -94,11 +91,6 @@ _LABEL = re.compile(r"[a-z0-9_\-.]{1,36}")
 _MAYBE_STORED = (
     "the version may have been stored: push again, which finds it by its label {label} "
     "instead of adding another"
-)
-_KEYS_HINT = (
-    "set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY to an API key pair of the project "
-    "(Langfuse: Project settings > API keys) and LANGFUSE_HOST (or LANGFUSE_BASE_URL) to the "
-    "server that issued them"
 )
 
 
@@ -123,15 +115,11 @@ def langfuse_prompts_client(
         ConfigError: either variable is unset or empty.
     """
     keys = langfuse_client(host, env)
-    token = base64.b64encode(f"{keys.public_key}:{keys.secret_key}".encode()).decode()
-    return JsonClient(
+    return langfuse_json_client(
         host,
-        {"Authorization": f"Basic {token}"},
-        service="Langfuse",
-        key_hint=_KEYS_HINT,
+        keys.public_key,
+        keys.secret_key,
         timeout_s=timeout_s,
-        credentials="the keys",
-        reach_hint="the host (--host, LANGFUSE_BASE_URL or LANGFUSE_HOST)",
         retry=Retry() if retry is None else retry,
     )
 
@@ -413,33 +401,8 @@ def _create(client: JsonClient, arm: _Arm, prompt_type: str) -> int:
 
 
 def _record_aliases(directory: Path, result: LangfusePushResult) -> None:
-    """Add each row's alias to the history entries of its version, namespace and arm, and write
-    the history (one JSON object a line, sorted keys, as :meth:`VersionHistory.save`) when
-    anything was added."""
-    if not (directory / VERSION_HISTORY).is_file():
-        result.unrecorded = [
-            f"{r['namespace']} {r['arm']} {r['prompt_version']}" for r in result.rows
-        ]
-        return
-    with lock(directory / ".skillbook.lock"):
-        history = VersionHistory.load(directory)
-        result.history = history.path
-        added = 0
-        for row in result.rows:
-            entries = [
-                e
-                for e in history.entries
-                if (e["prompt_version"], e.get("namespace"), e.get("arm"))
-                == (row["prompt_version"], row["namespace"], row["arm"])
-            ]
-            if not entries:
-                result.unrecorded.append(f"{row['namespace']} {row['arm']} {row['prompt_version']}")
-            for entry in entries:
-                aliases = list(entry.get("aliases") or [])
-                if row["alias"] not in aliases:
-                    entry["aliases"] = [*aliases, row["alias"]]
-                    added += 1
-        if added:
-            text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in history.entries)
-            atomic_write(history.path, text)
-        result.aliases_added = added
+    """Record each row's alias in the version history of ``directory``
+    (:func:`~pipeline.experiment.record_aliases`)."""
+    recorded = record_aliases(directory, result.rows)
+    result.history, result.aliases_added = recorded.history, recorded.added
+    result.unrecorded = recorded.unrecorded

@@ -32,18 +32,15 @@ returns it with its feedback in a ``feedback`` list: what the ``langsmith`` form
 
 The cursor (:func:`cursor_path`) records the endpoint, the project's name and id, the start time
 the next pull lists from (that of the oldest trace still waiting, else of the newest listed) and
-the ids of the traces pulled since; a cursor of another endpoint or project is refused.
-Everything is read before anything is written: a failure leaves no file and the cursor as it
-was. The trace file is written first, then the cursor (both atomically).
+the ids of the traces pulled since; a cursor of another endpoint or project is refused. Each
+trace is written as it is read, to a temporary file that becomes the trace file only when the
+pull is done (:class:`~pipeline.remote.pull.PulledFile`): a failure leaves no file and the
+cursor as it was. The trace file is written first, then the cursor (both atomically).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import time
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,8 +48,15 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, InputError, RemoteError
-from pipeline.fileio import atomic_write, replacing
-from pipeline.remote.http import JsonClient, Retry
+from pipeline.remote.http import JsonClient
+from pipeline.remote.pull import (
+    CursorFormat,
+    PulledFile,
+    RetryingClient,
+    TracePull,
+    digest,
+    iso_time,
+)
 
 __all__ = [
     "CURSOR_FORMAT",
@@ -69,6 +73,13 @@ __all__ = [
 
 DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
 CURSOR_FORMAT = 1
+_CURSOR = CursorFormat(
+    "langsmith",
+    "LangSmith",
+    CURSOR_FORMAT,
+    strings=("project_id",),
+    optional_strings=("start_time",),
+)
 # The fields list_runs selects by default (client.py ``default_select``).
 RUN_FIELDS = (
     "app_path", "completion_cost", "completion_tokens", "dotted_order", "end_time", "error",
@@ -124,48 +135,29 @@ def langsmith_project(explicit: str | None = None, env: Mapping[str, str] | None
 def cursor_path(data_dir: Path, endpoint: str, project: str) -> Path:
     """Where the cursor of ``project`` at ``endpoint`` is kept:
     ``data_dir/pull/langsmith-<12 hex of SHA-256 of endpoint and project>.json``."""
-    key = _digest(endpoint + "\n" + project)
+    key = digest(endpoint + "\n" + project)
     return data_dir / "pull" / f"langsmith-{key}.json"
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
 @dataclass
-class LangSmithClient:
+class LangSmithClient(RetryingClient):
     """JSON requests to the LangSmith API at ``endpoint`` (see the module docstring) with
     ``api_key`` in ``x-api-key`` (and ``workspace_id`` in ``X-Tenant-Id`` when given), through
-    :class:`~pipeline.remote.http.JsonClient`. A 429 or 5xx is retried up to ``max_retries``
-    times, after the ``Retry-After`` the server names, else ``backoff_s * 2**n``, each wait at
-    most ``max_wait_s`` seconds; ``timeout_s`` is per request, in seconds. :attr:`retries`
-    counts the retries made; ``sleep`` and ``on_retry`` are for progress and tests.
+    :class:`~pipeline.remote.http.JsonClient`. A 429 or 5xx is retried as the keyword-only
+    settings of :class:`~pipeline.remote.pull.RetryingClient` say (``timeout_s``,
+    ``max_retries``, ``backoff_s``, ``max_wait_s``, ``sleep``, ``on_retry``); :attr:`retries`
+    counts the retries made.
     """
 
     endpoint: str
     api_key: str = field(repr=False)
     workspace_id: str | None = None
-    timeout_s: float = 30.0
-    max_retries: int = 4
-    backoff_s: float = 1.0
-    max_wait_s: float = 60.0
-    sleep: Callable[[float], None] = time.sleep
-    on_retry: Callable[[str], None] = lambda _m: None
-    _http: JsonClient = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         headers = {"x-api-key": self.api_key}
         if self.workspace_id:
             headers["X-Tenant-Id"] = self.workspace_id
-        # on_retry is looked up at each retry: it may be set after the client is built
-        retry = Retry(
-            self.max_retries,
-            self.backoff_s,
-            self.max_wait_s,
-            self.sleep,
-            lambda message: self.on_retry(message),
-        )
-        self._http = JsonClient(
+        self.http = JsonClient(
             self.endpoint,
             headers,
             service="LangSmith",
@@ -173,14 +165,8 @@ class LangSmithClient:
             timeout_s=self.timeout_s,
             credentials="the API key",
             reach_hint="the endpoint (--endpoint, LANGSMITH_ENDPOINT or LANGCHAIN_ENDPOINT)",
-            retry=retry,
+            retry=self.retry_policy(),
         )
-
-    @property
-    def retries(self) -> int:
-        """The retries made so far."""
-        assert self._http.retry is not None
-        return self._http.retry.retries
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET ``path`` with query ``params`` (lists repeat the key) and return the decoded JSON.
@@ -189,11 +175,11 @@ class LangSmithClient:
             RemoteError: see :mod:`pipeline.remote.http` (nothing listening, 401/403 naming the
                 key variables, a retried status that stays, a cut-off or non-JSON answer).
         """
-        return self._http.get(path, params)
+        return self.http.get(path, params)
 
     def post(self, path: str, body: Mapping[str, Any]) -> Any:
         """POST ``body`` as JSON to ``path``; the decoded answer (raises as :meth:`get`)."""
-        return self._http.post(path, body)
+        return self.http.post(path, body)
 
 
 def langsmith_client(endpoint: str, env: Mapping[str, str] | None = None) -> LangSmithClient:
@@ -212,37 +198,22 @@ def langsmith_client(endpoint: str, env: Mapping[str, str] | None = None) -> Lan
     return LangSmithClient(endpoint, key, _env_value(env, "LANGSMITH_WORKSPACE_ID") or None)
 
 
-@dataclass
-class LangSmithPullResult:
-    """What a pull did: ``file`` written (None when nothing new), the ``traces``, ``runs``,
-    ``tool_runs`` and ``feedback`` in it, ``already`` root runs listed again that an earlier
-    pull wrote, ``waiting`` traces not ended or settled yet, ``vanished`` traces deleted between
-    the list and their reading, list ``pages`` read, ``retries`` made, and the ``cursor`` file."""
+@dataclass(kw_only=True)
+class LangSmithPullResult(TracePull):
+    """What a pull of LangSmith project ``project`` (of id ``project_id``) at ``endpoint`` did
+    (see :class:`~pipeline.remote.pull.TracePull`), with the ``runs``, ``tool_runs`` and
+    ``feedback`` in the file; ``waiting`` traces have not ended or settled yet."""
+
+    source = "langsmith"
+    place = ("endpoint", "project", "project_id")
+    contents = ("runs", "tool_runs", "feedback")
 
     endpoint: str
     project: str
     project_id: str
-    file: Path | None
-    cursor: Path
-    traces: int = 0
     runs: int = 0
     tool_runs: int = 0
     feedback: int = 0
-    already: int = 0
-    waiting: int = 0
-    vanished: int = 0
-    pages: int = 0
-    retries: int = 0
-    first_pull: bool = True
-    trace_ids: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form (without the trace ids)."""
-        names = {"already": "already_pulled_traces", "waiting": "waiting_traces"}
-        fields = {names.get(k, k): v for k, v in vars(self).items() if k != "trace_ids"}
-        fields["vanished_traces"] = fields.pop("vanished")
-        paths = {k: None if fields[k] is None else str(fields[k]) for k in ("file", "cursor")}
-        return {"source": "langsmith", **fields, **paths}
 
 
 def pull_langsmith(
@@ -273,7 +244,7 @@ def pull_langsmith(
     """
     now = now or datetime.now(UTC)
     path = cursor_path(data_dir, client.endpoint, project)
-    cursor = _load_cursor(path, client.endpoint, project)
+    cursor = _CURSOR.load(path, {"endpoint": client.endpoint, "project": project})
     project_id = _project_id(client, project)
     if cursor is not None and cursor["project_id"] != project_id:
         raise InputError(
@@ -282,7 +253,11 @@ def pull_langsmith(
             "(deleted and made again?); remove the cursor to pull this project from the start"
         )
     result = LangSmithPullResult(
-        client.endpoint, project, project_id, None, path, first_pull=cursor is None
+        endpoint=client.endpoint,
+        project=project,
+        project_id=project_id,
+        cursor=path,
+        first_pull=cursor is None,
     )
     start: str | None = cursor["start_time"] if cursor else None
     pulled = set(cursor["ids"]) if cursor else set()
@@ -314,38 +289,31 @@ def pull_langsmith(
             waiting_starts.append((started, root["start_time"]))
         else:
             ready.append(root)
-    records: list[dict[str, Any]] = []
-    for root in ready:
-        runs = _trace_runs(client, project_id, root)
-        if not runs:
-            result.vanished += 1
-            continue
-        feedback = _feedback(client, [r["id"] for r in runs])
-        for run in runs:
-            given = feedback.get(run["id"])
-            records.append({**run, "feedback": given} if given else run)
-        result.traces += 1
-        result.runs += len(runs)
-        result.tool_runs += sum(1 for r in runs if r.get("run_type") == "tool")
-        result.feedback += sum(len(v) for v in feedback.values())
-        result.trace_ids.append(root["id"])
-        pulled.add(root["id"])
+    with PulledFile(out_dir, "langsmith", client.endpoint, now) as written:
+        for root in ready:
+            runs = _trace_runs(client, project_id, root)
+            if not runs:
+                result.vanished += 1
+                continue
+            feedback = _feedback(client, [r["id"] for r in runs])
+            written.write(
+                {**run, "feedback": feedback[run["id"]]} if run["id"] in feedback else run
+                for run in runs
+            )
+            result.traces += 1
+            result.runs += len(runs)
+            result.tool_runs += sum(1 for r in runs if r.get("run_type") == "tool")
+            result.feedback += sum(len(v) for v in feedback.values())
+            result.trace_ids.append(root["id"])
+            pulled.add(root["id"])
+    result.file = written.written
     result.retries = client.retries
-    if records:
-        stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-        name = urllib.parse.urlsplit(client.endpoint).hostname or "langsmith"
-        result.file = out_dir / f"langsmith-{name}-{stamp}.jsonl"
-        with replacing(result.file) as tmp, tmp.open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
     marks = waiting_starts or listed_starts[-1:]
     if marks:
         mark, start = min(marks) if waiting_starts else marks[0]
         keep = {r["id"] for r in roots.values() if _time(r["start_time"], client, "run") >= mark}
         pulled &= keep
     state = {
-        "format_version": CURSOR_FORMAT,
-        "source": "langsmith",
         "endpoint": client.endpoint,
         "project": project,
         "project_id": project_id,
@@ -353,20 +321,13 @@ def pull_langsmith(
         "ids": sorted(pulled),
         "updated_at": now.astimezone(UTC).isoformat(),
     }
-    atomic_write(path, json.dumps(state, indent=2, sort_keys=True) + "\n")
+    _CURSOR.save(path, state)
     return result
 
 
 def _time(text: Any, client: LangSmithClient, what: str) -> datetime:
     """A LangSmith time (``2024-04-05T01:28:54.085646``: UTC without a zone, or with one)."""
-    try:
-        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise RemoteError(
-            f"LangSmith at {client.endpoint} sent {what} with a time that is not ISO 8601: "
-            f"{str(text)[:60]!r}"
-        ) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return iso_time(text, f"LangSmith at {client.endpoint}", what)
 
 
 def _project_id(client: LangSmithClient, project: str) -> str:
@@ -472,33 +433,3 @@ def _feedback(client: LangSmithClient, run_ids: list[str]) -> dict[str, list[dic
                 break
             offset += len(page)
     return found
-
-
-def _load_cursor(path: Path, endpoint: str, project: str) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        cursor = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"{path}: the pull cursor is unreadable ({exc}); remove it to pull from the start"
-        ) from exc
-    if (
-        not isinstance(cursor, dict)
-        or cursor.get("format_version") != CURSOR_FORMAT
-        or cursor.get("source") != "langsmith"
-        or not isinstance(cursor.get("ids"), list)
-        or not isinstance(cursor.get("project_id"), str)
-        or not (cursor.get("start_time") is None or isinstance(cursor.get("start_time"), str))
-    ):
-        raise InputError(
-            f"{path}: not a LangSmith pull cursor of format {CURSOR_FORMAT}; remove it to pull "
-            "from the start"
-        )
-    if (cursor.get("endpoint"), cursor.get("project")) != (endpoint, project):
-        raise InputError(
-            f"{path}: this cursor is for LangSmith at {cursor.get('endpoint')!r}, project "
-            f"{cursor.get('project')!r}, not {endpoint!r}, project {project!r} (copied from "
-            "another data dir?); remove it to pull from the start, or use another --data-dir"
-        )
-    return cursor

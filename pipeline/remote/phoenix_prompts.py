@@ -9,8 +9,17 @@ Phoenix substitutes nothing), coach's ``prompt_version`` in the version's ``desc
 same ``prompt_version`` in its spans (``llm.prompt_template.version``), and coach reads it back
 as the version the run used (docs/experiments.md).
 
+Phoenix's own id of each version (``data.id`` of the answers below, a Relay Global ID such as
+``UHJvbXB0VmVyc2lvbjox``) is what Phoenix's client hands an application that fetches the prompt
+(``PromptVersion.id`` of ``client.prompts.get(prompt_identifier=name, tag="pv-...")``), so a
+runtime may record that id as ``llm.prompt_template.version`` instead. The push records it as an
+*alias* of the arm's entries in the version history beside the Skillbook
+(``prompt_versions.jsonl``, :func:`pipeline.experiment.record_aliases`), so ``coach learn``
+resolves such a run to coach's ``prompt_version`` (method ``recorded``). The ids are numbered per
+server: keep one Phoenix server per Skillbook.
+
 Pushing is idempotent: an arm whose prompt already has a version tagged with its
-``prompt_version`` is left as it is.
+``prompt_version`` is left as it is (its alias is still recorded).
 
 Phoenix REST API (``phoenix/server/api/routers/v1/prompts.py``, arize-phoenix 20):
 ``GET /v1/prompts/{name}/tags/{tag}`` (404: no such version), ``POST /v1/prompts`` with
@@ -26,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InputError, RemoteError
-from pipeline.experiment import load_manifest
+from pipeline.errors import CoachError, InputError, RemoteError
+from pipeline.experiment import load_manifest, record_aliases
 from pipeline.remote.http import NOT_FOUND, JsonClient
 
 __all__ = ["PushResult", "prompt_name", "push_prompts_phoenix"]
@@ -44,10 +53,16 @@ def prompt_name(prefix: str, namespace: str, arm: str) -> str:
 @dataclass
 class PushResult:
     """What a push did: one row per arm (``name``, ``namespace``, ``arm``, ``prompt_version``,
-    ``status``: ``created`` or ``unchanged``, ``phoenix_version_id``)."""
+    ``file``, ``status``: ``created`` or ``unchanged``, ``phoenix_version_id``, and ``alias``:
+    the same id), the ``history`` file the aliases went to (None: not recorded),
+    ``aliases_added`` (new aliases written) and ``unrecorded`` (arms whose version the history
+    does not hold, so no alias could be recorded for them)."""
 
     endpoint: str
     rows: list[dict[str, Any]] = field(default_factory=list)
+    history: Path | None = None
+    aliases_added: int = 0
+    unrecorded: list[str] = field(default_factory=list)
 
     @property
     def created(self) -> int:
@@ -61,6 +76,9 @@ class PushResult:
             "endpoint": self.endpoint,
             "created": self.created,
             "unchanged": len(self.rows) - self.created,
+            "history": None if self.history is None else str(self.history),
+            "aliases_added": self.aliases_added,
+            "unrecorded": list(self.unrecorded),
             "prompts": self.rows,
         }
 
@@ -69,21 +87,66 @@ def push_prompts_phoenix(
     client: JsonClient,
     out_dir: Path,
     *,
+    history_dir: Path | None = None,
     prefix: str = "coach",
     model_provider: str = "OPENAI",
     model_name: str = "gpt-4o-mini",
     progress: Callable[[str], None] = lambda _m: None,
 ) -> PushResult:
-    """Register every arm of ``out_dir/manifest.json`` in Phoenix (see the module docstring).
-    ``model_provider`` (a Phoenix provider: OPENAI, ANTHROPIC, ...) and ``model_name`` fill the
-    fields Phoenix requires of a prompt version.
+    """Register every arm of ``out_dir/manifest.json`` in Phoenix (see the module docstring)
+    and record each version's Phoenix id as an alias of its ``prompt_version`` in
+    ``history_dir/prompt_versions.jsonl`` (under the Skillbook lock; ``history_dir`` None: no
+    aliases). ``model_provider`` (a Phoenix provider: OPENAI, ANTHROPIC, ...) and
+    ``model_name`` fill the fields Phoenix requires of a prompt version.
 
     Raises:
-        InputError: the manifest is missing or fails its checks, or a prompt file is missing.
-        RemoteError: the server is down, refuses the key, or rejects a prompt.
+        InputError: the manifest is missing or fails its checks, a prompt file is missing, or
+            the version history has a line that is not an entry.
+        RemoteError: the server is down, refuses the key, or rejects a prompt. When it happens
+            after some versions were created, their aliases are recorded first and the message
+            says so: pushing again skips what is there.
+        LockError: another coach run holds the Skillbook lock (the versions are registered;
+            pushing again records the aliases).
     """
-    manifest = load_manifest(out_dir / "manifest.json")
     result = PushResult(client.base_url)
+    try:
+        _push(client, out_dir, prefix, model_provider, model_name, progress, result)
+    except RemoteError as exc:
+        if not result.created:
+            raise
+        aliases = "their aliases not recorded (no --skillbook history)"
+        if history_dir is not None:
+            try:
+                _record(history_dir, result)
+            except CoachError as failed:
+                aliases = f"their aliases not recorded ({failed})"
+            else:
+                aliases = "their aliases recorded" if result.history else aliases
+        raise RemoteError(
+            f"{exc}; before this, {result.created} version(s) were registered, {aliases}: push "
+            "again to register the rest (versions already there are skipped)"
+        ) from exc
+    if history_dir is not None:
+        _record(history_dir, result)
+    return result
+
+
+def _record(directory: Path, result: PushResult) -> None:
+    recorded = record_aliases(directory, result.rows)
+    result.history, result.aliases_added = recorded.history, recorded.added
+    result.unrecorded = recorded.unrecorded
+
+
+def _push(
+    client: JsonClient,
+    out_dir: Path,
+    prefix: str,
+    model_provider: str,
+    model_name: str,
+    progress: Callable[[str], None],
+    result: PushResult,
+) -> None:
+    manifest = load_manifest(out_dir / "manifest.json")
     for namespace, entry in sorted(manifest.get("namespaces", {}).items()):
         experiment = entry.get("experiment") or {}
         for arm in entry.get("arms", []):
@@ -98,7 +161,8 @@ def push_prompts_phoenix(
             }
             existing = client.get(f"/v1/prompts/{name}/tags/{version}", allow_404=True)
             if existing is not NOT_FOUND:
-                row |= {"status": "unchanged", "phoenix_version_id": _id(existing, client)}
+                found = _id(existing, client)
+                row |= {"status": "unchanged", "phoenix_version_id": found, "alias": found}
                 result.rows.append(row)
                 continue
             try:
@@ -142,8 +206,9 @@ def push_prompts_phoenix(
                 {"name": version, "description": f"coach prompt_version of {namespace}"},
             )
             progress(f"phoenix: {name} {version} registered")
-            result.rows.append(row | {"status": "created", "phoenix_version_id": created})
-    return result
+            result.rows.append(
+                row | {"status": "created", "phoenix_version_id": created, "alias": created}
+            )
 
 
 def _id(body: Any, client: JsonClient) -> str:

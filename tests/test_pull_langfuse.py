@@ -42,6 +42,7 @@ from loopback import (
 from pipeline.cli import main
 from pipeline.errors import RemoteError
 from pipeline.ingest import ingest
+from pipeline.progress import Tally
 from pipeline.remote.langfuse import (
     DEFAULT_HOST,
     LangfuseClient,
@@ -314,6 +315,43 @@ def test_429_is_retried_after_retry_after(
     result = pull_langfuse(client, tmp_path / "t", tmp_path / ".c")
     assert (result.traces, result.retries) == (2, 2)
     assert waits == [1.0, 1.0]  # the server's Retry-After, not the backoff
+
+
+def test_progress_counts_end_at_the_pull_totals(
+    langfuse: tuple[str, type[_Langfuse]], tmp_path: Path
+) -> None:
+    url, _handler = langfuse
+    tallies: list[Tally] = []
+    client = LangfuseClient(url, PUBLIC, SECRET)
+    result = pull_langfuse(
+        client, tmp_path / "t", tmp_path / ".c", page_size=1, meter=tallies.append
+    )
+    assert result.file is not None
+    assert all(t.stage == "pull langfuse" for t in tallies)
+    records = [t.records for t in tallies]
+    assert records == sorted(records)  # the counts only grow
+    last = tallies[-1]
+    assert last.finished and not any(t.finished for t in tallies[:-1])
+    # the totals: the file written, its records (one a trace) and its bytes
+    assert (last.files, last.records, last.bytes) == (1, 2, result.file.stat().st_size)
+    assert any(t.current == "langfuse: page 2" for t in tallies)
+
+
+def test_the_command_reports_retries_and_draws_progress(
+    langfuse: tuple[str, type[_Langfuse]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _url, handler = langfuse
+    handler.mode, handler.failures = "429", 1
+    monkeypatch.setenv("COACH_PROGRESS", "always")
+    args = ["pull", "langfuse", "--out", str(tmp_path / "t"), "--data-dir", str(tmp_path / ".c")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "langfuse: 429 Too Many Requests for GET /api/public/traces, retry 1 of 4" in (
+        result.stderr
+    )
+    assert "pull langfuse" in result.stderr and "\x1b[" in result.stderr  # the live display
+    assert "\x1b[" not in result.stdout  # the data stays plain
+    assert "2 traces" in result.stdout
 
 
 def test_a_lasting_503_gives_up_after_bounded_retries(

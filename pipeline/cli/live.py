@@ -1,6 +1,7 @@
 """The live progress display of the long commands (``coach ingest``, ``coach learn``, ``coach pull
-phoenix``): the counts of :mod:`pipeline.progress` (files, records, bytes, the file being read)
-drawn with rich on stderr, and erased when the command is done (stdout keeps only the data).
+phoenix|langfuse|langsmith``): the counts of :mod:`pipeline.progress` (files, records, bytes,
+the file being read) drawn with rich on stderr, and erased when the command is done (stdout
+keeps only the data).
 
 It is drawn only when stderr is a terminal and ``-q/--quiet`` is not given. The environment
 variable ``COACH_PROGRESS`` overrides the terminal check: ``always`` draws it on any stderr (a

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import SINCE_OPTION, TRACES_OUT_OPTION, common, domain_errors, emit, say
+from pipeline.cli.live import live
+from pipeline.cli.options import SINCE_OPTION, TRACES_OUT_OPTION, common, domain_errors, emit
 from pipeline.cli.pull import pull_text
 from pipeline.remote.langfuse import langfuse_client, langfuse_host, pull_langfuse
 
@@ -63,16 +64,18 @@ def pull_langfuse_command(
     """
     url = langfuse_host(host)
     client = langfuse_client(url)
-    client.on_retry = say(quiet)
-    result = pull_langfuse(
-        client,
-        out_dir,
-        data_dir,
-        since=since,
-        settle_s=settle_s,
-        page_size=page_size,
-        progress=say(quiet),
-    )
+    with live(quiet) as (meter, line):
+        client.on_retry = line
+        result = pull_langfuse(
+            client,
+            out_dir,
+            data_dir,
+            since=since,
+            settle_s=settle_s,
+            page_size=page_size,
+            progress=line,
+            meter=meter,
+        )
     contents = f"{result.traces} traces, {result.observations} observations, {result.scores} scores"
     why = "too recent, left for the next pull"
     text = pull_text(f"langfuse at {url}", result.file, contents, result.waiting, why)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import SINCE_OPTION, TRACES_OUT_OPTION, common, domain_errors, emit, say
+from pipeline.cli.live import live
+from pipeline.cli.options import SINCE_OPTION, TRACES_OUT_OPTION, common, domain_errors, emit
 from pipeline.cli.pull import pull_text
 from pipeline.remote.langsmith import (
     langsmith_client,
@@ -77,17 +78,19 @@ def pull_langsmith_command(
     url = langsmith_endpoint(endpoint)
     name = langsmith_project(project)
     client = langsmith_client(url)
-    client.on_retry = say(quiet)
-    result = pull_langsmith(
-        client,
-        name,
-        out_dir,
-        data_dir,
-        since=since,
-        settle_s=settle_s,
-        page_size=page_size,
-        progress=say(quiet),
-    )
+    with live(quiet) as (meter, line):
+        client.on_retry = line
+        result = pull_langsmith(
+            client,
+            name,
+            out_dir,
+            data_dir,
+            since=since,
+            settle_s=settle_s,
+            page_size=page_size,
+            progress=line,
+            meter=meter,
+        )
     contents = (
         f"{result.traces} traces, {result.runs} runs ({result.tool_runs} tool runs), "
         f"{result.feedback} feedback"

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, InputError, RemoteError
+from pipeline.progress import Meter, Ticker
 from pipeline.remote.http import NOT_FOUND, RETRY_STATUSES, JsonClient, Retry
 from pipeline.remote.pull import (
     CursorFormat,
@@ -207,6 +208,7 @@ def pull_langfuse(
     page_size: int = 50,
     now: datetime | None = None,
     progress: Callable[[str], None] = lambda _m: None,
+    meter: Meter | None = None,
 ) -> LangfusePullResult:
     """Pull the traces of the project of ``client``'s keys that started since the last pull
     (see the module docstring) into ``out_dir/langfuse-<host name>-<UTC time>.jsonl``, and move
@@ -215,6 +217,8 @@ def pull_langfuse(
     ``since`` (timezone-aware) leaves out traces that started before it; ``settle_s`` (seconds):
     a trace that started less than this long before ``now`` (default: the current time) waits
     for the next pull; ``page_size`` traces per list request (1 to 100).
+    ``progress`` is given a line per list page; ``meter`` the counts
+    (:class:`~pipeline.progress.Tally`: records and bytes written, then the file).
 
     Raises:
         RemoteError: the server is down, refuses the keys, keeps answering 429 or 5xx, or
@@ -226,6 +230,7 @@ def pull_langfuse(
     path = cursor_path(data_dir, client.host)
     cursor = _load_cursor(path, client)
     result = LangfusePullResult(host=client.host, cursor=path, first_pull=cursor is None)
+    ticker = Ticker(meter, "pull langfuse")
     start, pulled_at_start = (cursor["timestamp"], set(cursor["ids"])) if cursor else (None, set())
     if since is not None and (start is None or since > _time(start, client, "cursor")):
         start, pulled_at_start = _iso(since), set()
@@ -266,11 +271,12 @@ def pull_langfuse(
             seen.add(trace_id)
             listed.append((trace_id, stamp, moment))
         progress(f"langfuse: page {page} of {total_pages}, {len(data)} traces")
+        ticker.update(current=f"langfuse: page {result.pages}")
         if recent or not data or page >= total_pages:
             break
         page += 1
     start_moment = _time(start, client, "cursor") if start else None
-    with PulledFile(out_dir, "langfuse", client.host, now) as pulled:
+    with PulledFile(out_dir, "langfuse", client.host, now, ticker) as pulled:
         for trace_id, _stamp, moment in listed:
             if moment == start_moment and trace_id in pulled_at_start:
                 result.already += 1
@@ -286,6 +292,7 @@ def pull_langfuse(
             result.scores += len(record["trace"]["scores"])
             result.trace_ids.append(trace_id)
     result.file = pulled.written
+    ticker.finish()
     result.retries = client.retries
     timestamp, ids = start, sorted(pulled_at_start)
     if listed:

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, InputError, RemoteError
+from pipeline.progress import Meter, Ticker
 from pipeline.remote.http import JsonClient
 from pipeline.remote.pull import (
     CursorFormat,
@@ -227,6 +228,7 @@ def pull_langsmith(
     page_size: int = 100,
     now: datetime | None = None,
     progress: Callable[[str], None] = lambda _m: None,
+    meter: Meter | None = None,
 ) -> LangSmithPullResult:
     """Pull the traces of LangSmith project ``project`` that ended since the last pull (see the
     module docstring) into ``out_dir/langsmith-<host name>-<UTC time>.jsonl`` and move the
@@ -235,6 +237,8 @@ def pull_langsmith(
     ``since`` (timezone-aware) leaves out traces that started before it; ``settle_s`` (seconds):
     a trace whose root run ended less than this long before ``now`` (default: the current time),
     or has not ended, waits for the next pull; ``page_size`` runs per list request (1 to 100).
+    ``progress`` is given a line per list page; ``meter`` the counts
+    (:class:`~pipeline.progress.Tally`: records and bytes written, then the file).
 
     Raises:
         RemoteError: the server is down, refuses the key, keeps answering 429 or 5xx, or sends a
@@ -259,6 +263,7 @@ def pull_langsmith(
         cursor=path,
         first_pull=cursor is None,
     )
+    ticker = Ticker(meter, "pull langsmith")
     start: str | None = cursor["start_time"] if cursor else None
     pulled = set(cursor["ids"]) if cursor else set()
     if since is not None and (start is None or since > _time(start, client, "cursor")):
@@ -271,6 +276,7 @@ def pull_langsmith(
         for run in page:
             roots.setdefault(run["id"], run)
         progress(f"langsmith: page {result.pages}, {len(page)} root runs")
+        ticker.update(current=f"langsmith: page {result.pages}")
     lower = _time(start, client, "cursor") if start else None
     cutoff = now - timedelta(seconds=settle_s)
     ready, waiting_starts, listed_starts = [], [], []
@@ -289,7 +295,7 @@ def pull_langsmith(
             waiting_starts.append((started, root["start_time"]))
         else:
             ready.append(root)
-    with PulledFile(out_dir, "langsmith", client.endpoint, now) as written:
+    with PulledFile(out_dir, "langsmith", client.endpoint, now, ticker) as written:
         for root in ready:
             runs = _trace_runs(client, project_id, root)
             if not runs:
@@ -307,6 +313,7 @@ def pull_langsmith(
             result.trace_ids.append(root["id"])
             pulled.add(root["id"])
     result.file = written.written
+    ticker.finish()
     result.retries = client.retries
     marks = waiting_starts or listed_starts[-1:]
     if marks:

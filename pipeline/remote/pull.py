@@ -28,6 +28,7 @@ from typing import IO, Any, ClassVar
 
 from pipeline.errors import InputError, RemoteError
 from pipeline.fileio import atomic_write, replacing
+from pipeline.progress import Ticker
 from pipeline.remote.http import JsonClient, Retry
 
 __all__ = ["CursorFormat", "PulledFile", "RetryingClient", "TracePull", "digest", "iso_time"]
@@ -147,14 +148,19 @@ class PulledFile:
     beside :attr:`path` (opened at the first write, so a pull that finds nothing new leaves no
     file), flushed, so that a pull holds one trace at a time; leaving the block normally renames
     it to :attr:`path` atomically (:func:`pipeline.fileio.replacing`); leaving it with an
-    exception removes it, and ``out_dir`` too when the first write made it and it is empty."""
+    exception removes it, and ``out_dir`` too when the first write made it and it is empty.
+    ``ticker`` (optional) is told the records and bytes of each write, and the file when it is
+    done (:class:`~pipeline.progress.Ticker`: records written, bytes written, files written)."""
 
-    def __init__(self, out_dir: Path, source: str, url: str, now: datetime) -> None:
+    def __init__(
+        self, out_dir: Path, source: str, url: str, now: datetime, ticker: Ticker | None = None
+    ) -> None:
         name = urllib.parse.urlsplit(url).hostname or source  # no port: no colon in the name
         self.path = out_dir / f"{source}-{name}-{now.strftime('%Y%m%dT%H%M%S%fZ')}.jsonl"
         self._stack = contextlib.ExitStack()
         self._handle: IO[str] | None = None
         self._made_dir = False
+        self._ticker = ticker
 
     def __enter__(self) -> PulledFile:
         return self
@@ -169,6 +175,8 @@ class PulledFile:
         if error is not None and self._made_dir:
             with contextlib.suppress(OSError):
                 self.path.parent.rmdir()  # only when empty
+        if error is None and self._handle is not None and self._ticker is not None:
+            self._ticker.add(files=1)
         return suppressed
 
     def write(self, records: Iterable[Mapping[str, Any]]) -> None:
@@ -181,9 +189,15 @@ class PulledFile:
             self._made_dir = not self.path.parent.exists()
             tmp = self._stack.enter_context(replacing(self.path))
             self._handle = self._stack.enter_context(tmp.open("w", encoding="utf-8"))
+        count = size = 0
         for record in records:
-            self._handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+            line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+            self._handle.write(line)
+            count += 1
+            size += len(line.encode("utf-8"))
         self._handle.flush()
+        if self._ticker is not None:
+            self._ticker.add(records=count, size=size)
 
     @property
     def written(self) -> Path | None:

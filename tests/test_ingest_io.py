@@ -246,6 +246,70 @@ def test_outcomes_from_feedback_fill_only_unknown_trajectories() -> None:
     assert isinstance(outcomes_from_feedback(trajectories, feedback, 1.0), pa.Table)
 
 
+def test_an_outcome_from_feedback_follows_the_latest_feedback_of_its_name() -> None:
+    trajectories = to_table(
+        "trajectories",
+        [
+            {"trajectory_id": "a", "outcome_label": "failure", "outcome_score": 0.0,
+             "outcome_source": "feedback:correctness"},
+            {"trajectory_id": "b", "outcome_label": "failure", "outcome_score": 0.0,
+             "outcome_source": "reward"},
+            {"trajectory_id": "c", "outcome_label": "success", "outcome_score": 1.0,
+             "outcome_source": "feedback:correctness"},
+        ],
+    )  # fmt: skip
+    feedback = to_table(
+        "feedback",
+        [
+            {"trajectory_id": "a", "name": "correctness", "value": 0.0},
+            {"trajectory_id": "b", "name": "correctness", "value": 0.0},
+            {"trajectory_id": "c", "name": "correctness", "value": 1.0},
+            {"trajectory_id": "a", "name": "correctness", "value": 1.0},  # corrected later
+            {"trajectory_id": "b", "name": "correctness", "value": 1.0},
+            {"trajectory_id": "c", "name": "helpfulness", "value": 0.0},
+        ],
+    )
+    out = outcomes_from_feedback(trajectories, feedback, 1.0).to_pylist()
+    assert [(r["outcome_label"], r["outcome_score"], r["outcome_source"]) for r in out] == [
+        ("success", 1.0, "feedback:correctness"),  # the later row wins
+        ("failure", 0.0, "reward"),  # a reward is not replaced by feedback
+        ("success", 1.0, "feedback:correctness"),  # another name does not outrank it
+    ]
+    rows = [{"name": "outcome", "value": 0.0}, {"name": "outcome", "value": 1.0}]
+    assert outcome_from_feedback(rows, 1.0)[0] == "failure"  # within one record: the first
+    assert outcome_from_feedback(rows, 1.0, latest=True)[0] == "success"
+    assert outcome_from_feedback(rows, 1.0, "outcome", latest=True)[0] == "success"
+
+
+def test_feedback_read_later_corrects_the_stored_outcome(tmp_path: Path) -> None:
+    """A LangSmith feedback correction read by a later ingest (a new feedback item of the same
+    key on the same run) changes the stored trajectory's outcome; nothing is duplicated."""
+    formats = Path(__file__).parent / "fixtures" / "formats"
+    first = ingest([formats / "langsmith_runs.jsonl", formats / "langsmith_feedback.jsonl"])
+    run = "0195f1a0-2222-7000-8000-000000000001"
+    outcome = {r["trajectory_id"]: r for r in first.trajectories.to_pylist()}[run]
+    assert (outcome["outcome_label"], outcome["outcome_source"]) == (
+        "failure",
+        "feedback:correctness",
+    )
+    first.save(tmp_path / "store")
+    correction = tmp_path / "correction.jsonl"
+    stamp = "2025-03-05T09:00:00.000000"
+    item = {"id": "fb-0099", "key": "correctness", "score": 1, "run_id": run, "trace_id": run,
+            "created_at": stamp, "modified_at": stamp}  # fmt: skip
+    correction.write_text(json.dumps(item) + "\n", encoding="utf-8")
+    later = ingest([correction], previous=Traces.load(tmp_path / "store"))
+    rows = {r["trajectory_id"]: r for r in later.trajectories.to_pylist()}
+    assert later.trajectories.num_rows == first.trajectories.num_rows
+    assert (rows[run]["outcome_label"], rows[run]["outcome_score"]) == ("success", 1.0)
+    others = {t: r["outcome_label"] for t, r in rows.items() if t != run}
+    assert others == {
+        r["trajectory_id"]: r["outcome_label"]
+        for r in first.trajectories.to_pylist()
+        if r["trajectory_id"] != run
+    }
+
+
 # --- the command line ---------------------------------------------------------------------------
 
 

@@ -16,10 +16,10 @@ from .formats import (
     ADAPTERS as ADAPTERS,
     by_name as by_name,
 )
+from .outcomes import outcomes_from_feedback as outcomes_from_feedback
 from .reader import (
     STORE_VERSION as STORE_VERSION,
     ingest as ingest,
-    outcomes_from_feedback as outcomes_from_feedback,
     record_sha256 as record_sha256,
 )
 from .schema import (

@@ -36,14 +36,14 @@ from pipeline.ingest.formats import (
     by_name,
     data_suffix,
     json_container,
-    outcome_from_feedback,
     truncate,
 )
+from pipeline.ingest.outcomes import outcomes_from_feedback
 from pipeline.ingest.schema import TABLES, to_table
 from pipeline.ingest.store import FileReport, Traces
 from pipeline.progress import Meter, Ticker
 
-__all__ = ["STORE_VERSION", "ingest", "outcomes_from_feedback", "record_sha256"]
+__all__ = ["STORE_VERSION", "ingest", "record_sha256"]
 
 # How the stored tables are made, in ``Traces.settings["store_version"]``: bumped when the
 # content hashes or the stored text of the same input change, so that a store of another
@@ -381,57 +381,6 @@ def _stored_steps(previous: Traces) -> Iterator[pa.RecordBatch]:
         yield from previous.steps.to_batches()
         return
     yield from pq.ParquetFile(previous.directory / "steps.parquet").iter_batches(1 << 16)
-
-
-def outcomes_from_feedback(
-    trajectories: pa.Table,
-    feedback: pa.Table,
-    threshold: float,
-    name: str | None = None,
-) -> pa.Table:
-    """``trajectories`` with the outcome of every ``unknown`` row taken from its feedback rows
-    (from any file: a results file or a scores export may hold them), by
-    :func:`~pipeline.ingest.formats._common.outcome_from_feedback`. Rows with a known outcome, or
-    without usable feedback, are unchanged.
-    """
-    if (
-        feedback.num_rows == 0
-        or not pc.any(pc.equal(trajectories.column("outcome_label"), "unknown")).as_py()
-    ):
-        return trajectories
-    labels = trajectories.column("outcome_label").to_pylist()
-    unknown = {
-        t
-        for t, label in zip(trajectories.column("trajectory_id").to_pylist(), labels, strict=True)
-        if label == "unknown"
-    }
-    if not unknown or feedback.num_rows == 0:
-        return trajectories
-    by_trajectory: dict[str, list[dict[str, Any]]] = {}
-    for row in feedback.select(
-        ["trajectory_id", "step_idx", "name", "value", "value_text"]
-    ).to_pylist():
-        if row["trajectory_id"] in unknown:
-            by_trajectory.setdefault(row["trajectory_id"], []).append(row)
-    if not by_trajectory:
-        return trajectories
-    scores = trajectories.column("outcome_score").to_pylist()
-    sources = trajectories.column("outcome_source").to_pylist()
-    for i, trajectory_id in enumerate(trajectories.column("trajectory_id").to_pylist()):
-        rows = by_trajectory.get(trajectory_id)
-        if rows and labels[i] == "unknown":
-            label, score, source = outcome_from_feedback(rows, threshold, name)
-            if source is not None:
-                labels[i], scores[i], sources[i] = label, score, source
-    for column, values in (
-        ("outcome_label", labels),
-        ("outcome_score", scores),
-        ("outcome_source", sources),
-    ):
-        index = trajectories.schema.get_field_index(column)
-        field = trajectories.schema.field(index)
-        trajectories = trajectories.set_column(index, field, pa.array(values, field.type))
-    return trajectories
 
 
 def _attach_loose_feedback(run: Run, known: set[str]) -> list[tuple[FileReport, str, pa.Table]]:

@@ -131,23 +131,29 @@ _FAILURE_TEXT = frozenset(
 
 
 def outcome_from_feedback(
-    feedback: Iterable[Mapping[str, Any]], threshold: float, name: str | None = None
+    feedback: Iterable[Mapping[str, Any]],
+    threshold: float,
+    name: str | None = None,
+    latest: bool = False,
 ) -> tuple[str, float | None, str | None]:
     """The outcome ``(label, score, source)`` that a trajectory's feedback rows give.
 
     The row used is the trajectory-level one (``step_idx`` null) named ``name`` when given, else
-    the first whose name (case-insensitive) is in :data:`OUTCOME_FEEDBACK_NAMES`, else the only
-    trajectory-level row if there is exactly one. A numeric value is a reward (``>= threshold``
+    the one whose name (case-insensitive) comes first in :data:`OUTCOME_FEEDBACK_NAMES`, else
+    the only trajectory-level row if there is exactly one. Of several rows of that name, the
+    first is used, or with ``latest`` the last (rows in the order they were read: a later row
+    corrects an earlier one). A numeric value is a reward (``>= threshold``
     is success, see :func:`label_from_reward`); a text value is read as success/failure/partial
     words (``pass``, ``false``, ...). ``source`` is ``feedback:<name>``. Without a usable row the
     result is ``("unknown", None, None)``.
     """
     rows = [f for f in feedback if f.get("step_idx") is None and f.get("name")]
+    ordered = rows if latest else rows[::-1]  # the row that wins comes last
     chosen: Mapping[str, Any] | None = None
     if name is not None:
-        chosen = next((f for f in rows if f["name"] == name), None)
+        chosen = next((f for f in reversed(ordered) if f["name"] == name), None)
     else:
-        by_name = {str(f["name"]).lower(): f for f in reversed(rows)}
+        by_name = {str(f["name"]).lower(): f for f in ordered}
         chosen = next((by_name[n] for n in OUTCOME_FEEDBACK_NAMES if n in by_name), None)
         if chosen is None and len(rows) == 1:
             chosen = rows[0]

@@ -68,11 +68,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import CoachError, ConfigError, InputError, RemoteError
-from pipeline.experiment import load_manifest, prompt_version, record_aliases
+from pipeline.errors import ConfigError, InputError, RemoteError
+from pipeline.experiment import load_manifest, prompt_version
 from pipeline.remote.http import NOT_FOUND, RETRY_STATUSES, JsonClient, Retry
 from pipeline.remote.langfuse import langfuse_client, langfuse_json_client
 from pipeline.remote.phoenix_prompts import prompt_name
+from pipeline.remote.push import PromptPush, failed_after_some
 
 __all__ = [
     "PROMPT_TAG",
@@ -125,36 +126,15 @@ def langfuse_prompts_client(
 
 
 @dataclass
-class LangfusePushResult:
-    """What a push did: one row per arm (``name``, ``namespace``, ``arm``, ``prompt_version``,
-    ``file``, ``status``: ``created`` or ``unchanged``, ``langfuse_version``: int, ``alias``:
-    ``langfuse:<name>:<version>``), the ``history`` file the aliases went to (None: not
-    recorded), ``aliases_added`` (new aliases written) and ``unrecorded`` (arms whose version
-    the history does not hold, so no alias could be recorded for them)."""
+class LangfusePushResult(PromptPush):
+    """What a push to Langfuse did (:class:`~pipeline.remote.push.PromptPush`): each row's own
+    version field is ``langfuse_version`` (int) and its ``alias``
+    ``langfuse:<name>:<version>``; ``host`` is the server."""
+
+    TARGET = "langfuse"
+    ADDRESS = "host"
 
     host: str
-    history: Path | None = None
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    aliases_added: int = 0
-    unrecorded: list[str] = field(default_factory=list)
-
-    @property
-    def created(self) -> int:
-        """How many versions this push added."""
-        return sum(r["status"] == "created" for r in self.rows)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "target": "langfuse",
-            "host": self.host,
-            "created": self.created,
-            "unchanged": len(self.rows) - self.created,
-            "history": None if self.history is None else str(self.history),
-            "aliases_added": self.aliases_added,
-            "unrecorded": list(self.unrecorded),
-            "prompts": self.rows,
-        }
 
 
 @dataclass
@@ -235,27 +215,14 @@ def push_prompts_langfuse(
     except RemoteError as exc:
         if not result.created:
             raise
-        aliases = "their aliases not recorded (no --skillbook history)"
-        if history_dir is not None:
-            try:
-                _record_aliases(history_dir, result)
-            except CoachError as failed:
-                aliases = f"their aliases not recorded ({failed})"
-            else:
-                if result.history is not None:
-                    aliases = "their aliases recorded"
         made = ", ".join(
             f"{r['name']} version {r['langfuse_version']}"
             for r in result.rows
             if r["status"] == "created"
         )
-        raise RemoteError(
-            f"{exc}; before this, {result.created} version(s) were registered ({made}), "
-            f"{aliases}: push again to register the rest (versions already there are skipped "
-            "and their aliases recorded)"
-        ) from exc
+        raise failed_after_some(exc, result, history_dir, made) from exc
     if history_dir is not None:
-        _record_aliases(history_dir, result)
+        result.record(history_dir)
     return result
 
 
@@ -398,11 +365,3 @@ def _create(client: JsonClient, arm: _Arm, prompt_type: str) -> int:
             )
         return int(created["version"])
     raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-def _record_aliases(directory: Path, result: LangfusePushResult) -> None:
-    """Record each row's alias in the version history of ``directory``
-    (:func:`~pipeline.experiment.record_aliases`)."""
-    recorded = record_aliases(directory, result.rows)
-    result.history, result.aliases_added = recorded.history, recorded.added
-    result.unrecorded = recorded.unrecorded

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import CoachError, InputError, RemoteError
-from pipeline.experiment import load_manifest, record_aliases
+from pipeline.errors import InputError, RemoteError
+from pipeline.experiment import load_manifest
 from pipeline.remote.http import NOT_FOUND, JsonClient
+from pipeline.remote.push import PromptPush, failed_after_some
 
 __all__ = ["PushResult", "prompt_name", "push_prompts_phoenix"]
 
@@ -51,36 +52,15 @@ def prompt_name(prefix: str, namespace: str, arm: str) -> str:
 
 
 @dataclass
-class PushResult:
-    """What a push did: one row per arm (``name``, ``namespace``, ``arm``, ``prompt_version``,
-    ``file``, ``status``: ``created`` or ``unchanged``, ``phoenix_version_id``, and ``alias``:
-    the same id), the ``history`` file the aliases went to (None: not recorded),
-    ``aliases_added`` (new aliases written) and ``unrecorded`` (arms whose version the history
-    does not hold, so no alias could be recorded for them)."""
+class PushResult(PromptPush):
+    """What a push to Phoenix did (:class:`~pipeline.remote.push.PromptPush`): each row's own
+    version field is ``phoenix_version_id`` and its ``alias`` the same id; ``endpoint`` is the
+    server."""
+
+    TARGET = "phoenix"
+    ADDRESS = "endpoint"
 
     endpoint: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    history: Path | None = None
-    aliases_added: int = 0
-    unrecorded: list[str] = field(default_factory=list)
-
-    @property
-    def created(self) -> int:
-        """How many versions this push added."""
-        return sum(r["status"] == "created" for r in self.rows)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "target": "phoenix",
-            "endpoint": self.endpoint,
-            "created": self.created,
-            "unchanged": len(self.rows) - self.created,
-            "history": None if self.history is None else str(self.history),
-            "aliases_added": self.aliases_added,
-            "unrecorded": list(self.unrecorded),
-            "prompts": self.rows,
-        }
 
 
 def push_prompts_phoenix(
@@ -114,27 +94,10 @@ def push_prompts_phoenix(
     except RemoteError as exc:
         if not result.created:
             raise
-        aliases = "their aliases not recorded (no --skillbook history)"
-        if history_dir is not None:
-            try:
-                _record(history_dir, result)
-            except CoachError as failed:
-                aliases = f"their aliases not recorded ({failed})"
-            else:
-                aliases = "their aliases recorded" if result.history else aliases
-        raise RemoteError(
-            f"{exc}; before this, {result.created} version(s) were registered, {aliases}: push "
-            "again to register the rest (versions already there are skipped)"
-        ) from exc
+        raise failed_after_some(exc, result, history_dir) from exc
     if history_dir is not None:
-        _record(history_dir, result)
+        result.record(history_dir)
     return result
-
-
-def _record(directory: Path, result: PushResult) -> None:
-    recorded = record_aliases(directory, result.rows)
-    result.history, result.aliases_added = recorded.history, recorded.added
-    result.unrecorded = recorded.unrecorded
 
 
 def _push(

@@ -9,7 +9,8 @@ Run fields follow the ``Run`` schema of the langsmith Python SDK
 messages serialized by ``dumpd``, batched ``[[...]]``) or ``inputs.prompts``,
 ``outputs.generations[0][0].message`` (an ``LLMResult``), a tool's ``inputs.input`` (``str`` of
 its arguments) and ``outputs.output`` (a ``ToolMessage``), ``extra.invocation_params`` /
-``extra.metadata.ls_model_name``, ``prompt_tokens`` / ``completion_tokens``, ``error``,
+``extra.metadata.ls_model_name``, ``prompt_tokens`` / ``completion_tokens`` (else
+``outputs.usage_metadata``), ``error``,
 ``extra.metadata.prompt_version`` (the trajectory's ``prompt_version``, see
 :func:`run_prompt_version`). The
 messages are read and the steps assembled by :mod:`pipeline.ingest.formats._messages`.
@@ -40,6 +41,7 @@ __all__ = [
     "run_agent",
     "run_extra",
     "run_model",
+    "run_error",
     "run_prompt_version",
 ]
 
@@ -122,11 +124,41 @@ def _llm_output(outputs: Any) -> list[dict[str, Any]]:
     return output_messages(outputs)
 
 
+def _llm_tokens(run: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """``(input, output)`` tokens of an llm run: ``prompt_tokens`` / ``completion_tokens`` of the
+    run, else ``outputs.usage_metadata`` ``input_tokens`` / ``output_tokens`` (what ``wrap_openai``
+    records and the langsmith docs ask a ``@traceable`` llm function to return), else an OpenAI
+    ``outputs.usage`` ``prompt_tokens`` / ``completion_tokens``; ``None`` where none is given."""
+    given = number(run.get("prompt_tokens")), number(run.get("completion_tokens"))
+    if given != (None, None):
+        return given
+    outputs = run.get("outputs")
+    outputs = outputs if isinstance(outputs, Mapping) else {}
+    for key, names in (
+        ("usage_metadata", ("input_tokens", "output_tokens")),
+        ("usage", ("prompt_tokens", "completion_tokens")),
+    ):
+        usage = outputs.get(key)
+        if isinstance(usage, Mapping):
+            return number(usage.get(names[0])), number(usage.get(names[1]))
+    return None, None
+
+
+def run_error(error: Any) -> str | None:
+    """The first line of a run's ``error``, without the traceback that LangChain's tracer
+    appends to ``repr(exception)`` on the same line (``"ValueError('x')Traceback (most recent
+    call last):"``); ``None`` for no error."""
+    line = first_line(error) if error else None
+    if line and "Traceback (most recent call last)" in line:
+        line = line.split("Traceback (most recent call last)", 1)[0].strip() or line
+    return line
+
+
 def add_llm_run(conversation: Conversation, run: Mapping[str, Any]) -> str | None:
     """Add an ``llm`` run's steps to ``conversation`` and return its model (see
     :func:`run_model`): the input messages (``inputs.messages``, else the first of
     ``inputs.prompts`` or ``inputs.input`` as a user message) not yet in the conversation, then the
-    answer with ``prompt_tokens`` / ``completion_tokens``; an ``error`` marks the answer's step.
+    answer with its tokens (see :func:`_llm_tokens`); an ``error`` marks the answer's step.
 
     Raises:
         ValueError: a message cannot be mapped (see :func:`~pipeline.ingest.formats._common.chat_steps`).
@@ -144,12 +176,13 @@ def add_llm_run(conversation: Conversation, run: Mapping[str, Any]) -> str | Non
     conversation.add_input(messages, started)
     answer = _llm_output(run.get("outputs"))
     model = run_model(run)
-    error = first_line(run.get("error")) if run.get("error") else None
+    error = run_error(run.get("error"))
+    input_tokens, output_tokens = _llm_tokens(run)
     conversation.add_output(
         answer,
         model=model,
-        input_tokens=number(run.get("prompt_tokens")),
-        output_tokens=number(run.get("completion_tokens")),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
         started=started,
         ended=ended,
         error=error,
@@ -184,7 +217,8 @@ def add_tool_run(conversation: Conversation, run: Mapping[str, Any]) -> None:
         result,
         call_id=None if call_id is None else str(call_id),
         is_error=is_error,
-        error_message=first_line(error if isinstance(error, str) else result) or "error",
+        error_message=(run_error(error) if isinstance(error, str) else first_line(result))
+        or "error",
         started=started,
         ended=parse_time(run.get("end_time")) or started,
     )

@@ -31,8 +31,8 @@ Steps (read by :mod:`pipeline.ingest.formats._langsmith_runs`): an ``llm`` run's
 ``inputs.prompts`` for completion models) give the messages the trajectory does not have yet
 (see :class:`~pipeline.ingest.formats._messages.Conversation`), its
 ``outputs.generations[0][0].message`` (or an OpenAI ``choices[0].message``) the assistant step
-and tool calls, with ``prompt_tokens``/``completion_tokens`` (else the message's
-``usage_metadata``) and the model of ``extra.invocation_params`` /
+and tool calls, with ``prompt_tokens``/``completion_tokens`` (else ``outputs.usage_metadata``,
+else the message's ``usage_metadata``) and the model of ``extra.invocation_params`` /
 ``extra.metadata.ls_model_name``; a ``tool`` (or ``retriever``) run gives a ``tool_result``
 paired with the LLM's ``tool_call`` (by the ``ToolMessage``'s ``tool_call_id``, else by name; a
 ``tool_call`` step is added when none announced it), ``inputs`` as arguments (LangChain's
@@ -82,13 +82,13 @@ from pipeline.ingest.formats._langsmith_runs import (
     add_llm_run,
     add_tool_run,
     run_agent,
+    run_error,
     run_extra,
     run_prompt_version,
 )
 from pipeline.ingest.formats._messages import (
     Conversation,
     chat_messages,
-    first_line,
     output_messages,
     text_of,
 )
@@ -335,7 +335,7 @@ def _trajectory(
                     "project_id": root.get("session_id"),
                     "tags": root.get("tags") or None,
                     "status": root.get("status"),
-                    "error": first_line(root.get("error")) if root.get("error") else None,
+                    "error": run_error(root.get("error")),
                     "metadata": dict(metadata) or None,
                 }.items()
                 if value is not None
